@@ -1,0 +1,172 @@
+"""Radially averaged spectra and their log-log slopes, for comparing images with natural statistics.
+
+Frequencies are in cycles per pixel. Values are normalised per pixel (power |X|²/(H·W),
+amplitude |X|/sqrt(H·W)) so that images and spectra of different sizes can share one plot:
+for stationary statistics E|X|² = H·W·S(f), with S the power spectral density per pixel.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DEFAULT_BAND = (0.01, 0.1)
+
+
+@dataclass(frozen=True)
+class RadialPower:
+    """Mean power per radial bin. freqs (n,) in cycles/pixel; power, (C, n); slope and intercept (C,),
+    from log10(power) ≈ intercept + slope·log10(f) over the fitted band."""
+    freqs: np.ndarray
+    power: np.ndarray
+    slope: np.ndarray
+    intercept: np.ndarray
+
+
+@dataclass(frozen=True)
+class RadialProfile:
+    """Mean amplitude per radial bin; same layout as RadialPower (amplitude slopes are half the power ones)."""
+    freqs: np.ndarray
+    amplitude: np.ndarray
+    slope: np.ndarray
+    intercept: np.ndarray
+
+
+def radial_average(values: np.ndarray, height: int, width: int, bin_width: float | None = None):
+    """Averages (C, H, W//2+1) rfft-layout values over rings of |f|, the DC bin left out.
+
+    Interior rfft columns stand for two bins of the full plane (f_x and -f_x), so they weigh
+    twice; the DC and (even-width) Nyquist columns appear once. Rings run up to 0.5 cycles/pixel:
+    beyond it only the corners of the square are sampled. Each ring's frequency is its members'
+    mean radius, which matters at the lowest rings where radii are spread widely in log scale.
+    """
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    radius = np.hypot(fy, fx)
+    weight = np.full(radius.shape, 2.0)
+    weight[:, 0] = 1.0
+    if width % 2 == 0:
+        weight[:, -1] = 1.0
+    step = bin_width if bin_width is not None else 1.0 / min(height, width)
+    ring = np.rint(radius / step).astype(np.int64)
+    keep = (ring > 0) & (radius <= 0.5)
+    ring, weight, radius = ring[keep], weight[keep], radius[keep]
+    n = ring.max() + 1 if ring.size else 1
+    total = np.bincount(ring, weights=weight, minlength=n)
+    used = total > 0
+    freqs = np.bincount(ring, weights=weight * radius, minlength=n)[used] / total[used]
+    sums = np.stack([np.bincount(ring, weights=weight * v[keep], minlength=n)[used] for v in values])
+    return freqs, sums / total[used]
+
+
+def fit_power_law(freqs: np.ndarray, values: np.ndarray, band=DEFAULT_BAND):
+    """Least-squares line through (log10 f, log10 value) for f in band, per row of `values`.
+
+    Points weigh 1/f so each octave counts equally: linear rings crowd the top of any band.
+    """
+    lo, hi = band
+    if not (0 < lo < hi):
+        raise ValueError(f"band: expected 0 < low < high, got {band!r}")
+    inside = (freqs >= lo) & (freqs <= hi)
+    if inside.sum() < 2:
+        raise ValueError(f"band: {band!r} holds fewer than 2 radial bins (lowest {freqs.min():.4g}, "
+                         f"highest {freqs.max():.4g} cycles/pixel)")
+    x = np.log10(freqs[inside])
+    w = 1.0 / freqs[inside]
+    values = np.atleast_2d(values)
+    y = np.log10(np.maximum(values[:, inside], np.finfo(np.float64).tiny))
+    xm = (w * x).sum() / w.sum()
+    ym = (y * w).sum(axis=1) / w.sum()
+    slope = (w * (x - xm) * (y - ym[:, None])).sum(axis=1) / (w * (x - xm) ** 2).sum()
+    return slope, ym - slope * xm
+
+
+def _as_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = x.double() if not x.is_complex() else x
+        return x.numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def radial_power(images, *, band=DEFAULT_BAND, bin_width: float | None = None) -> RadialPower:
+    """Radially averaged power spectrum of images (H, W), (C, H, W) or (B, C, H, W), averaged over B.
+
+    Power is |rfft2|²/(H·W) per channel (the mean is removed first so DC leakage cannot bias the
+    lowest rings); `bin_width` defaults to one bin, 1/min(H, W) cycles/pixel.
+    """
+    x = _as_numpy(images)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or min(x.shape) == 0:
+        raise ValueError(f"images: expected (H, W), (C, H, W) or (B, C, H, W), got shape {x.shape}")
+    h, w = x.shape[-2:]
+    x = x - x.mean(axis=(-2, -1), keepdims=True)
+    power = (np.abs(np.fft.rfft2(x)) ** 2).mean(axis=0) / (h * w)
+    freqs, radial = radial_average(power, h, w, bin_width)
+    slope, intercept = fit_power_law(freqs, radial, band)
+    return RadialPower(freqs, radial, slope, intercept)
+
+
+def radial_profile(magnitude, *, source_width: int | None = None, band=DEFAULT_BAND,
+                   bin_width: float | None = None, normalize: bool = True) -> RadialProfile:
+    """Radially averaged amplitude of a (C, H, W//2+1) or (H, W//2+1) rfft-layout magnitude spectrum.
+
+    `source_width` is the image width (default 2·(Wr−1); give it for odd widths). With `normalize`
+    the amplitude is divided by sqrt(H·W), which makes spectra of different sizes comparable.
+    """
+    m = _as_numpy(magnitude)
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim != 3 or min(m.shape) == 0:
+        raise ValueError(f"magnitude: expected (C, H, W//2+1), got shape {m.shape}")
+    h, wr = m.shape[-2:]
+    w = 2 * (wr - 1) if source_width is None else int(source_width)
+    if w // 2 + 1 != wr or w < 1:
+        raise ValueError(f"source_width: {w} does not match {wr} rfft columns (need width // 2 + 1 == {wr})")
+    if normalize:
+        m = m / np.sqrt(h * w)
+    freqs, radial = radial_average(m, h, w, bin_width)
+    slope, intercept = fit_power_law(freqs, radial, band)
+    return RadialProfile(freqs, radial, slope, intercept)
+
+
+def plot_radial_profiles(named_profiles: Mapping[str, RadialProfile | RadialPower], path: str | os.PathLike,
+                         *, title: str | None = None, channel_names=None) -> None:
+    """Writes a log-log plot of each profile, one panel per channel, with its fitted slope in the legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # a bare Figure never touches pyplot's global backend
+
+    if not named_profiles:
+        raise ValueError("named_profiles: nothing to plot")
+    channels = max(_values(p).shape[0] for p in named_profiles.values())
+    if channel_names is None:
+        channel_names = ["dec 0 (luminance)", "dec 1", "dec 2"] if channels == 3 else \
+            [f"channel {c}" for c in range(channels)]
+    fig = Figure(figsize=(3.6 * channels, 3.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, channels, squeeze=False)[0]
+    for c, ax in enumerate(axes):
+        for name, profile in named_profiles.items():
+            values = _values(profile)
+            row = min(c, values.shape[0] - 1)  # a grey profile is drawn in every panel
+            ax.loglog(profile.freqs, values[row], lw=1.2, label=f"{name} ({profile.slope[row]:+.2f})")
+        ax.set_title(channel_names[c], fontsize=9)
+        ax.set_xlabel("cycles / pixel", fontsize=8)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, title="slope", title_fontsize=7)
+    kind = "power" if isinstance(next(iter(named_profiles.values())), RadialPower) else "amplitude"
+    axes[0].set_ylabel(f"{kind} per pixel", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(os.fspath(path))
+
+
+def _values(profile) -> np.ndarray:
+    return profile.power if isinstance(profile, RadialPower) else profile.amplitude

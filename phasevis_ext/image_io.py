@@ -1,0 +1,119 @@
+"""Reading natural images as float RGB in [0, 1], one at a time, for spectrum estimation.
+
+Inputs are files (any format PIL reads), numpy arrays (H, W), (H, W, C) and torch tensors
+(H, W), (C, H, W). Greyscale is replicated to RGB, alpha is dropped, integer images are
+scaled by their type's maximum (255, 65535) and floats are taken to be in [0, 1] already.
+Files PIL cannot decode, truncated ones included, are skipped with a warning so that one bad
+file does not end a long pass over a folder.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+# PIL opens 16-bit greyscale files in these modes; their range is 0..65535.
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+class UnreadableImageWarning(UserWarning):
+    """A file in an image collection could not be decoded and was skipped."""
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    """Every non-hidden file under `folder`, sorted so runs are reproducible."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"images: {str(folder)!r} is not a folder")
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1]; raises OSError/ValueError when PIL cannot decode it."""
+    with Image.open(path) as im:
+        im.load()  # decodes now, so truncated files fail here rather than half-read
+        if im.mode in _SIXTEEN_BIT_MODES:
+            grey = np.asarray(im, dtype=np.float32) / 65535.0
+            return np.repeat(grey[..., None], 3, axis=-1)
+        if im.mode == "F":
+            grey = np.asarray(im, dtype=np.float32)
+            return np.repeat(grey[..., None], 3, axis=-1)
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def as_rgb_array(image) -> np.ndarray:
+    """An in-memory image as (H, W, 3) float32 in [0, 1] (see the module doc for layouts)."""
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.dim() == 3:
+            t = t.permute(1, 2, 0)  # torch images are channels-first
+        array = t.numpy()
+    elif isinstance(image, np.ndarray):
+        array = image
+    else:
+        raise TypeError(f"images: expected a path, numpy array or torch tensor, got {type(image).__name__}")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
+        raise ValueError(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor with C in 1, 3, 4; "
+                         f"got shape {tuple(image.shape)}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.float32)
+    elif np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float32) / np.iinfo(array.dtype).max
+    array = np.asarray(array, dtype=np.float32)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array[..., :3]
+
+
+def iter_images(images) -> Iterator[tuple[str, np.ndarray]]:
+    """Yields (name, (H, W, 3) float32 RGB) one image at a time; unreadable files warn and are skipped.
+
+    `images` is a folder, a list of paths and/or arrays/tensors, a (B, C, H, W) tensor batch or a
+    (B, H, W, C) numpy batch.
+    """
+    if isinstance(images, (str, os.PathLike)):
+        items: Iterable = list_image_files(images)
+    elif isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
+        items = (images[i] for i in range(images.shape[0]))  # each keeps its type's layout
+    else:
+        items = images
+    for index, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            try:
+                yield str(item), read_image(item)
+            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                warnings.warn(f"skipping {str(item)!r}: not a readable image ({err})", UnreadableImageWarning,
+                              stacklevel=2)
+        else:
+            yield f"<image {index}>", as_rgb_array(item)
+
+
+def center_crop_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crops (H, W, 3) to the aspect ratio of `size` = (H, W) and resizes to it.
+
+    Lanczos keeps the pass band flattest among PIL's antialiasing filters, which matters for a
+    spectrum estimate; each channel goes through PIL's float mode so no precision is lost to 8 bits.
+    """
+    h, w = image.shape[:2]
+    th, tw = size
+    if (h, w) == (th, tw):
+        return image
+    scale = min(h / th, w / tw)
+    ch, cw = th * scale, tw * scale  # fractional crop: PIL's box takes floats
+    box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]))
+                   .resize((tw, th), Image.Resampling.LANCZOS, box=box))
+        for c in range(image.shape[-1])
+    ]
+    return np.stack(channels, axis=-1)

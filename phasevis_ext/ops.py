@@ -1,0 +1,95 @@
+"""The fused synthesis ops: loading the extension, fake kernels and autograd.
+
+The native ops return the image together with what their backward needs (x̂ and per-sample
+statistics); the functions here expose only the image.
+"""
+from __future__ import annotations
+
+import torch
+
+try:
+    from . import _C  # noqa: F401  (loading the library registers torch.ops.phasevis)
+
+    _LOAD_ERROR: Exception | None = None
+except ImportError as error:  # the pure-PyTorch reference still works
+    _C = None
+    _LOAD_ERROR = error
+
+
+def extension_available() -> bool:
+    """Whether the compiled ops are loaded (`backend="auto"` then uses them)."""
+    return _C is not None
+
+
+def extension_load_error() -> Exception | None:
+    return _LOAD_ERROR
+
+
+def cuda_kernels_available() -> bool:
+    return _C is not None and bool(_C.with_cuda)
+
+
+def maco_synthesis_op(phase, magnitude, height: int, width: int, lo: float, hi: float, color_matrix, eps: float):
+    return torch.ops.phasevis.maco_synthesis.default(phase, magnitude, height, width, lo, hi, color_matrix, eps)[0]
+
+
+def fourier_synthesis_op(spectrum, scale, height: int, width: int, lo: float, hi: float, color_matrix, eps: float):
+    """`spectrum` is real (B, C, H, Wr, 2)."""
+    return torch.ops.phasevis.fourier_synthesis.default(spectrum, scale, height, width, lo, hi, color_matrix, eps)[0]
+
+
+if _C is not None:
+
+    def _fake_outputs(head, height, width, stats_columns):
+        batch, channels = head.shape[0], head.shape[1]
+        image = head.new_empty((batch, channels, height, width))
+        stats = head.new_empty((batch, stats_columns), dtype=torch.float64)
+        image_stats = head.new_empty((batch, 2), dtype=torch.float64)
+        return image, torch.empty_like(image), stats, image_stats
+
+    @torch.library.register_fake("phasevis::maco_synthesis")
+    def _(phase, magnitude, height, width, lo, hi, color_matrix, eps):
+        return _fake_outputs(phase, height, width, 2)
+
+    @torch.library.register_fake("phasevis::fourier_synthesis")
+    def _(spectrum, scale, height, width, lo, hi, color_matrix, eps):
+        return _fake_outputs(spectrum, height, width, 3)
+
+    @torch.library.register_fake("phasevis::maco_synthesis_backward")
+    def _(grad_out, phase, magnitude, x_hat, phase_stats, image_stats, color_matrix, lo, hi, eps):
+        return torch.empty_like(phase)
+
+    @torch.library.register_fake("phasevis::fourier_synthesis_backward")
+    def _(grad_out, spectrum, scale, x_hat, spectrum_stats, image_stats, color_matrix, lo, hi, eps):
+        return torch.empty_like(spectrum)
+
+    def _setup_context(ctx, inputs, output):
+        head, fixed, _, _, lo, hi, color_matrix, eps = inputs
+        _, x_hat, head_stats, image_stats = output
+        ctx.save_for_backward(head, fixed, x_hat, head_stats, image_stats, color_matrix)
+        ctx.values_range = (lo, hi)
+        ctx.eps = eps
+
+    def _make_backward(backward_op):
+        def backward(ctx, grad_image, *_unused_grads):
+            head, fixed, x_hat, head_stats, image_stats, color_matrix = ctx.saved_tensors
+            grad_head = None
+            if ctx.needs_input_grad[0]:
+                lo, hi = ctx.values_range
+                grad_head = backward_op(
+                    grad_image.contiguous(), head, fixed, x_hat, head_stats, image_stats, color_matrix, lo, hi, ctx.eps
+                )
+            return grad_head, None, None, None, None, None, None, None
+
+        return backward
+
+    torch.library.register_autograd(
+        "phasevis::maco_synthesis",
+        _make_backward(torch.ops.phasevis.maco_synthesis_backward.default),
+        setup_context=_setup_context,
+    )
+    torch.library.register_autograd(
+        "phasevis::fourier_synthesis",
+        _make_backward(torch.ops.phasevis.fourier_synthesis_backward.default),
+        setup_context=_setup_context,
+    )

@@ -1,0 +1,396 @@
+"""The natural-image magnitude spectrum that MACO keeps fixed while it optimises the phase.
+
+Basis and units, shared by every function here:
+
+* Pixels are row vectors and the synthesis recorrelates with rgb = dec @ K, so spectra are of
+  dec = rgb @ inv(K), K from `phasevis_ext.color` ("decorrelated: dec = rgb @ inv(K)").
+* A spectrum for images of size (H, W) is the mean of |torch.fft.rfft2(dec)| (norm "backward")
+  over images with pixel values in [0, 1]: shape (C, H, W//2+1). Its DC bin is H·W times the
+  mean decorrelated colour (in absolute value).
+* With channels != 3 there is no colour matrix (the synthesis uses the identity), so the spectrum
+  is the luminance one (Rec. 601 weights) replicated per channel.
+
+Frequencies are cycles per pixel throughout. For statistics that do not depend on where the
+image is sampled, E|X(f)|² = H·W·S(f) with S the power spectral density per pixel, so a spectrum
+moved to another size keeps S(f) on the new cycles-per-pixel grid, scales its non-DC bins by
+sqrt(H·W) and its DC bin (a sum of pixels) by H·W. This is exact for crops of different sizes
+from the same photos and, for 1/f images, for rescaled images too.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from . import diagnostics
+from .color import decorrelate, default_color_matrix
+from .image_io import center_crop_resize, iter_images
+
+BASIS = "decorrelated: dec = rgb @ inv(K)"
+GREY_BASIS = "luminance: Y = rgb @ (0.299, 0.587, 0.114)"
+LUMA = (0.299, 0.587, 0.114)
+DEFAULT_ASSET = Path(__file__).with_name("assets") / "natural_magnitude.npz"
+IMAGENET_FILE = "xplique/features_visualizations/spectrum_decorrelated.npy"
+IMAGENET_INSTALL = "pip install --no-deps xplique==2.0.2"
+_IMAGENET_SIZE = 512
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+def parse_size(size, name: str = "size") -> tuple[int, int]:
+    """An int (square) or a pair of ints as (H, W); raises TypeError/ValueError naming `name`."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (size, size)
+    if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2 or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size):
+        raise TypeError(f"{name}: expected an int or a pair of ints (H, W), got {size!r}")
+    if min(size) <= 0:
+        raise ValueError(f"{name}: sizes must be positive, got {tuple(size)!r}")
+    return int(size[0]), int(size[1])
+
+
+def _check_channels(channels) -> int:
+    if not isinstance(channels, (int, np.integer)) or isinstance(channels, bool):
+        raise TypeError(f"channels: expected an int, got {channels!r}")
+    if channels < 1:
+        raise ValueError(f"channels: must be at least 1, got {channels}")
+    return int(channels)
+
+
+def _check_spectrum(array, name: str) -> torch.Tensor:
+    """A (C, H, Wr) real, finite, non-negative spectrum as float64."""
+    t = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array)
+    if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise ValueError(f"{name}: expected a real array, got dtype {t.dtype}")
+    if t.dim() != 3 or min(t.shape) == 0:
+        raise ValueError(f"{name}: expected shape (C, H, W//2+1), got {tuple(t.shape)}")
+    t = t.detach().to(torch.float64)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name}: contains non-finite values")
+    if (t < 0).any():
+        raise ValueError(f"{name}: contains negative values; a magnitude spectrum is |rfft2| >= 0")
+    return t
+
+
+def _source_width(wr: int, source_width) -> int:
+    width = 2 * (wr - 1) if source_width is None else source_width
+    if not isinstance(width, (int, np.integer)) or isinstance(width, bool) or width < 1 or width // 2 + 1 != wr:
+        raise ValueError(f"source_width: {width!r} does not fit {wr} rfft columns (need width // 2 + 1 == {wr})")
+    return int(width)
+
+
+# ------------------------------------------------------------------------ spectra of images
+
+def image_magnitude(rgb: torch.Tensor, *, grey: bool = False) -> torch.Tensor:
+    """|rfft2| of (..., 3, H, W) RGB images in [0, 1]: in the decorrelated basis, or of luminance
+    as (..., 1, H, W//2+1) when `grey`."""
+    rgb = torch.as_tensor(rgb, dtype=torch.float64)
+    if rgb.dim() < 3 or rgb.shape[-3] != 3:
+        raise ValueError(f"rgb: expected (..., 3, H, W), got shape {tuple(rgb.shape)}")
+    if grey:
+        basis = torch.einsum("...chw,c->...hw", rgb, torch.tensor(LUMA, dtype=torch.float64))[..., None, :, :]
+    else:
+        basis = decorrelate(rgb)
+    return torch.fft.rfft2(basis, norm="backward").abs()
+
+
+def compute_magnitude(images, size, *, channels: int = 3, progress: bool = True,
+                      out: str | os.PathLike | None = None, **meta) -> torch.Tensor:
+    """Mean |rfft2| of natural images at `size`, in the basis of this module: (C, H, W//2+1) float64.
+
+    `images` is a folder, a list of paths and/or arrays/tensors, or a batch (see image_io). Images
+    are streamed one at a time: centre-cropped to the aspect ratio of `size`, resized with PIL's
+    antialiased Lanczos, transformed, and summed. Unreadable files warn and are skipped. Images
+    smaller than `size` are upsampled, which empties their top frequencies; that warns too.
+    With `out`, writes an .npz (see save_magnitude) with the 3-channel and the luminance spectra,
+    both from this one pass, and `meta` added to the metadata.
+    """
+    height, width = parse_size(size)
+    channels = _check_channels(channels)
+    from tqdm.auto import tqdm
+
+    total = len(images) if hasattr(images, "__len__") and not isinstance(images, (str, os.PathLike)) else None
+    dec_sum = torch.zeros(3, height, width // 2 + 1, dtype=torch.float64)
+    grey_sum = torch.zeros(1, height, width // 2 + 1, dtype=torch.float64)
+    count = upsampled = 0
+    for name, rgb in tqdm(iter_images(images), total=total, disable=not progress, desc="spectrum", unit="img"):
+        h, w = rgb.shape[:2]
+        upsampled += min(h / height, w / width) < 1
+        rgb = torch.from_numpy(np.ascontiguousarray(center_crop_resize(rgb, (height, width)))).permute(2, 0, 1)
+        dec_sum += image_magnitude(rgb)
+        grey_sum += image_magnitude(rgb, grey=True)
+        count += 1
+    if count == 0:
+        raise ValueError(f"images: no readable image in {images if isinstance(images, (str, os.PathLike)) else 'the input'}")
+    if upsampled:
+        warnings.warn(f"{upsampled} of {count} images were smaller than {height}x{width} and were upsampled; "
+                      "their spectra lack the top frequencies", stacklevel=2)
+    dec, grey = dec_sum / count, grey_sum / count
+    if out is not None:
+        save_magnitude(out, dec, grey=grey, size=[height, width], image_count=count, **meta)
+    return dec if channels == 3 else grey.expand(channels, -1, -1).clone()
+
+
+# --------------------------------------------------------------------------------- storage
+
+class MagnitudeFile(NamedTuple):
+    magnitude: torch.Tensor        # (C, H, W//2+1) float64, in BASIS when C == 3
+    grey: torch.Tensor | None      # (1, H, W//2+1) luminance spectrum, when stored
+    meta: dict                     # size [H, W], image_count, basis, source, ...
+
+
+def save_magnitude(path, magnitude, *, grey=None, **meta) -> Path:
+    """Writes an .npz: float32 arrays `magnitude` (and `grey`), and `meta` as a JSON string.
+
+    `size` defaults to (H, 2·(Wr−1)); pass it for odd widths. Metadata must be JSON-serialisable.
+    """
+    mag = _check_spectrum(magnitude, "magnitude")
+    h, wr = mag.shape[-2:]
+    size = parse_size(tuple(meta.pop("size", (h, 2 * (wr - 1)))), "size")
+    if size[0] != h or size[1] // 2 + 1 != wr:
+        raise ValueError(f"size: {size} does not match a magnitude of shape {tuple(mag.shape)}")
+    meta = {"size": list(size), "basis": BASIS if mag.shape[0] == 3 else GREY_BASIS, "units":
+            "mean |rfft2| (norm='backward') of images with pixel values in [0, 1]", **meta}
+    arrays = {"magnitude": mag.float().numpy()}
+    if grey is not None:
+        g = _check_spectrum(grey, "grey")
+        if g.shape != (1, h, wr):
+            raise ValueError(f"grey: expected shape {(1, h, wr)}, got {tuple(g.shape)}")
+        arrays["grey"] = g.float().numpy()
+    path = Path(path)
+    np.savez_compressed(path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    return path
+
+
+def load_magnitude(path) -> MagnitudeFile:
+    """Reads an .npz from save_magnitude, or a bare (C, H, W//2+1) .npy/.npz array, validated."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"source: no spectrum file at {str(path)!r}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if isinstance(data, np.ndarray):
+                arrays, meta = {"magnitude": data}, {}
+            else:
+                arrays = {k: data[k] for k in data.files}
+                meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
+    except Exception as err:  # numpy raises many kinds for a damaged file; all mean the same here
+        raise ValueError(f"source: could not read spectrum file {str(path)!r} ({type(err).__name__}: {err})") from err
+    if "magnitude" not in arrays:
+        if len(arrays) != 1:
+            raise ValueError(f"source: {str(path)!r} has no 'magnitude' array (found {sorted(arrays)})")
+        arrays = {"magnitude": next(iter(arrays.values()))}
+    mag = _check_spectrum(arrays["magnitude"], f"source {str(path)!r}")
+    grey = _check_spectrum(arrays["grey"], f"source {str(path)!r} (grey)") if "grey" in arrays else None
+    h, wr = mag.shape[-2:]
+    size = meta.get("size", [h, 2 * (wr - 1)])
+    if not isinstance(size, list) or len(size) != 2 or size[0] != h or _source_width(wr, size[1]) != size[1]:
+        raise ValueError(f"source: {str(path)!r} metadata size {size!r} does not match its shape {tuple(mag.shape)}")
+    if grey is not None and grey.shape != (1, h, wr):
+        raise ValueError(f"source: {str(path)!r} grey spectrum has shape {tuple(grey.shape)}, expected {(1, h, wr)}")
+    meta["size"] = list(size)
+    return MagnitudeFile(mag, grey, meta)
+
+
+# -------------------------------------------------------------------------------- resizing
+
+def _full_plane(m: torch.Tensor, width: int) -> torch.Tensor:
+    """(C, H, W//2+1) to (C, H, W) using |X(fy, -fx)| = |X(-fy, fx)| for real images."""
+    h = m.shape[-2]
+    flipped = m[:, (-torch.arange(h)) % h]
+    mirrored = flipped[:, :, width - torch.arange(width // 2 + 1, width)]
+    return torch.cat([m, mirrored], dim=-1)
+
+
+def _cell_overlap(n_src: int, n_dst: int) -> torch.Tensor:
+    """(n_dst, n_src) weights: the share of each target frequency cell covered by each source cell.
+
+    Cells are 1/n wide around fftfreq(n) and wrap around at ±0.5 (Nyquist), so this is the
+    box filter of the target bin width on the periodic cycles-per-pixel axis.
+    """
+    fs = torch.fft.fftfreq(n_src, dtype=torch.float64)
+    ft = torch.fft.fftfreq(n_dst, dtype=torch.float64)
+    d = (fs[None, :] - ft[:, None] + 0.5) % 1.0 - 0.5
+    hs, ht = 0.5 / n_src, 0.5 / n_dst
+    overlap = (torch.minimum(d + hs, torch.tensor(ht)) - torch.maximum(d - hs, torch.tensor(-ht))).clamp(min=0)
+    return overlap / overlap.sum(dim=1, keepdim=True)
+
+
+def _linear_interp(n_src: int, n_dst: int) -> torch.Tensor:
+    """(n_dst, n_src) linear interpolation weights on the periodic cycles-per-pixel axis."""
+    pos = torch.fft.fftfreq(n_dst, dtype=torch.float64) * n_src
+    lo = torch.floor(pos)
+    frac = pos - lo
+    rows = torch.arange(n_dst)
+    weights = torch.zeros(n_dst, n_src, dtype=torch.float64)
+    weights.index_put_((rows, lo.long() % n_src), 1 - frac, accumulate=True)
+    weights.index_put_((rows, (lo.long() + 1) % n_src), frac, accumulate=True)
+    return weights
+
+
+def _radial_model(m: torch.Tensor, width: int):
+    """R(|f|) per channel: the measured radial profile, log-log interpolated, continued below its
+    lowest ring by a power law fitted over the lowest decade of rings."""
+    h = m.shape[-2]
+    freqs, profile = diagnostics.radial_average(m.numpy(), h, width)
+    if len(freqs) < 2:
+        return None
+    slope, intercept = diagnostics.fit_power_law(freqs, profile, (freqs[0], 10 * freqs[0]))
+    log_f, log_p = np.log(freqs), np.log(np.maximum(profile, 1e-300))
+
+    def evaluate(radius: torch.Tensor) -> torch.Tensor:
+        r = np.maximum(radius.numpy(), 1e-12)
+        out = np.stack([np.exp(np.interp(np.log(r), log_f, lp)) for lp in log_p])
+        low = r < freqs[0]
+        out[:, low] = 10.0 ** (intercept[:, None] + slope[:, None] * np.log10(r[low])[None])
+        return torch.from_numpy(out)
+
+    return evaluate
+
+
+def _radius(h: int, w: int) -> torch.Tensor:
+    return torch.hypot(torch.fft.fftfreq(h, dtype=torch.float64)[:, None],
+                       torch.fft.fftfreq(w, dtype=torch.float64)[None, :])
+
+
+def resize_magnitude(magnitude, size, *, source_width: int | None = None) -> torch.Tensor:
+    """A (C, H, W//2+1) spectrum of (H, W) images moved to images of `size`, as float64.
+
+    Frequencies stay in cycles per pixel. Non-DC bins scale by sqrt(H'·W'/(H·W)) and the DC bin by
+    H'·W'/(H·W) (see the module doc). `source_width` defaults to 2·(Wr−1); give it for odd widths.
+
+    The spectrum is split into its radial profile R(|f|) and the anisotropy M/R (axis cross,
+    orientation bias). R is evaluated at the exact target radii: log-log interpolation between
+    the measured rings, and below the lowest ring (upsampling only) a power law fitted over the
+    lowest decade. The anisotropy varies slowly, so only it is resampled: averaged over the source
+    cells inside each target cell when downsampling (in power, which adds over frequency; this
+    is the antialiasing), linearly interpolated when upsampling. Averaging M itself would bias
+    the steep 1/f fall-off near DC (a 1/f² power averaged over the first 2x cell is 27% high)
+    and interpolating it would blur it.
+    """
+    m = _check_spectrum(magnitude, "magnitude").cpu()
+    h, wr = m.shape[-2:]
+    width = _source_width(wr, source_width)
+    target = parse_size(size)
+    if (h, width) == target:
+        return m.clone()
+    profile = _radial_model(m, width)
+    if profile is None:
+        if target[0] > h or target[1] > width:
+            raise ValueError(f"magnitude: a {h}x{width} spectrum has too few frequencies to upsample")
+        profile = lambda radius: torch.ones(m.shape[0], *radius.shape, dtype=torch.float64)  # noqa: E731
+    aniso = _full_plane(m, width) / profile(_radius(h, width)).clamp(min=1e-300)
+    neighbours = [aniso[:, i, j] for i, j in ((1, 0), (-1, 0), (0, 1), (0, -1))
+                  if (i == 0 or h > 1) and (j == 0 or width > 1) and (i, j) != (0, 0)]
+    aniso[:, 0, 0] = torch.stack(neighbours).mean(0) if neighbours else 1.0  # DC is set apart below
+
+    def weights(n_src, n_dst):
+        return _linear_interp(n_src, n_dst) if n_dst > n_src else _cell_overlap(n_src, n_dst)
+
+    aniso_power = torch.einsum("yh,chw,xw->cyx", weights(h, target[0]), aniso ** 2, weights(width, target[1]))
+    area = target[0] * target[1] / (h * width)
+    out = (profile(_radius(*target)) * aniso_power.sqrt())[..., : target[1] // 2 + 1] * math.sqrt(area)
+    out[:, 0, 0] = m[:, 0, 0] * area
+    return out
+
+
+# ----------------------------------------------------------------------------------- sources
+
+def imagenet_spectrum_path() -> Path:
+    """The ImageNet spectrum shipped in the xplique 2.0.2 wheel, found without importing xplique."""
+    try:
+        dist = importlib.metadata.distribution("xplique")
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    path = Path(dist.locate_file(IMAGENET_FILE)) if dist is not None else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            "source='imagenet' needs the ImageNet spectrum from the MIT-licensed xplique 2.0.2 wheel "
+            f"({IMAGENET_FILE}); install it with `{IMAGENET_INSTALL}`")
+    return path
+
+
+def load_imagenet_magnitude() -> MagnitudeFile:
+    """xplique's ImageNet spectrum converted to this module's units (see IMAGENET_UNITS)."""
+    path = imagenet_spectrum_path()
+    raw = _check_spectrum(np.load(path, allow_pickle=False), f"source {str(path)!r}")
+    if raw.shape != (3, _IMAGENET_SIZE, _IMAGENET_SIZE // 2 + 1):
+        raise ValueError(f"source: {str(path)!r} has shape {tuple(raw.shape)}, expected (3, 512, 257)")
+    return MagnitudeFile(_imagenet_to_units(raw), None,
+                         {"size": [_IMAGENET_SIZE, _IMAGENET_SIZE], "basis": BASIS, "source": f"xplique 2.0.2: {IMAGENET_FILE}"})
+
+
+def _imagenet_to_units(raw: torch.Tensor) -> torch.Tensor:
+    return raw.clone()  # placeholder until measured
+
+
+def _grey_from_decorrelated(mag: torch.Tensor) -> torch.Tensor:
+    """Luminance spectrum from a decorrelated one. Y = dec @ (K @ luma) and the decorrelated
+    channels are uncorrelated by construction, so their powers add."""
+    a = default_color_matrix(3, dtype=torch.float64) @ torch.tensor(LUMA, dtype=torch.float64)
+    return ((a[:, None, None] * mag) ** 2).sum(0, keepdim=True).sqrt()
+
+
+def _source_key(source) -> tuple:
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and source not in ("default", "imagenet")):
+        path = Path(source)
+        if path.suffix.lower() not in (".npy", ".npz"):
+            raise ValueError(f"source: unknown source {str(source)!r}; expected 'default', 'imagenet' "
+                             "or a path to a .npy/.npz file")
+        if not path.is_file():
+            raise FileNotFoundError(f"source: no spectrum file at {str(path)!r}")
+        return ("file", str(path.resolve()), path.stat().st_mtime_ns)  # a rewritten file is reloaded
+    if not isinstance(source, str):
+        raise TypeError(f"source: expected 'default', 'imagenet' or a path, got {type(source).__name__}")
+    return (source,)
+
+
+def _load_source(key: tuple) -> MagnitudeFile:
+    if key[0] == "default":
+        return load_magnitude(DEFAULT_ASSET)
+    if key[0] == "imagenet":
+        return load_imagenet_magnitude()
+    return load_magnitude(key[1])
+
+
+@functools.lru_cache(maxsize=16)
+def _natural_magnitude_cpu(key: tuple, size: tuple[int, int], channels: int) -> torch.Tensor:
+    mag, grey, meta = _load_source(key)
+    c = mag.shape[0]
+    if channels == 3:
+        if c != 3:
+            raise ValueError(f"channels: 3 needs a 3-channel decorrelated spectrum, source has {c}")
+        base = mag
+    elif c == channels and grey is None:
+        base = mag  # a custom spectrum already in the right number of channels
+    else:
+        base = grey if grey is not None else mag if c == 1 else _grey_from_decorrelated(mag) if c == 3 else None
+        if base is None:
+            raise ValueError(f"channels: cannot make {channels} channels from a {c}-channel source without a grey spectrum")
+    resized = resize_magnitude(base, size, source_width=meta["size"][1])
+    return resized if resized.shape[0] == channels else resized.expand(channels, -1, -1).contiguous()
+
+
+def natural_magnitude(size, channels: int = 3, *, source="default", device=None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The natural-image magnitude spectrum for images of `size`: (channels, H, W//2+1).
+
+    source: "default" (the package asset, from photos shipped in scikit-image, scikit-learn and
+    matplotlib; see scripts/make_default_spectrum.py), "imagenet" (xplique 2.0.2's ImageNet
+    spectrum, converted to these units; needs `pip install --no-deps xplique==2.0.2`), or a path to
+    a .npy/.npz file (from save_magnitude, or a bare (C, H, W//2+1) array of 2·(W//2) wide images).
+    With channels != 3 the luminance spectrum is replicated per channel (from the source's grey
+    spectrum when it has one, else derived from the decorrelated channels, whose powers add).
+    Results are cached per (source, size, channels); each call returns a fresh copy.
+    """
+    size = parse_size(size)
+    channels = _check_channels(channels)
+    return _natural_magnitude_cpu(_source_key(source), size, channels).to(device=device, dtype=dtype, copy=True)

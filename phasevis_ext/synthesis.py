@@ -1,0 +1,221 @@
+"""Public synthesis functions: validate, then run the fused op or the pure-PyTorch reference.
+
+Semantics (per sample b; means and unbiased stds run over all non-batch elements of b):
+  MACO head     φ̂ = (φ − mean φ)/(std φ + eps),  X = M·cos φ̂ + i·M·sin φ̂
+  Fourier head  ẑ = (z − mean z)/(std z + eps) with complex mean and std, X = ẑ·scale
+  shared tail   x = irfft2(X, s=size), x̂ = (x − mean x)/(std x + eps),
+                y[d] = Σ_c x̂[c]·K[c, d],  out = lo + (hi − lo)·sigmoid(y)
+
+With B = 1, C = 3, even W, the default K, float32 and values_range = (−2.5, 2.5),
+`maco_synthesis` equals Horama 0.3.0's `maco_preconditioner` (measured within 1e-5).
+
+The magnitude is held exactly only where the rfft layout is free: irfft2 drops the imaginary
+part of the self-conjugate bins (DC, the Nyquist row and column) and treats the redundant entries
+of column 0 (and column W/2 for even W) as one Hermitian pair.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from . import ops
+from .color import default_color_matrix
+from .reference import fourier_synthesis_reference, maco_synthesis_reference
+
+BACKENDS = ("auto", "ext", "torch")
+
+
+def fourier_scale(size, decay: float = 1.0, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(H, W//2+1) scale 1 / max(f, 1/max(H, W))^decay, f the radial frequency in cycles per pixel.
+
+    Lucid's 1/f scaling without its constant factor, which the standardization makes moot.
+    """
+    height, width = _image_size(size, "size")
+    if not math.isfinite(decay) or decay < 0:
+        raise ValueError(f"decay must be a finite number >= 0, got {decay}")
+    fy = torch.fft.fftfreq(height, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(width, dtype=torch.float64)[None, :]
+    radius = torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / max(height, width))
+    return radius.pow(-decay).to(device=device, dtype=dtype)
+
+
+def maco_synthesis(
+    phase: torch.Tensor,
+    magnitude: torch.Tensor,
+    *,
+    size=None,
+    values_range=(0.0, 1.0),
+    color_matrix: torch.Tensor | None = None,
+    eps: float = 1e-4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Image (B, C, H, W) from a phase (B, C, H, Wr) under a fixed magnitude (C, H, Wr) or (B, C, H, Wr)."""
+    _check_head(phase, "phase", rank=4)
+    batch, channels, height, half_width = phase.shape
+    _check_tensor(magnitude, "magnitude", like=phase)
+    if magnitude.shape not in ((channels, height, half_width), (batch, channels, height, half_width)):
+        raise ValueError(
+            f"magnitude must have shape (C, H, Wr) = {(channels, height, half_width)} or (B, C, H, Wr), "
+            f"got {tuple(magnitude.shape)}"
+        )
+    height, width = _output_size(size, height, half_width)
+    lo, hi = _values_range(values_range)
+    color_matrix = _color_matrix(color_matrix, channels, phase)
+    _check_eps(eps)
+    if _eager():
+        _check_finite(phase, "phase")
+        _check_finite(magnitude, "magnitude")
+        if bool((magnitude < 0).any()):
+            raise ValueError("magnitude must be non-negative")
+    if _use_extension(backend, phase):
+        return ops.maco_synthesis_op(phase, magnitude, height, width, lo, hi, color_matrix, eps)
+    return maco_synthesis_reference(phase, magnitude, (height, width), (lo, hi), color_matrix, eps)
+
+
+def fourier_synthesis(
+    spectrum: torch.Tensor,
+    scale: torch.Tensor,
+    *,
+    size=None,
+    values_range=(0.0, 1.0),
+    color_matrix: torch.Tensor | None = None,
+    eps: float = 1e-4,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Image from a spectrum, real (B, C, H, Wr, 2) or complex (B, C, H, Wr), and a real scale broadcastable to (H, Wr)."""
+    if not isinstance(spectrum, torch.Tensor):
+        raise TypeError(f"spectrum must be a torch.Tensor, got {type(spectrum).__name__}")
+    pairs = torch.view_as_real(spectrum) if spectrum.is_complex() else spectrum
+    _check_head(pairs, "spectrum", rank=5)
+    if pairs.shape[-1] != 2:
+        raise ValueError(f"a real spectrum must be (B, C, H, Wr, 2) holding (re, im), got {tuple(spectrum.shape)}")
+    _, channels, height, half_width, _ = pairs.shape
+    _check_tensor(scale, "scale", like=pairs)
+    try:
+        torch.broadcast_shapes(scale.shape, (height, half_width))
+        if scale.dim() > 2:
+            raise RuntimeError
+    except RuntimeError:
+        raise ValueError(f"scale must broadcast to (H, Wr) = {(height, half_width)}, got {tuple(scale.shape)}") from None
+    height, width = _output_size(size, height, half_width)
+    lo, hi = _values_range(values_range)
+    color_matrix = _color_matrix(color_matrix, channels, pairs)
+    _check_eps(eps)
+    if _eager():
+        _check_finite(pairs, "spectrum")
+        _check_finite(scale, "scale")
+    if _use_extension(backend, pairs):
+        return ops.fourier_synthesis_op(pairs, scale, height, width, lo, hi, color_matrix, eps)
+    complex_spectrum = spectrum if spectrum.is_complex() else torch.view_as_complex(pairs.contiguous())
+    return fourier_synthesis_reference(complex_spectrum, scale, (height, width), (lo, hi), color_matrix, eps)
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+
+def _eager() -> bool:
+    """Value checks sync with the device: run them in eager calls only, never while compiling or capturing."""
+    if torch.compiler.is_compiling():
+        return False
+    return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
+
+
+def _use_extension(backend: str, head: torch.Tensor) -> bool:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return False
+    on_cuda = head.device.type == "cuda"
+    supported = ops.extension_available() and (head.device.type == "cpu" or (on_cuda and ops.cuda_kernels_available()))
+    if backend == "ext" and not supported:
+        reason = ops.extension_load_error() or f"it was built without kernels for {head.device.type}"
+        raise RuntimeError(f"backend='ext' requested but the extension cannot run here: {reason}")
+    return supported
+
+
+def _check_tensor(t, name: str, *, like: torch.Tensor) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != like.dtype:
+        raise TypeError(f"{name} must have the same dtype as the input ({like.dtype}), got {t.dtype}")
+    if t.device != like.device:
+        raise ValueError(f"{name} must be on the same device as the input ({like.device}), got {t.device}")
+
+
+def _check_head(t, name: str, *, rank: int) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64 (complex64/128 for a spectrum), got {t.dtype}")
+    if t.dim() != rank:
+        raise ValueError(f"{name} must have {rank} dimensions, got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch")
+    if t.numel() == 0:
+        raise ValueError(f"{name} has an empty dimension: shape {tuple(t.shape)}")
+
+
+def _check_finite(t: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _check_eps(eps) -> None:
+    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+
+
+def _image_size(size, name: str) -> tuple[int, int]:
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    if (
+        not isinstance(size, Sequence)
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+    ):
+        raise TypeError(f"{name} must be an int or a pair of ints (H, W), got {size!r}")
+    if min(size) <= 0:
+        raise ValueError(f"{name} must be positive, got {tuple(size)}")
+    return int(size[0]), int(size[1])
+
+
+def _output_size(size, height: int, half_width: int) -> tuple[int, int]:
+    if size is None:
+        width = 2 * (half_width - 1)
+        if width <= 0:
+            raise ValueError("size is required when the spectrum has a single column (W would be 0)")
+        return height, width
+    out_h, out_w = _image_size(size, "size")
+    if out_h != height:
+        raise ValueError(f"size[0] = {out_h} does not match the spectrum's H = {height}")
+    if out_w // 2 + 1 != half_width:
+        raise ValueError(f"size[1] = {out_w} does not match the spectrum's Wr = {half_width}: need W // 2 + 1 == Wr")
+    if out_h * out_w < 2:
+        raise ValueError("size must hold at least two pixels (the image std needs two)")
+    return out_h, out_w
+
+
+def _values_range(values_range) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in values_range)
+    except (TypeError, ValueError):
+        raise TypeError(f"values_range must be a pair of numbers (lo, hi), got {values_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+        raise ValueError(f"values_range must be finite with lo < hi, got {(lo, hi)}")
+    return lo, hi
+
+
+def _color_matrix(color_matrix, channels: int, like: torch.Tensor) -> torch.Tensor:
+    if color_matrix is None:
+        return default_color_matrix(channels, dtype=like.dtype, device=like.device)
+    if not isinstance(color_matrix, torch.Tensor):
+        color_matrix = torch.as_tensor(color_matrix, dtype=like.dtype, device=like.device)
+    if color_matrix.shape != (channels, channels):
+        raise ValueError(f"color_matrix must be ({channels}, {channels}) to match C = {channels}, got {tuple(color_matrix.shape)}")
+    if color_matrix.device != like.device:
+        raise ValueError(f"color_matrix must be on {like.device}, got {color_matrix.device}")
+    return color_matrix.to(like.dtype).contiguous()
