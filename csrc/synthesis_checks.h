@@ -2,7 +2,9 @@
 // the argument; these keep the native code from ever reading out of bounds.
 #pragma once
 
-#include <torch/types.h>
+#include <ATen/ATen.h>
+
+#include <utility>
 
 namespace phasevis {
 

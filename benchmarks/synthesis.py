@@ -1,0 +1,126 @@
+"""Times the MACO synthesis: fused ext op, eager reference, torch.compile of the reference, and
+the bare FFT floor (irfft2 + rfft2 of the same shape). Prints a markdown table of medians in ms.
+
+    python benchmarks/synthesis.py [--sizes 224 512 1024] [--batches 1 8] [--device cpu] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+import phasevis_ext as pv
+from phasevis_ext.reference import maco_synthesis_reference
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn, device, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def bench_case(size: int, batch: int, device, repeats: int, with_compile: bool) -> dict:
+    torch.manual_seed(0)
+    # Timing does not depend on the magnitude's values; a 1/f profile stands in for the natural one.
+    magnitude = pv.fourier_scale((size, size), device=device).expand(3, -1, -1).contiguous()
+    phase = torch.randn(batch, 3, size, size // 2 + 1, device=device, requires_grad=True)
+    grad = torch.rand(batch, 3, size, size, device=device)
+    k = pv.default_color_matrix(3, device=device)
+    args = dict(size=(size, size), values_range=(0.0, 1.0), color_matrix=k, eps=1e-4)
+
+    def ext_forward():
+        with torch.no_grad():
+            pv.ops.maco_synthesis_op(phase, magnitude, size, size, 0.0, 1.0, k, 1e-4)
+
+    def ext_both():
+        out = pv.ops.maco_synthesis_op(phase, magnitude, size, size, 0.0, 1.0, k, 1e-4)
+        torch.autograd.grad(out, phase, grad)
+
+    def ref(fn):
+        def forward():
+            with torch.no_grad():
+                fn(phase, magnitude, (size, size), (0.0, 1.0), k, 1e-4)
+
+        def both():
+            torch.autograd.grad(fn(phase, magnitude, (size, size), (0.0, 1.0), k, 1e-4), phase, grad)
+
+        return forward, both
+
+    spectrum = torch.polar(magnitude.expand(batch, -1, -1, -1).contiguous(), phase.detach())
+
+    def fft_floor():
+        torch.fft.rfft2(torch.fft.irfft2(spectrum, s=(size, size)))
+
+    row = {"size": size, "batch": batch}
+    row["fft_floor"] = median_ms(fft_floor, device, repeats)
+    if pv.extension_available():
+        row["ext_fwd"] = median_ms(ext_forward, device, repeats)
+        row["ext_fwd_bwd"] = median_ms(ext_both, device, repeats)
+    fwd, both = ref(maco_synthesis_reference)
+    row["eager_fwd"] = median_ms(fwd, device, repeats)
+    row["eager_fwd_bwd"] = median_ms(both, device, repeats)
+    if with_compile:
+        torch._dynamo.reset()
+        fwd, both = ref(torch.compile(maco_synthesis_reference))
+        row["compile_fwd"] = median_ms(fwd, device, repeats)
+        row["compile_fwd_bwd"] = median_ms(both, device, repeats)
+    return row
+
+
+def format_table(rows: list[dict]) -> str:
+    cols = [
+        ("size", "size"), ("batch", "B"), ("ext_fwd", "ext fwd"), ("eager_fwd", "eager fwd"),
+        ("compile_fwd", "compile fwd"), ("ext_fwd_bwd", "ext fwd+bwd"), ("eager_fwd_bwd", "eager fwd+bwd"),
+        ("compile_fwd_bwd", "compile fwd+bwd"), ("fft_floor", "FFT floor"),
+    ]
+    cols = [c for c in cols if any(c[0] in r for r in rows)]
+    lines = ["| " + " | ".join(h for _, h in cols) + " | speed-up vs eager (fwd+bwd) | ext fwd+bwd / FFT floor |"]
+    lines.append("|" + "---|" * (len(cols) + 2))
+    for r in rows:
+        cells = [f"{r[k]}²" if k == "size" else str(r[k]) if k == "batch" else f"{r[k]:.2f}" if k in r else "–" for k, _ in cols]
+        speedup = f"{r['eager_fwd_bwd'] / r['ext_fwd_bwd']:.1f}×" if "ext_fwd_bwd" in r else "–"
+        floor = f"{r['ext_fwd_bwd'] / r['fft_floor']:.2f}×" if "ext_fwd_bwd" in r else "–"
+        lines.append("| " + " | ".join(cells) + f" | {speedup} | {floor} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 512, 1024])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    parser.add_argument("--json", help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    rows = []
+    for size in args.sizes:
+        for batch in args.batches:
+            rows.append(bench_case(size, batch, device, args.repeats, not args.no_compile))
+            print(rows[-1], flush=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\nDevice: {name}; torch {torch.__version__}; median of {args.repeats} runs, ms\n")
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": name, "torch": torch.__version__, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
