@@ -106,20 +106,35 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    parser.add_argument("--compile-sizes", type=int, nargs="*", help="only these sizes get the compile column")
+    parser.add_argument("--compile-batches", type=int, nargs="*", help="only these batches get the compile column")
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     rows = []
     for size in args.sizes:
         for batch in args.batches:
-            rows.append(bench_case(size, batch, device, args.repeats, not args.no_compile))
+            with_compile = (
+                not args.no_compile
+                and (args.compile_sizes is None or size in args.compile_sizes)
+                and (args.compile_batches is None or batch in args.compile_batches)
+            )
+            rows.append(bench_case(size, batch, device, args.repeats, with_compile))
             print(rows[-1], flush=True)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\nDevice: {name}; torch {torch.__version__}; median of {args.repeats} runs, ms\n")
+            _write_json(args.json, device, rows)
+    print(f"\nDevice: {_device_name(device)}; torch {torch.__version__}; median of {args.repeats} runs, ms\n")
     print(format_table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": name, "torch": torch.__version__, "rows": rows}, f, indent=1)
+
+
+def _device_name(device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+
+
+def _write_json(path, device, rows):
+    """Rewritten after every case, so a run cut short still leaves its rows."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"device": _device_name(device), "torch": torch.__version__, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

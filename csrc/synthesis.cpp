@@ -590,14 +590,10 @@ at::Tensor fourier_backward_impl(const at::Tensor& grad_out, const at::Tensor& s
 // CPU entry points
 // ---------------------------------------------------------------------------
 
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor for the CPU kernel");
-}
-
 SynthesisOutputs maco_synthesis_cpu(const at::Tensor& phase, const at::Tensor& magnitude, int64_t height,
                                            int64_t width, double lo, double hi, const at::Tensor& color_matrix,
                                            double eps) {
-  check_cpu(phase, "phase");
+  check_device(phase, "phase", c10::DeviceType::CPU);
   const Geometry g = head_geometry(phase, height, width, false);
   check_same(magnitude, phase, "magnitude");
   check_color_matrix(color_matrix, g, phase);
@@ -606,20 +602,11 @@ SynthesisOutputs maco_synthesis_cpu(const at::Tensor& phase, const at::Tensor& m
   });
 }
 
-void check_backward_inputs(const at::Tensor& grad_out, const at::Tensor& head, const at::Tensor& x_hat,
-                           const Geometry& g) {
-  const std::vector<int64_t> image_shape{g.batch, g.channels, g.height, g.width};
-  TORCH_CHECK(grad_out.sizes() == image_shape, "grad_out must have shape ", image_shape, ", got ", grad_out.sizes());
-  TORCH_CHECK(x_hat.sizes() == image_shape, "x_hat must have shape ", image_shape, ", got ", x_hat.sizes());
-  check_same(grad_out, head, "grad_out");
-  check_same(x_hat, head, "x_hat");
-}
-
 at::Tensor maco_synthesis_backward_cpu(const at::Tensor& grad_out, const at::Tensor& phase,
                                        const at::Tensor& magnitude, const at::Tensor& x_hat,
                                        const at::Tensor& phase_stats, const at::Tensor& image_stats,
                                        const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  check_cpu(phase, "phase");
+  check_device(phase, "phase", c10::DeviceType::CPU);
   TORCH_CHECK(x_hat.dim() == 4, "x_hat must be (B, C, H, W)");
   const Geometry g = head_geometry(phase, phase.size(2), x_hat.size(3), false);
   check_backward_inputs(grad_out, phase, x_hat, g);
@@ -636,7 +623,7 @@ at::Tensor maco_synthesis_backward_cpu(const at::Tensor& grad_out, const at::Ten
 SynthesisOutputs fourier_synthesis_cpu(const at::Tensor& spectrum, const at::Tensor& scale, int64_t height,
                                               int64_t width, double lo, double hi, const at::Tensor& color_matrix,
                                               double eps) {
-  check_cpu(spectrum, "spectrum");
+  check_device(spectrum, "spectrum", c10::DeviceType::CPU);
   const Geometry g = head_geometry(spectrum, height, width, true);
   check_same(scale, spectrum, "scale");
   TORCH_CHECK(scale.dim() <= 2, "scale must broadcast to (H, Wr)");
@@ -650,7 +637,7 @@ at::Tensor fourier_synthesis_backward_cpu(const at::Tensor& grad_out, const at::
                                           const at::Tensor& scale, const at::Tensor& x_hat,
                                           const at::Tensor& spectrum_stats, const at::Tensor& image_stats,
                                           const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  check_cpu(spectrum, "spectrum");
+  check_device(spectrum, "spectrum", c10::DeviceType::CPU);
   TORCH_CHECK(x_hat.dim() == 4, "x_hat must be (B, C, H, W)");
   const Geometry g = head_geometry(spectrum, spectrum.size(2), x_hat.size(3), true);
   check_backward_inputs(grad_out, spectrum, x_hat, g);

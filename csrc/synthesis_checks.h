@@ -5,13 +5,16 @@
 #include <ATen/ATen.h>
 
 #include <utility>
+#include <vector>
+
+#include "synthesis_math.h"
 
 namespace phasevis {
 
 struct Geometry {
   int64_t batch, channels, height, width, half_width;
-  int64_t spectrum_numel() const { return channels * height * half_width; }
-  int64_t image_numel() const { return channels * height * width; }
+  PV_HD int64_t spectrum_numel() const { return channels * height * half_width; }
+  PV_HD int64_t image_numel() const { return channels * height * width; }
 };
 
 inline void check_float(const at::Tensor& t, const char* name, at::ScalarType dtype) {
@@ -60,6 +63,20 @@ inline void check_color_matrix(const at::Tensor& k, const Geometry& g, const at:
 inline void check_same(const at::Tensor& t, const at::Tensor& like, const char* name) {
   check_float(t, name, like.scalar_type());
   TORCH_CHECK(t.device() == like.device(), name, " must be on ", like.device(), ", got ", t.device());
+}
+
+inline void check_backward_inputs(const at::Tensor& grad_out, const at::Tensor& head, const at::Tensor& x_hat,
+                                  const Geometry& g) {
+  const std::vector<int64_t> image_shape{g.batch, g.channels, g.height, g.width};
+  TORCH_CHECK(grad_out.sizes() == image_shape, "grad_out must have shape ", image_shape, ", got ", grad_out.sizes());
+  TORCH_CHECK(x_hat.sizes() == image_shape, "x_hat must have shape ", image_shape, ", got ", x_hat.sizes());
+  check_same(grad_out, head, "grad_out");
+  check_same(x_hat, head, "x_hat");
+}
+
+inline void check_device(const at::Tensor& t, const char* name, c10::DeviceType type) {
+  TORCH_CHECK(t.device().type() == type, name, " must be a ", c10::DeviceTypeName(type, true), " tensor for this kernel, got ",
+              t.device());
 }
 
 inline void check_stats(const at::Tensor& t, const Geometry& g, int64_t columns, const char* name) {

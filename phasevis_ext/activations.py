@@ -79,8 +79,11 @@ def forward_hooks(modules: Mapping[str, nn.Module], hook: Callable[[str, torch.T
             handle.remove()
 
 
-class _StopForward(Exception):
-    """Raised from a hook once every requested activation is in hand."""
+class _StopForward(BaseException):
+    """Raised from a hook once every requested activation is in hand.
+
+    A BaseException so that a model's own `except Exception` cannot swallow it.
+    """
 
 
 class Capture:

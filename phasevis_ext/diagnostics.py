@@ -146,7 +146,7 @@ def plot_radial_profiles(named_profiles: Mapping[str, RadialProfile | RadialPowe
         raise ValueError("named_profiles: nothing to plot")
     channels = max(_values(p).shape[0] for p in named_profiles.values())
     if channel_names is None:
-        channel_names = ["dec 0 (luminance)", "dec 1", "dec 2"] if channels == 3 else \
+        channel_names = ["dec 0 (achromatic)", "dec 1 (red-blue)", "dec 2 (green-magenta)"] if channels == 3 else \
             [f"channel {c}" for c in range(channels)]
     fig = Figure(figsize=(3.6 * channels, 3.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
@@ -161,8 +161,8 @@ def plot_radial_profiles(named_profiles: Mapping[str, RadialProfile | RadialPowe
         ax.grid(True, which="major", alpha=0.3)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7, title="slope", title_fontsize=7)
-    kind = "power" if isinstance(next(iter(named_profiles.values())), RadialPower) else "amplitude"
-    axes[0].set_ylabel(f"{kind} per pixel", fontsize=8)
+    power = isinstance(next(iter(named_profiles.values())), RadialPower)
+    axes[0].set_ylabel("power |X|² / (H·W)" if power else "amplitude |X| / √(H·W)", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(os.fspath(path))

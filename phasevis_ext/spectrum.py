@@ -32,7 +32,7 @@ import torch
 
 from . import diagnostics
 from .color import decorrelate, default_color_matrix
-from .image_io import center_crop_resize, iter_images
+from .image_io import center_crop_resize, iter_images, list_image_files
 
 BASIS = "decorrelated: dec = rgb @ inv(K)"
 GREY_BASIS = "luminance: Y = rgb @ (0.299, 0.587, 0.114)"
@@ -41,6 +41,16 @@ DEFAULT_ASSET = Path(__file__).with_name("assets") / "natural_magnitude.npz"
 IMAGENET_FILE = "xplique/features_visualizations/spectrum_decorrelated.npy"
 IMAGENET_INSTALL = "pip install --no-deps xplique==2.0.2"
 _IMAGENET_SIZE = 512
+
+# Units of xplique's ImageNet spectrum, as measured (docs/spectrum.md): 512x512 images in the
+# same decorrelated basis but normalised per channel, x' = (x - mean) / std, before the FFT.
+# Evidence: its DC/(H·W) is (0.97, 1.03, 0.87) per channel, which no mean colour in [0, 1]
+# gives (ImageNet's mean is (0.78, 0.25, -0.01) in this basis) but mean-subtracted images do;
+# and by Parseval its non-DC bins imply a within-image std of about 1.5 per channel, where K
+# whitens ImageNet's [0, 1] pixels to about 0.46 (K is the normalised square root of their
+# covariance): a factor near 1/std = 4.4.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -67,8 +77,11 @@ def _check_channels(channels) -> int:
 
 def _check_spectrum(array, name: str) -> torch.Tensor:
     """A (C, H, Wr) real, finite, non-negative spectrum as float64."""
-    t = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array)
-    if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+    try:
+        t = torch.as_tensor(array if isinstance(array, torch.Tensor) else np.asarray(array))
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(f"{name}: expected a real numeric array ({err})") from None
+    if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{name}: expected a real array, got dtype {t.dtype}")
     if t.dim() != 3 or min(t.shape) == 0:
         raise ValueError(f"{name}: expected shape (C, H, W//2+1), got {tuple(t.shape)}")
@@ -106,7 +119,8 @@ def compute_magnitude(images, size, *, channels: int = 3, progress: bool = True,
                       out: str | os.PathLike | None = None, **meta) -> torch.Tensor:
     """Mean |rfft2| of natural images at `size`, in the basis of this module: (C, H, W//2+1) float64.
 
-    `images` is a folder, a list of paths and/or arrays/tensors, or a batch (see image_io). Images
+    `images` is a folder, a list of paths and/or arrays/tensors, or a batch (see image_io); float
+    pixels are taken to be in [0, 1], integer ones are scaled by their type's maximum. Images
     are streamed one at a time: centre-cropped to the aspect ratio of `size`, resized with PIL's
     antialiased Lanczos, transformed, and summed. Unreadable files warn and are skipped. Images
     smaller than `size` are upsampled, which empties their top frequencies; that warns too.
@@ -117,11 +131,14 @@ def compute_magnitude(images, size, *, channels: int = 3, progress: bool = True,
     channels = _check_channels(channels)
     from tqdm.auto import tqdm
 
-    total = len(images) if hasattr(images, "__len__") and not isinstance(images, (str, os.PathLike)) else None
+    folder = None
+    if isinstance(images, (str, os.PathLike)):
+        folder, images = str(images), list_image_files(images)  # listed first so the bar knows the total
+    total = len(images) if hasattr(images, "__len__") else None
     dec_sum = torch.zeros(3, height, width // 2 + 1, dtype=torch.float64)
     grey_sum = torch.zeros(1, height, width // 2 + 1, dtype=torch.float64)
     count = upsampled = 0
-    for name, rgb in tqdm(iter_images(images), total=total, disable=not progress, desc="spectrum", unit="img"):
+    for _, rgb in tqdm(iter_images(images), total=total, disable=not progress, desc="spectrum", unit="img"):
         h, w = rgb.shape[:2]
         upsampled += min(h / height, w / width) < 1
         rgb = torch.from_numpy(np.ascontiguousarray(center_crop_resize(rgb, (height, width)))).permute(2, 0, 1)
@@ -129,12 +146,13 @@ def compute_magnitude(images, size, *, channels: int = 3, progress: bool = True,
         grey_sum += image_magnitude(rgb, grey=True)
         count += 1
     if count == 0:
-        raise ValueError(f"images: no readable image in {images if isinstance(images, (str, os.PathLike)) else 'the input'}")
+        raise ValueError(f"images: no readable image in {folder!r}" if folder else "images: no readable image")
     if upsampled:
         warnings.warn(f"{upsampled} of {count} images were smaller than {height}x{width} and were upsampled; "
                       "their spectra lack the top frequencies", stacklevel=2)
     dec, grey = dec_sum / count, grey_sum / count
     if out is not None:
+        meta.setdefault("source", folder or "in-memory images")
         save_magnitude(out, dec, grey=grey, size=[height, width], image_count=count, **meta)
     return dec if channels == 3 else grey.expand(channels, -1, -1).clone()
 
@@ -151,10 +169,11 @@ def save_magnitude(path, magnitude, *, grey=None, **meta) -> Path:
     """Writes an .npz: float32 arrays `magnitude` (and `grey`), and `meta` as a JSON string.
 
     `size` defaults to (H, 2·(Wr−1)); pass it for odd widths. Metadata must be JSON-serialisable.
+    ".npz" is appended to a path without it; the path written is returned.
     """
     mag = _check_spectrum(magnitude, "magnitude")
     h, wr = mag.shape[-2:]
-    size = parse_size(tuple(meta.pop("size", (h, 2 * (wr - 1)))), "size")
+    size = parse_size(meta.pop("size", (h, 2 * (wr - 1))), "size")
     if size[0] != h or size[1] // 2 + 1 != wr:
         raise ValueError(f"size: {size} does not match a magnitude of shape {tuple(mag.shape)}")
     meta = {"size": list(size), "basis": BASIS if mag.shape[0] == 3 else GREY_BASIS, "units":
@@ -166,6 +185,8 @@ def save_magnitude(path, magnitude, *, grey=None, **meta) -> Path:
             raise ValueError(f"grey: expected shape {(1, h, wr)}, got {tuple(g.shape)}")
         arrays["grey"] = g.float().numpy()
     path = Path(path)
+    if path.suffix != ".npz":  # numpy would append it anyway; return the name actually written
+        path = path.with_name(path.name + ".npz")
     np.savez_compressed(path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
     return path
 
@@ -176,12 +197,13 @@ def load_magnitude(path) -> MagnitudeFile:
     if not path.is_file():
         raise FileNotFoundError(f"source: no spectrum file at {str(path)!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if isinstance(data, np.ndarray):
-                arrays, meta = {"magnitude": data}, {}
-            else:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            arrays, meta = {"magnitude": data}, {}
+        else:
+            with data:
                 arrays = {k: data[k] for k in data.files}
-                meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
+            meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
     except Exception as err:  # numpy raises many kinds for a damaged file; all mean the same here
         raise ValueError(f"source: could not read spectrum file {str(path)!r} ({type(err).__name__}: {err})") from err
     if "magnitude" not in arrays:
@@ -192,7 +214,8 @@ def load_magnitude(path) -> MagnitudeFile:
     grey = _check_spectrum(arrays["grey"], f"source {str(path)!r} (grey)") if "grey" in arrays else None
     h, wr = mag.shape[-2:]
     size = meta.get("size", [h, 2 * (wr - 1)])
-    if not isinstance(size, list) or len(size) != 2 or size[0] != h or _source_width(wr, size[1]) != size[1]:
+    if not isinstance(size, list) or len(size) != 2 or size[0] != h or not isinstance(size[1], int) \
+            or size[1] < 1 or size[1] // 2 + 1 != wr:
         raise ValueError(f"source: {str(path)!r} metadata size {size!r} does not match its shape {tuple(mag.shape)}")
     if grey is not None and grey.shape != (1, h, wr):
         raise ValueError(f"source: {str(path)!r} grey spectrum has shape {tuple(grey.shape)}, expected {(1, h, wr)}")
@@ -261,6 +284,33 @@ def _radius(h: int, w: int) -> torch.Tensor:
                        torch.fft.fftfreq(w, dtype=torch.float64)[None, :])
 
 
+def _resample_power(power: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
+    """(C, H, W) full-plane values onto the target grid, separably: cell averages along an axis
+    that shrinks, linear interpolation along one that grows.
+
+    The lines f_y = 0 and f_x = 0 are resampled on their own, as 1-D profiles. A finite image's
+    borders (and a scene's horizontal and vertical edges) put a cross on them that is one bin
+    wide at every size: averaging it with the next rows would dilute it as the size drops, and
+    interpolating would widen it as the size grows. The 2-D pass sees those lines replaced by
+    the mean of their neighbours.
+    """
+    h, w = power.shape[-2:]
+
+    def weights(n_src, n_dst):
+        return _linear_interp(n_src, n_dst) if n_dst > n_src else _cell_overlap(n_src, n_dst)
+
+    wy, wx = weights(h, target[0]), weights(w, target[1])
+    if h == 1 or w == 1:
+        return torch.einsum("yh,chw,xw->cyx", wy, power, wx)
+    body = power.clone()
+    body[:, 0, :] = (body[:, 1, :] + body[:, -1, :]) / 2
+    body[:, :, 0] = (body[:, :, 1] + body[:, :, -1]) / 2
+    out = torch.einsum("yh,chw,xw->cyx", wy, body, wx)
+    out[:, 0, :] = power[:, 0, :] @ wx.T
+    out[:, :, 0] = power[:, :, 0] @ wy.T
+    return out
+
+
 def resize_magnitude(magnitude, size, *, source_width: int | None = None) -> torch.Tensor:
     """A (C, H, W//2+1) spectrum of (H, W) images moved to images of `size`, as float64.
 
@@ -272,9 +322,10 @@ def resize_magnitude(magnitude, size, *, source_width: int | None = None) -> tor
     the measured rings, and below the lowest ring (upsampling only) a power law fitted over the
     lowest decade. The anisotropy varies slowly, so only it is resampled: averaged over the source
     cells inside each target cell when downsampling (in power, which adds over frequency; this
-    is the antialiasing), linearly interpolated when upsampling. Averaging M itself would bias
-    the steep 1/f fall-off near DC (a 1/f² power averaged over the first 2x cell is 27% high)
-    and interpolating it would blur it.
+    is the antialiasing), linearly interpolated when upsampling, with the axis lines kept one
+    bin wide (see _resample_power). Averaging M itself would bias the steep 1/f fall-off near DC
+    (a 1/f² power averaged over the first 2x cell is 27% high); interpolating it would blur it.
+    The result is on the CPU.
     """
     m = _check_spectrum(magnitude, "magnitude").cpu()
     h, wr = m.shape[-2:]
@@ -286,16 +337,15 @@ def resize_magnitude(magnitude, size, *, source_width: int | None = None) -> tor
     if profile is None:
         if target[0] > h or target[1] > width:
             raise ValueError(f"magnitude: a {h}x{width} spectrum has too few frequencies to upsample")
-        profile = lambda radius: torch.ones(m.shape[0], *radius.shape, dtype=torch.float64)  # noqa: E731
+
+        def profile(radius):  # too few rings for a profile: resample the spectrum itself
+            return torch.ones(m.shape[0], *radius.shape, dtype=torch.float64)
     aniso = _full_plane(m, width) / profile(_radius(h, width)).clamp(min=1e-300)
     neighbours = [aniso[:, i, j] for i, j in ((1, 0), (-1, 0), (0, 1), (0, -1))
-                  if (i == 0 or h > 1) and (j == 0 or width > 1) and (i, j) != (0, 0)]
+                  if (i == 0 or h > 1) and (j == 0 or width > 1)]
     aniso[:, 0, 0] = torch.stack(neighbours).mean(0) if neighbours else 1.0  # DC is set apart below
 
-    def weights(n_src, n_dst):
-        return _linear_interp(n_src, n_dst) if n_dst > n_src else _cell_overlap(n_src, n_dst)
-
-    aniso_power = torch.einsum("yh,chw,xw->cyx", weights(h, target[0]), aniso ** 2, weights(width, target[1]))
+    aniso_power = _resample_power(aniso ** 2, target)
     area = target[0] * target[1] / (h * width)
     out = (profile(_radius(*target)) * aniso_power.sqrt())[..., : target[1] // 2 + 1] * math.sqrt(area)
     out[:, 0, 0] = m[:, 0, 0] * area
@@ -319,17 +369,26 @@ def imagenet_spectrum_path() -> Path:
 
 
 def load_imagenet_magnitude() -> MagnitudeFile:
-    """xplique's ImageNet spectrum converted to this module's units (see IMAGENET_UNITS)."""
+    """xplique's ImageNet spectrum converted to this module's units (see _imagenet_to_units)."""
     path = imagenet_spectrum_path()
     raw = _check_spectrum(np.load(path, allow_pickle=False), f"source {str(path)!r}")
     if raw.shape != (3, _IMAGENET_SIZE, _IMAGENET_SIZE // 2 + 1):
         raise ValueError(f"source: {str(path)!r} has shape {tuple(raw.shape)}, expected (3, 512, 257)")
-    return MagnitudeFile(_imagenet_to_units(raw), None,
-                         {"size": [_IMAGENET_SIZE, _IMAGENET_SIZE], "basis": BASIS, "source": f"xplique 2.0.2: {IMAGENET_FILE}"})
+    meta = {"size": [_IMAGENET_SIZE, _IMAGENET_SIZE], "basis": BASIS, "source": f"xplique: {IMAGENET_FILE}"}
+    return MagnitudeFile(_imagenet_to_units(raw), None, meta)
 
 
 def _imagenet_to_units(raw: torch.Tensor) -> torch.Tensor:
-    return raw.clone()  # placeholder until measured
+    """dec = dec' @ M with M = K·diag(std)·inv(K) (about 0.226·I); the channels are uncorrelated,
+    so powers add through M. The DC of mean-subtracted images holds no colour: it becomes
+    ImageNet's mean colour, |mean @ inv(K)|·H·W."""
+    k = default_color_matrix(3, dtype=torch.float64)
+    k_inv = torch.linalg.inv(k)
+    mix = k @ torch.diag(torch.tensor(IMAGENET_STD, dtype=torch.float64)) @ k_inv
+    out = torch.einsum("jc,jhw->chw", mix ** 2, raw ** 2).sqrt()
+    h, wr = raw.shape[-2:]
+    out[:, 0, 0] = (torch.tensor(IMAGENET_MEAN, dtype=torch.float64) @ k_inv).abs() * h * 2 * (wr - 1)
+    return out
 
 
 def _grey_from_decorrelated(mag: torch.Tensor) -> torch.Tensor:
@@ -394,3 +453,40 @@ def natural_magnitude(size, channels: int = 3, *, source="default", device=None,
     size = parse_size(size)
     channels = _check_channels(channels)
     return _natural_magnitude_cpu(_source_key(source), size, channels).to(device=device, dtype=dtype, copy=True)
+
+
+natural_magnitude.cache_clear = _natural_magnitude_cpu.cache_clear
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+def cli_compute(images, size, out, *, progress: bool = True) -> Path:
+    """`phasevis spectrum compute --images DIR --size 512 --out FILE`: writes FILE (.npz), returns its path."""
+    if isinstance(size, str):  # "512", "256x384" or "256,384" straight from the command line
+        try:
+            parts = tuple(int(p) for p in size.lower().replace("x", ",").split(","))
+        except ValueError:
+            raise ValueError(f"size: expected N or HxW, got {size!r}") from None
+        size = parts[0] if len(parts) == 1 else parts
+    size = parse_size(size)
+    out = Path(out)
+    compute_magnitude(images, size, progress=progress, out=out)
+    return out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
+
+
+def cli_plot(files, out, *, references: bool = True) -> Path:
+    """`phasevis spectrum plot FILE... --out PNG`: log-log radial amplitude per channel of each
+    .npz/.npy spectrum, with the default and (when xplique is installed) ImageNet spectra for reference."""
+    profiles = {}
+    for f in files:
+        mag, _, meta = load_magnitude(f)
+        profiles[Path(f).name] = diagnostics.radial_profile(mag, source_width=meta["size"][1])
+    if references:
+        mag, _, meta = load_magnitude(DEFAULT_ASSET)
+        profiles["default (photos)"] = diagnostics.radial_profile(mag, source_width=meta["size"][1])
+        try:
+            profiles["ImageNet (xplique)"] = diagnostics.radial_profile(load_imagenet_magnitude().magnitude)
+        except FileNotFoundError:
+            pass  # the reference is optional; the user's spectra are what was asked for
+    diagnostics.plot_radial_profiles(profiles, out, title="radially averaged |rfft2| per pixel")
+    return Path(out)

