@@ -19,6 +19,8 @@ $(VENV)/.deps: Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(TORCH_PINS)
 	$(PIP) install $(RUNTIME_DEPS) $(TEST_DEPS)
+	# Horama is a peer we compare against; --no-deps, else it pulls an unpinned torch.
+	$(PIP) install --no-deps horama==0.3.0 einops
 	touch $@
 
 # Built against the torch in .venv, hence --no-build-isolation.
@@ -45,7 +47,7 @@ cpp-test: setup
 test: build cpp-test pytest
 
 demo: build
-	$(PY) -m phasevis_ext.cli demo --out $(DEMO_OUT)
+	$(VENV)/bin/phasevis demo --out $(DEMO_OUT)
 
 bench: build
 	$(PY) benchmarks/synthesis.py

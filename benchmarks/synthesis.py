@@ -21,7 +21,7 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn, device, repeats: int, warmup: int = 3) -> float:
+def median_ms(fn, device, repeats: int, warmup: int = 5) -> float:
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -51,6 +51,12 @@ def bench_case(size: int, batch: int, device, repeats: int, with_compile: bool) 
         out = pv.ops.maco_synthesis_op(phase, magnitude, size, size, 0.0, 1.0, k, 1e-4)
         torch.autograd.grad(out, phase, grad)
 
+    saved = torch.ops.phasevis.maco_synthesis(phase.detach(), magnitude, size, size, 0.0, 1.0, k, 1e-4)
+
+    def ext_backward_op():
+        # the raw backward op, without autograd: what the Python autograd glue costs on top
+        torch.ops.phasevis.maco_synthesis_backward(grad, phase.detach(), magnitude, saved[1], saved[2], saved[3], k, 0.0, 1.0, 1e-4)
+
     def ref(fn):
         def forward():
             with torch.no_grad():
@@ -71,6 +77,7 @@ def bench_case(size: int, batch: int, device, repeats: int, with_compile: bool) 
     if pv.extension_available():
         row["ext_fwd"] = median_ms(ext_forward, device, repeats)
         row["ext_fwd_bwd"] = median_ms(ext_both, device, repeats)
+        row["ext_bwd_op"] = median_ms(ext_backward_op, device, repeats)
     fwd, both = ref(maco_synthesis_reference)
     row["eager_fwd"] = median_ms(fwd, device, repeats)
     row["eager_fwd_bwd"] = median_ms(both, device, repeats)
@@ -86,7 +93,7 @@ def format_table(rows: list[dict]) -> str:
     cols = [
         ("size", "size"), ("batch", "B"), ("ext_fwd", "ext fwd"), ("eager_fwd", "eager fwd"),
         ("compile_fwd", "compile fwd"), ("ext_fwd_bwd", "ext fwd+bwd"), ("eager_fwd_bwd", "eager fwd+bwd"),
-        ("compile_fwd_bwd", "compile fwd+bwd"), ("fft_floor", "FFT floor"),
+        ("compile_fwd_bwd", "compile fwd+bwd"), ("ext_bwd_op", "ext bwd op alone"), ("fft_floor", "FFT floor"),
     ]
     cols = [c for c in cols if any(c[0] in r for r in rows)]
     lines = ["| " + " | ".join(h for _, h in cols) + " | speed-up vs eager (fwd+bwd) | ext fwd+bwd / FFT floor |"]

@@ -175,18 +175,20 @@ __global__ void spectrum_kernel(Head head, Geometry g, const double* __restrict 
     const int64_t k = i % wr, h = (i / wr) % g.height, hk = h * wr + k;
     T re, im;
     head.value(s, b, n, i, hk, &re, &im);
-    x[(b * n + i) * 2] = re;
-    x[(b * n + i) * 2 + 1] = im;
     if (math::is_self_conjugate_column(k, g.width)) {
+      // Stored already Hermitian: cuFFT's c2r, unlike MKL's, is not the projection for a
+      // non-Hermitian input when W = 1.
       const int64_t p = math::conjugate_row(h, g.height), pi = i + (p - h) * wr;
-      T pre, pim, fre, fim;
+      T pre, pim;
       head.value(s, b, n, pi, p * wr + k, &pre, &pim);
-      math::hermitian_part(re, im, pre, pim, &fre, &fim);
-      acc[0] += double(fre) * fre + double(fim) * fim;
+      math::hermitian_part(re, im, pre, pim, &re, &im);
+      acc[0] += double(re) * re + double(im) * im;
       if (hk == 0) acc[1] += re;
     } else {
       acc[0] += 2.0 * (double(re) * re + double(im) * im);
     }
+    x[(b * n + i) * 2] = re;
+    x[(b * n + i) * 2 + 1] = im;
   }
   block_sum_store<2>(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
 }
