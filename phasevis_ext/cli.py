@@ -33,7 +33,8 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8, help="units optimized together (default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--amp", default="none", choices=("none", "bfloat16", "float16"), help="autocast for the model pass")
+    p.add_argument("--amp", default="auto", choices=("auto", "none", "bfloat16", "float16"),
+                   help="autocast for the model pass; auto: bfloat16 on CUDA and on CPUs with native bf16, else none")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -73,9 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _amp(name: str):
+def _amp(name: str, device: str):
     import torch
 
+    if name == "auto":
+        native_bf16 = device.startswith("cuda") or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.bfloat16 if native_bf16 else None
     return {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
@@ -87,7 +91,7 @@ def visualize_kwargs(args) -> dict:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = dict(param=args.param, steps=args.steps, lr=args.lr, optimizer=args.optimizer, image_size=args.image_size,
-                  input_size=args.input_size, crops=args.crops, seed=args.seed, device=device, amp=_amp(args.amp),
+                  input_size=args.input_size, crops=args.crops, seed=args.seed, device=device, amp=_amp(args.amp, device),
                   batch_size=args.batch_size, progress=not args.no_progress)
     if args.box_size is not None:
         kwargs["box_size"] = tuple(args.box_size)

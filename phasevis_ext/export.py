@@ -1,0 +1,232 @@
+"""Writing results: PNGs, RGBA PNGs with MACO's transparency, contact sheets, JSON and an offline gallery.
+
+Every file is written to a temporary file in its destination folder and moved into place with
+os.replace, so a reader never sees a half-written file and an interrupted run leaves the old one.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+_LOGIT = re.compile(r"logit\((\d+)\)")
+
+
+def _atomic_write(path, write: Callable, mode: str = "wb") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; published files should be readable like any other
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return path
+
+
+def _to_uint8(t: torch.Tensor) -> np.ndarray:
+    """(C, H, W) or (H, W) floats in [0, 1] to (H, W, C) / (H, W) uint8."""
+    t = t.detach().float().cpu().clamp(0, 1)
+    if t.dim() == 3:
+        t = t.permute(1, 2, 0)
+    return (t * 255).round().to(torch.uint8).numpy()
+
+
+def _check_image(image) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a (3, H, W) tensor, got {shape}")
+    return image
+
+
+def _save_pil(picture: Image.Image, path) -> Path:
+    return _atomic_write(path, lambda f: picture.save(f, format="PNG"))
+
+
+def save_png(image: torch.Tensor, path) -> Path:
+    """An RGB (3, H, W) tensor in [0, 1] (values outside are clipped) as an 8-bit PNG."""
+    return _save_pil(Image.fromarray(_to_uint8(_check_image(image)), "RGB"), path)
+
+
+def display_alpha(alpha: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
+    """Alpha as MACO displays it: divided by its `percentile`-th percentile, clipped to [0, 1].
+
+    Clipping the brightest 1% keeps a few extreme gradients from making everything else
+    transparent. A map with no positive value gives a fully opaque alpha (nothing to show).
+    """
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    alpha = alpha.detach().float().cpu()
+    level = torch.quantile(alpha.flatten(), percentile / 100)
+    if level <= 0:
+        level = alpha.max()
+    if level <= 0:
+        return torch.ones_like(alpha)
+    return (alpha / level).clamp(0, 1)
+
+
+def save_rgba(image: torch.Tensor, alpha: torch.Tensor, path, percentile: float = 99.0) -> Path:
+    """RGB (3, H, W) with alpha (1, H, W) or (H, W), rescaled by `display_alpha`, as an RGBA PNG."""
+    image = _check_image(image)
+    alpha = alpha.reshape(alpha.shape[-2:]) if alpha.dim() == 3 and alpha.shape[0] == 1 else alpha
+    if alpha.shape != image.shape[1:]:
+        raise ValueError(f"alpha must be (1, H, W) or (H, W) matching the image's {tuple(image.shape[1:])}, "
+                         f"got {tuple(alpha.shape)}")
+    rgba = np.concatenate([_to_uint8(image), _to_uint8(display_alpha(alpha, percentile))[..., None]], axis=-1)
+    return _save_pil(Image.fromarray(rgba, "RGBA"), path)
+
+
+def contact_sheet(images, labels: Sequence[str] | None = None, path=None, *, cols: int | None = None,
+                  pad: int = 4) -> Image.Image:
+    """A grid of (3, H, W) images with optional small labels under each; saved to `path` if given."""
+    images = list(images)
+    if not images:
+        raise ValueError("contact_sheet needs at least one image")
+    images = [_check_image(image) for image in images]
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"labels: need one per image ({len(images)}), got {len(labels)}")
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    height = max(image.shape[1] for image in images)
+    width = max(image.shape[2] for image in images)
+    font = ImageFont.load_default()
+    label_height = 14 if labels is not None else 0
+    cell_w, cell_h = width + pad, height + label_height + pad
+    sheet = Image.new("RGB", (cols * cell_w + pad, rows * cell_h + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, image in enumerate(images):
+        x, y = pad + (index % cols) * cell_w, pad + (index // cols) * cell_h
+        sheet.paste(Image.fromarray(_to_uint8(image), "RGB"), (x, y))
+        if labels is not None:
+            draw.text((x, y + height + 1), _fit(draw, str(labels[index]), font, width), fill="black", font=font)
+    if path is not None:
+        _save_pil(sheet, path)
+    return sheet
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """text cut with an ellipsis so it fits in `width` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def class_label(description: str, class_names: Sequence[str] | None) -> str | None:
+    """The class name of a 'logit(i)' objective, when class_names knows index i."""
+    match = _LOGIT.fullmatch(description)
+    if match is None or not class_names:
+        return None
+    index = int(match[1])
+    return class_names[index] if index < len(class_names) else None
+
+
+def _default_class_names() -> Sequence[str] | None:
+    try:
+        from .imagenet_classes import IMAGENET_CLASSES
+    except ImportError:
+        return None
+    return IMAGENET_CLASSES
+
+
+def _units(result, class_names, files=None) -> list[dict]:
+    units = []
+    for index, (description, unit_id) in enumerate(zip(result.objectives, result.unit_ids)):
+        unit = {"index": index, "unit_id": unit_id, "objective": description,
+                "score": float(result.scores[index])}
+        name = class_label(description, class_names)
+        if name is not None:
+            unit["class_name"] = name
+        if files is not None:
+            unit.update(files[index])
+        units.append(unit)
+    return units
+
+
+def _results_json(result, class_names, files=None) -> dict:
+    return {"units": _units(result, class_names, files), "settings": result.settings,
+            "seconds": result.seconds}
+
+
+def write_json(result, path, class_names: Sequence[str] | None = None) -> Path:
+    """Objectives, unit ids, final scores, settings and run time of a VisualizationResult as JSON."""
+    data = _results_json(result, class_names)
+    return _atomic_write(path, lambda f: json.dump(data, f, indent=2), mode="w")
+
+
+def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *, percentile: float = 99.0) -> Path:
+    """Per-unit PNG and RGBA PNG, contact_sheet.png, results.json and an offline index.html; returns index.html.
+
+    Logit objectives are labelled with class_names (default: the ImageNet classes, when available).
+    """
+    out_dir = Path(out_dir)
+    class_names = _default_class_names() if class_names is None else class_names
+    files = []
+    for index in range(len(result.objectives)):
+        stem = f"unit_{index:04d}"
+        save_png(result.images[index], out_dir / f"{stem}.png")
+        save_rgba(result.images[index], result.alpha[index], out_dir / f"{stem}_rgba.png", percentile)
+        files.append({"image": f"{stem}.png", "rgba": f"{stem}_rgba.png"})
+    units = _units(result, class_names, files)
+    titles = [_title(unit) for unit in units]
+    contact_sheet(result.images, titles, out_dir / "contact_sheet.png")
+    _atomic_write(out_dir / "results.json",
+                  lambda f: json.dump(_results_json(result, class_names, files), f, indent=2), mode="w")
+    page = _gallery_html(units, titles, result.settings)
+    return _atomic_write(out_dir / "index.html", lambda f: f.write(page), mode="w")
+
+
+def _title(unit: dict) -> str:
+    name = unit.get("class_name")
+    return f"{unit['objective']} {name}" if name else unit["objective"]
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1em; background: #fafafa; }
+.grid { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; width: 200px; }
+figure img { width: 200px; height: auto; display: block; }
+.rgba { background: repeating-conic-gradient(#ccc 0% 25%, #fff 0% 50%) 50% / 16px 16px; }
+figcaption { font-size: 12px; overflow-wrap: anywhere; }
+details pre { font-size: 12px; }
+"""
+
+
+def _gallery_html(units: list[dict], titles: list[str], settings: dict) -> str:
+    esc = html.escape
+    cards = []
+    for unit, title in zip(units, titles):
+        cards.append(
+            f'<figure><a href="{esc(unit["image"])}"><img src="{esc(unit["image"])}" alt="{esc(title)}"></a>'
+            f'<a href="{esc(unit["rgba"])}"><img class="rgba" src="{esc(unit["rgba"])}" '
+            f'alt="{esc(title)} with transparency"></a>'
+            f'<figcaption><b>{esc(unit["objective"])}</b>'
+            + (f' {esc(unit["class_name"])}' if "class_name" in unit else "")
+            + f'<br>score {unit["score"]:.4g}<br><small>{esc(unit["unit_id"])}</small></figcaption></figure>')
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>phasevis gallery</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>phasevis gallery</h1>
+<p>{len(units)} units. Each unit: the image, then the image with MACO's transparency (the accumulated
+gradient magnitude) over a checkerboard. <a href="contact_sheet.png">Contact sheet</a>,
+<a href="results.json">results.json</a>.</p>
+<div class="grid">
+{chr(10).join(cards)}
+</div>
+<details><summary>settings</summary><pre>{esc(json.dumps(settings, indent=2))}</pre></details>
+</body></html>
+"""

@@ -1,0 +1,154 @@
+"""Image parameterizations for N units at once: one (N, ...) parameter tensor, images (N, 3, H, W) in [0, 1].
+
+    maco     the Fourier phase (N, 3, H, W//2+1) under a fixed natural-image magnitude (MACO)
+    fourier  the lucid spectrum (N, 3, H, W//2+1, 2) scaled by 1/f^decay
+    pixel    sigmoid of raw pixels (N, 3, H, W)
+
+Each unit's initial values come from that unit's own generator, so they do not depend on which
+other units share its batch. Inside the optimization loop the fused ops run without the value
+checks of `synthesis.maco_synthesis` (one device sync each), falling back to the reference.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from . import ops
+from .color import default_color_matrix
+from .reference import fourier_synthesis_reference, maco_synthesis_reference
+from .spectrum import natural_magnitude, parse_size
+from .synthesis import fourier_scale
+
+PARAMS = ("maco", "fourier", "pixel")
+MIN_SIZE = 8
+VALUES_RANGE = (0.0, 1.0)
+EPS = 1e-4  # the synthesis functions' default
+
+
+def _fused_ops_run_on(device: torch.device) -> bool:
+    if not ops.extension_available():
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and ops.cuda_kernels_available())
+
+
+def _per_unit_normal(shape, generators, std, *, device, dtype) -> torch.Tensor:
+    """(N, *shape) with row i drawn from generators[i] only."""
+    rows = [torch.randn(shape, generator=g, device=device, dtype=dtype) for g in generators]
+    return torch.stack(rows) * std
+
+
+class ImageParam(nn.Module):
+    """N images of one size; `param` holds all their parameters, forward() gives (N, 3, H, W) in [0, 1]."""
+
+    kind: str
+
+    def __init__(self, size: tuple[int, int], param: torch.Tensor):
+        super().__init__()
+        self.size = size
+        self.param = nn.Parameter(param)
+
+    def __len__(self) -> int:
+        return self.param.shape[0]
+
+    def extra_repr(self) -> str:
+        return f"units={len(self)}, size={self.size}"
+
+
+class MacoParam(ImageParam):
+    """MACO: only the phase is optimized; the magnitude is a fixed buffer shared by all units.
+
+    The phase starts from N(0, std²) with std = 1 as in MACO (the synthesis standardizes the
+    phase, so std only sets the scale the optimizer's steps are measured against).
+    """
+
+    kind = "maco"
+
+    def __init__(self, size, *, generators, device=None, dtype=torch.float32, magnitude=None,
+                 std: float = 1.0):
+        height, width = size
+        shape = (3, height, width // 2 + 1)
+        if magnitude is None:
+            magnitude = natural_magnitude((height, width), 3, device=device, dtype=dtype)
+        magnitude = torch.as_tensor(magnitude).to(device=device, dtype=dtype)
+        if magnitude.shape != shape:
+            raise ValueError(f"magnitude must have shape (3, H, W//2+1) = {shape}, got {tuple(magnitude.shape)}")
+        super().__init__(size, _per_unit_normal(shape, generators, std, device=device, dtype=dtype))
+        self.register_buffer("magnitude", magnitude.contiguous())
+        self.register_buffer("color_matrix", default_color_matrix(3, dtype=dtype, device=device))
+
+    def forward(self) -> torch.Tensor:
+        height, width = self.size
+        if _fused_ops_run_on(self.param.device):
+            return ops.maco_synthesis_op(self.param, self.magnitude, height, width, *VALUES_RANGE,
+                                         self.color_matrix, EPS)
+        return maco_synthesis_reference(self.param, self.magnitude, self.size, VALUES_RANGE, self.color_matrix, EPS)
+
+
+class FourierParam(ImageParam):
+    """Lucid's spectrum, real (re, im) pairs, under 1/f^decay scaling; starts from N(0, 0.01²) as lucid."""
+
+    kind = "fourier"
+
+    def __init__(self, size, *, generators, device=None, dtype=torch.float32, decay: float = 1.0,
+                 std: float = 0.01):
+        height, width = size
+        shape = (3, height, width // 2 + 1, 2)
+        super().__init__(size, _per_unit_normal(shape, generators, std, device=device, dtype=dtype))
+        self.register_buffer("scale", fourier_scale((height, width), decay, device=device, dtype=dtype))
+        self.register_buffer("color_matrix", default_color_matrix(3, dtype=dtype, device=device))
+
+    def forward(self) -> torch.Tensor:
+        height, width = self.size
+        if _fused_ops_run_on(self.param.device):
+            return ops.fourier_synthesis_op(self.param, self.scale, height, width, *VALUES_RANGE,
+                                            self.color_matrix, EPS)
+        spectrum = torch.view_as_complex(self.param)
+        return fourier_synthesis_reference(spectrum, self.scale, self.size, VALUES_RANGE, self.color_matrix, EPS)
+
+
+class PixelParam(ImageParam):
+    """sigmoid(raw pixels), no colour decorrelation; starts from N(0, 0.01²), a flat grey."""
+
+    kind = "pixel"
+
+    def __init__(self, size, *, generators, device=None, dtype=torch.float32, std: float = 0.01):
+        super().__init__(size, _per_unit_normal((3, *size), generators, std, device=device, dtype=dtype))
+
+    def forward(self) -> torch.Tensor:
+        lo, hi = VALUES_RANGE
+        return lo + (hi - lo) * torch.sigmoid(self.param)
+
+
+_CLASSES = {cls.kind: cls for cls in (MacoParam, FourierParam, PixelParam)}
+
+
+def make_param(kind: str, n: int, size, *, generators: Sequence[torch.Generator], device=None,
+               dtype: torch.dtype = torch.float32, magnitude: torch.Tensor | None = None, decay: float = 1.0,
+               **kwargs) -> ImageParam:
+    """An ImageParam of `kind` for `n` units of `size` (int or (H, W), each >= 8).
+
+    generators: one torch.Generator per unit, on `device`. magnitude applies to "maco" only
+    (default: `natural_magnitude(size)`), decay to "fourier" only. kwargs go to the class
+    (e.g. std, the initial standard deviation).
+    """
+    if kind not in _CLASSES:
+        raise ValueError(f"param must be one of {PARAMS}, got {kind!r}")
+    height, width = parse_size(size, "size")
+    if min(height, width) < MIN_SIZE:
+        raise ValueError(f"size must be at least {MIN_SIZE} pixels per side, got {(height, width)}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if len(generators) != n:
+        raise ValueError(f"generators: need one per unit ({n}), got {len(generators)}")
+    if kind == "maco":
+        kwargs["magnitude"] = magnitude
+    elif magnitude is not None:
+        raise ValueError(f"magnitude only applies to param='maco', not {kind!r}")
+    if kind == "fourier":
+        kwargs["decay"] = decay
+    elif decay != 1.0:
+        raise ValueError(f"decay only applies to param='fourier', not {kind!r}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return _CLASSES[kind]((height, width), generators=generators, device=device, dtype=dtype, **kwargs)

@@ -1,0 +1,125 @@
+"""Batched augmentations: random square crops of every image of a chunk, resized in one op.
+
+Crops are made with `torchvision.ops.roi_align(aligned=True, sampling_ratio=-1)`. The adaptive
+sampling ratio takes ceil(box / out) x ceil(box / out) bilinear samples per output pixel and
+averages them, a box filter as wide as the downsampling factor, so crops larger than the model
+input are antialiased (white noise downsampled 4x keeps std/4, as a true 4x4 average does; one
+bilinear sample per pixel keeps std/2). Upsampled crops get one bilinear sample per pixel. One
+call serves boxes of every size and every image, with no pyramid to build; measured on 2 CPU
+cores, 48 crops of 256 px images to 224 px take ~250 ms forward + backward, against ~230 ms for a
+single-level `grid_sample` that does not antialias at all.
+
+Randomness comes only from one torch.Generator per image (per unit), each drawn in turn, so the
+crops of an image do not depend on the other images of the batch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torchvision.ops import roi_align
+
+DEFAULT_BOX_SIZE = (0.25, 1.0)
+# Horama's spread of the crop centres around the image centre, in fractions of the image side.
+CENTER_STD = 0.15
+# Offsets of the off-centre evaluation crops: one CENTER_STD from the centre along each diagonal.
+_EVAL_OFFSETS = ((-CENTER_STD, -CENTER_STD), (CENTER_STD, -CENTER_STD), (-CENTER_STD, CENTER_STD),
+                 (CENTER_STD, CENTER_STD))
+
+
+def check_box_size(box_size) -> tuple[float, float]:
+    """(lo, hi) with 0 < lo <= hi <= 1, or ValueError naming box_size."""
+    try:
+        lo, hi = (float(v) for v in box_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"box_size must be a pair (lo, hi) of fractions of the image side, got {box_size!r}") from None
+    if not (0 < lo <= hi <= 1):
+        raise ValueError(f"box_size must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
+    return lo, hi
+
+
+def _check_images(images) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a non-empty (N, C, H, W) tensor, got {shape}")
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _crop(images: torch.Tensor, unit_index: torch.Tensor, centers: torch.Tensor, sides: torch.Tensor,
+          out_size: int) -> torch.Tensor:
+    """Square crops: centres (K, 2) as (x, y) and sides (K,) in fractions; boxes are kept inside the image."""
+    height, width = images.shape[-2:]
+    side_px = sides * min(height, width)
+    half = side_px / 2
+    cx = (centers[:, 0] * width).clamp(min=half, max=width - half)
+    cy = (centers[:, 1] * height).clamp(min=half, max=height - half)
+    boxes = torch.stack([unit_index.to(cx.dtype), cx - half, cy - half, cx + half, cy + half], dim=1)
+    return roi_align(images, boxes.to(images.dtype), out_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+def random_crops(images: torch.Tensor, crops: int, out_size: int, box_size=DEFAULT_BOX_SIZE, *,
+                 generators: Sequence[torch.Generator], noise: float = 0.0) -> torch.Tensor:
+    """(N * crops, C, out, out) random square crops, unit-major: image i owns rows [i*crops, (i+1)*crops).
+
+    Centres are 0.5 + N(0, 0.15) of the image side (moved so the box stays inside), sides are
+    uniform in box_size as fractions of the shorter image side. `noise` adds N(0, noise²) to each
+    crop. Image i draws its boxes, then its noise, from generators[i] alone.
+    """
+    _check_images(images)
+    crops = _check_positive_int(crops, "crops")
+    out_size = _check_positive_int(out_size, "out_size")
+    lo, hi = check_box_size(box_size)
+    if not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite std >= 0, got {noise!r}")
+    count = images.shape[0]
+    if len(generators) != count:
+        raise ValueError(f"generators: need one per image ({count}), got {len(generators)}")
+
+    device, dtype = images.device, images.dtype
+    draws = []
+    for generator in generators:
+        centers = 0.5 + CENTER_STD * torch.randn(crops, 2, generator=generator, device=device, dtype=dtype)
+        sides = lo + (hi - lo) * torch.rand(crops, generator=generator, device=device, dtype=dtype)
+        unit_noise = None
+        if noise > 0:
+            unit_noise = torch.randn(crops, images.shape[1], out_size, out_size, generator=generator,
+                                     device=device, dtype=dtype)
+        draws.append((centers, sides, unit_noise))
+
+    unit_index = torch.arange(count, device=device).repeat_interleave(crops)
+    out = _crop(images, unit_index, torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws]), out_size)
+    if noise > 0:
+        out = out + noise * torch.cat([d[2] for d in draws])
+    return out
+
+
+def eval_boxes(box_size=DEFAULT_BOX_SIZE) -> list[tuple[float, float, float]]:
+    """The fixed evaluation boxes (centre x, centre y, side) spanning the training distribution.
+
+    Centred crops at the smallest, middle and largest side of box_size (fewer when they
+    coincide), plus four crops of the middle side one centre-std off the centre diagonally.
+    """
+    lo, hi = check_box_size(box_size)
+    sides = sorted({hi, (lo + hi) / 2, lo}, reverse=True)
+    middle = (lo + hi) / 2
+    boxes = [(0.5, 0.5, side) for side in sides]
+    if middle < 1:  # a full-side box has nowhere to move
+        boxes += [(0.5 + dx, 0.5 + dy, middle) for dx, dy in _EVAL_OFFSETS]
+    return boxes
+
+
+def eval_crops(images: torch.Tensor, out_size: int, box_size=DEFAULT_BOX_SIZE) -> torch.Tensor:
+    """(N * K, C, out, out) crops at the K fixed `eval_boxes(box_size)`, unit-major, without noise."""
+    _check_images(images)
+    out_size = _check_positive_int(out_size, "out_size")
+    boxes = torch.tensor(eval_boxes(box_size), dtype=images.dtype, device=images.device)
+    count, per_image = images.shape[0], boxes.shape[0]
+    unit_index = torch.arange(count, device=images.device).repeat_interleave(per_image)
+    boxes = boxes.repeat(count, 1)
+    return _crop(images, unit_index, boxes[:, :2], boxes[:, 2], out_size)

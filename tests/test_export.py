@@ -1,0 +1,132 @@
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from phasevis_ext.export import (
+    class_label,
+    contact_sheet,
+    display_alpha,
+    save_png,
+    save_rgba,
+    write_gallery,
+    write_json,
+)
+from phasevis_ext.render import VisualizationResult
+
+
+def fake_result(count=3, size=(20, 24)):
+    generator = torch.Generator().manual_seed(0)
+    alpha_raw = torch.rand(count, 1, *size, generator=generator) * 5
+    return VisualizationResult(
+        images=torch.rand(count, 3, *size, generator=generator),
+        alpha=alpha_raw / alpha_raw.amax(dim=(1, 2, 3), keepdim=True),
+        alpha_raw=alpha_raw,
+        scores=torch.arange(count, dtype=torch.float32) * 1.5,
+        history=torch.zeros(4, count),
+        objectives=["logit(1)", "channel(_blocks.15, 3)", "logit(207)"][:count],
+        unit_ids=["logit(1)", "channel(_blocks.15, 3)", "logit(207)"][:count],
+        settings={"param": "maco", "steps": 4, "box_size": [0.25, 1.0]},
+        seconds=1.25,
+    )
+
+
+def test_save_png_round_trips(tmp_path):
+    image = torch.rand(3, 10, 14)
+    path = save_png(image, tmp_path / "sub" / "a.png")
+    with Image.open(path) as im:
+        assert im.mode == "RGB" and im.size == (14, 10)
+        decoded = torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(decoded, image, rtol=0, atol=0.5 / 255 + 1e-6)
+    assert [p.name for p in path.parent.iterdir()] == ["a.png"]  # no temporary file left behind
+
+
+def test_save_rgba_clips_alpha_at_the_percentile(tmp_path):
+    alpha = torch.linspace(0, 1, 100).reshape(1, 10, 10)
+    alpha[0, 9, 9] = 1000.0  # one extreme gradient must not make the rest transparent
+    path = save_rgba(torch.rand(3, 10, 10), alpha, tmp_path / "a.png", percentile=90.0)
+    with Image.open(path) as im:
+        assert im.mode == "RGBA" and im.size == (10, 10)
+        channel = im.getchannel("A")
+        assert channel.getextrema() == (0, 255)
+        assert channel.getpixel((5, 5)) > 100
+    with pytest.raises(ValueError, match="alpha"):
+        save_rgba(torch.rand(3, 10, 10), torch.rand(1, 5, 5), tmp_path / "b.png")
+
+
+def test_display_alpha():
+    alpha = torch.arange(101, dtype=torch.float32)
+    shown = display_alpha(alpha, 50.0)
+    assert shown.max() == 1 and (shown == 1).sum() == 51
+    torch.testing.assert_close(shown[:50], alpha[:50] / 50)
+    assert torch.all(display_alpha(torch.zeros(4, 4)) == 1)
+
+
+def test_contact_sheet(tmp_path):
+    images = torch.rand(5, 3, 16, 16)
+    sheet = contact_sheet(images, [f"unit {i} with a long label" for i in range(5)], tmp_path / "s.png", cols=2)
+    with Image.open(tmp_path / "s.png") as im:
+        assert im.mode == "RGB" and im.size == sheet.size
+        assert im.size[0] >= 2 * 16 and im.size[0] < 3 * 16 and im.size[1] >= 3 * 16
+    with pytest.raises(ValueError, match="labels"):
+        contact_sheet(images, ["one"])
+
+
+def test_class_label():
+    names = ("tench", "goldfish")
+    assert class_label("logit(1)", names) == "goldfish"
+    assert class_label("logit(5)", names) is None
+    assert class_label("channel(x, 1)", names) is None
+    assert class_label("logit(1)", None) is None
+
+
+def test_write_json(tmp_path):
+    result = fake_result()
+    data = json.loads(write_json(result, tmp_path / "r.json").read_text())
+    assert [u["objective"] for u in data["units"]] == result.objectives
+    assert [u["score"] for u in data["units"]] == pytest.approx(result.scores.tolist())
+    assert data["settings"] == result.settings and data["seconds"] == 1.25
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value for name, value in attrs if name in ("src", "href")]
+
+
+def test_gallery_is_complete_and_offline(tmp_path):
+    result = fake_result()
+    index = write_gallery(result, tmp_path / "gallery", class_names=("tench", "goldfish"))
+    out = index.parent
+    parser = _Links()
+    parser.feed(index.read_text())
+    assert parser.links
+    for link in parser.links:
+        assert not re.match(r"^[a-z]+:|^/", link), f"not a relative link: {link}"
+        assert (out / link).is_file(), f"missing {link}"
+    assert "<script" not in index.read_text() and "stylesheet" not in index.read_text()
+    assert "goldfish" in index.read_text()
+
+    data = json.loads((out / "results.json").read_text())
+    assert data["units"][0]["class_name"] == "goldfish" and "class_name" not in data["units"][2]
+    for unit in data["units"]:
+        with Image.open(out / unit["image"]) as im:
+            assert im.mode == "RGB" and im.size == (24, 20)
+        with Image.open(out / unit["rgba"]) as im:
+            assert im.mode == "RGBA" and im.size == (24, 20)
+    with Image.open(out / "contact_sheet.png") as im:
+        assert im.mode == "RGB"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_gallery_labels_logits_with_imagenet_names_by_default(tmp_path):
+    index = write_gallery(fake_result(), tmp_path)
+    text = index.read_text()
+    assert "goldfish" in text and "golden retriever" in text

@@ -1,0 +1,210 @@
+import json
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from phasevis_ext import models
+from phasevis_ext.activations import capture
+from phasevis_ext.objectives import batched_score, channel, logit, objective, parse_targets
+from phasevis_ext.param import make_param
+from phasevis_ext.render import VisualizationResult, default_unit_ids, unit_seed, visualize
+from phasevis_ext.transform import eval_crops, random_crops
+
+FAST = dict(image_size=32, input_size=24, steps=5, crops=2, progress=False)
+
+
+def tiny_cnn(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 8, 3, padding=1), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(8, 16, 3, stride=2, padding=1), relu2=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(16, 10),
+    )).eval()
+
+
+def no_hooks(model):
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_cnn()
+
+
+@pytest.mark.parametrize("param", ["maco", "fourier", "pixel"])
+def test_result_shapes_and_ranges(model, param):
+    objectives = [logit(1), channel("conv2", 3), channel("relu1", 0)]
+    result = visualize(model, objectives, param=param, **FAST)
+    assert isinstance(result, VisualizationResult) and len(result) == 3
+    assert result.images.shape == (3, 3, 32, 32) and result.images.device.type == "cpu"
+    assert result.images.min() >= 0 and result.images.max() <= 1 and not result.images.requires_grad
+    assert result.alpha.shape == result.alpha_raw.shape == (3, 1, 32, 32)
+    assert result.alpha.min() >= 0
+    torch.testing.assert_close(result.alpha.amax(dim=(1, 2, 3)), torch.ones(3))
+    torch.testing.assert_close(result.alpha * result.alpha_raw.amax(dim=(1, 2, 3), keepdim=True), result.alpha_raw)
+    assert result.scores.shape == (3,) and result.history.shape == (5, 3)
+    assert result.objectives == ["logit(1)", "channel(conv2, 3)", "channel(relu1, 0)"]
+    assert result.unit_ids == result.objectives
+    assert result.seconds > 0
+    json.dumps(result.settings)
+    assert result.settings["param"] == param and result.settings["steps"] == 5
+
+
+def test_scores_are_the_objectives_on_the_final_images_over_the_eval_crops(model):
+    objectives = [logit(2), channel("conv2", 5)]
+    result = visualize(model, objectives, box_size=(0.5, 1.0), **FAST)
+    crops = eval_crops(result.images, 24, (0.5, 1.0))
+    with capture(model, ["conv2"], need_logits=True) as cap, torch.no_grad():
+        expected = batched_score(objectives, cap.run(crops), crops.shape[0] // 2)
+    torch.testing.assert_close(result.scores, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_result_other_seed_other_result(model):
+    objectives = parse_targets("conv2:0-1")
+    a = visualize(model, objectives, noise=0.05, **FAST)
+    b = visualize(model, objectives, noise=0.05, **FAST)
+    c = visualize(model, objectives, noise=0.05, seed=1, **FAST)
+    assert torch.equal(a.images, b.images) and torch.equal(a.history, b.history)
+    assert torch.equal(a.scores, b.scores) and torch.equal(a.alpha_raw, b.alpha_raw)
+    assert not torch.allclose(a.images, c.images)
+
+
+def test_a_unit_does_not_depend_on_its_batch(model):
+    target = channel("conv2", 7)
+    alone = visualize(model, [target], noise=0.05, batch_size=1, **FAST)
+    # other units with other objectives (one needs the logits, so the forward pass no longer stops early)
+    batched = visualize(model, [logit(3), target, channel("relu1", 2)], noise=0.05, batch_size=3, **FAST)
+    other = visualize(model, [logit(5), target], noise=0.05, batch_size=8, **FAST)
+    for result, index in ((batched, 1), (other, 1)):
+        torch.testing.assert_close(result.images[index], alone.images[0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(result.history[:, index], alone.history[:, 0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(result.scores[index], alone.scores[0], rtol=1e-5, atol=1e-6)
+
+
+def test_batch_size_does_not_change_the_result(model):
+    objectives = [logit(0), logit(1), channel("conv2", 1)]
+    one = visualize(model, objectives, batch_size=1, **FAST)
+    two = visualize(model, objectives, batch_size=2, **FAST)
+    torch.testing.assert_close(one.images, two.images, rtol=0, atol=1e-6)
+    torch.testing.assert_close(one.alpha, two.alpha, rtol=1e-4, atol=1e-6)
+
+
+def test_a_units_gradient_ignores_the_other_units_objectives(model):
+    def unit_gradients(objectives):
+        generators = [torch.Generator().manual_seed(unit_seed(0, f"unit{i}")) for i in range(2)]
+        param = make_param("maco", 2, 32, generators=generators)
+        crops = random_crops(param(), 3, 24, generators=generators, noise=0.05)
+        with capture(model, ["conv2"], need_logits=True) as cap:
+            (-batched_score(objectives, cap.run(crops), 3).sum()).backward()
+        return param.param.grad
+
+    first = unit_gradients([logit(1), channel("conv2", 0)])
+    second = unit_gradients([logit(1), logit(9)])
+    torch.testing.assert_close(first[0], second[0], rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(first[1], second[1])
+
+
+def test_duplicate_objectives_get_distinct_ids_and_images(model):
+    assert default_unit_ids([logit(1), logit(2), logit(1)]) == ["logit(1)#0", "logit(2)", "logit(1)#2"]
+    result = visualize(model, [logit(1), logit(1)], **FAST)
+    assert result.unit_ids == ["logit(1)#0", "logit(1)#1"]
+    assert not torch.allclose(result.images[0], result.images[1])
+
+
+def test_explicit_unit_ids_seed_the_units(model):
+    a = visualize(model, [logit(1), logit(2)], unit_ids=["x", "y"], **FAST)
+    b = visualize(model, [logit(2)], unit_ids=["y"], **FAST)
+    torch.testing.assert_close(a.images[1], b.images[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="unit_ids"):
+        visualize(model, [logit(1), logit(2)], unit_ids=["x", "x"], **FAST)
+    with pytest.raises(ValueError, match="unit_ids"):
+        visualize(model, [logit(1), logit(2)], unit_ids=["x"], **FAST)
+
+
+def test_hooks_removed_and_model_restored_also_on_error():
+    model = tiny_cnn().train()
+    flags = [p.requires_grad for p in model.parameters()]
+    with pytest.warns(UserWarning, match="train mode"):
+        visualize(model, [logit(1), channel("conv1", 0)], **FAST)
+    assert no_hooks(model) and model.training
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+
+    @objective
+    def explode(acts, layer):
+        raise RuntimeError("objective failed")
+
+    model.eval()
+    with pytest.raises(RuntimeError, match="objective failed"):
+        visualize(model, [explode("conv2")], **FAST)
+    assert no_hooks(model) and not model.training
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_callback_every_k_steps(model):
+    calls = []
+
+    def record(step, images, scores):
+        calls.append((step, images.shape, scores.shape, images.requires_grad))
+
+    visualize(model, [logit(1), logit(2), logit(3)], callback=record, callback_every=3,
+              batch_size=2, **{**FAST, "steps": 7})
+    # two chunks (2 units, then 1), each calling at steps 3 and 6
+    assert [c[0] for c in calls] == [3, 6, 3, 6]
+    assert calls[0][1:] == ((2, 3, 32, 32), (2,), False)
+    assert calls[2][1:] == ((1, 3, 32, 32), (1,), False)
+
+
+def test_normalize_is_applied_to_the_crops():
+    model = tiny_cnn()
+    seen = []
+    model.conv1.register_forward_pre_hook(lambda _m, args: seen.append(args[0].min().item()))
+    visualize(model, [channel("conv1", 0)], noise=0.0, **FAST)
+    assert min(seen) >= 0
+    seen.clear()
+    result = visualize(model, [channel("conv1", 0)], noise=0.0, normalize=((0.5,) * 3, (0.25,) * 3), **FAST)
+    assert min(seen) < 0
+    assert result.settings["normalize"] == [[0.5] * 3, [0.25] * 3]
+
+
+def test_amp_bfloat16_runs(model):
+    result = visualize(model, [logit(1)], amp=torch.bfloat16, **FAST)
+    assert torch.isfinite(result.images).all() and result.scores.dtype == torch.float32
+    assert result.settings["amp"] == "bfloat16"
+
+
+def test_objectives_as_strings_and_single_objective(model):
+    assert visualize(model, "conv2:3-4", **FAST).objectives == ["channel(conv2, 3)", "channel(conv2, 4)"]
+    assert visualize(model, logit(0), **FAST).objectives == ["logit(0)"]
+
+
+@pytest.mark.parametrize("options, name", [
+    (dict(steps=0), "steps"), (dict(batch_size=0), "batch_size"), (dict(crops=0), "crops"),
+    (dict(box_size=(0.5, 0.2)), "box_size"), (dict(box_size=(0.0, 1.0)), "box_size"),
+    (dict(param="wavelet"), "param"), (dict(lr=0.0), "lr"), (dict(noise=-0.1), "noise"),
+    (dict(image_size=4), "image_size"), (dict(input_size=0), "input_size"),
+    (dict(callback_every=0), "callback_every"), (dict(optimizer="sgd"), "optimizer"),
+    (dict(amp=torch.float64), "amp"), (dict(normalize=((0.5,), (0.0,))), "normalize"),
+])
+def test_option_validation(model, options, name):
+    with pytest.raises(ValueError, match=name):
+        visualize(model, [logit(1)], **{**FAST, **options})
+    assert no_hooks(model)
+
+
+def test_optimizer_callable(model):
+    result = visualize(model, [logit(1)], optimizer=torch.optim.SGD, lr=0.1, **FAST)
+    assert result.settings["optimizer"] == "SGD"
+
+
+def test_lite0_logit_rises():
+    model = models.load("efficientnet_lite0")
+    hooks_before = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()]
+    result = visualize(model, [logit(1)], image_size=128, steps=20, crops=2, progress=False)
+    start = result.history[0, 0].item()
+    assert result.history[-3:, 0].mean().item() > start + 5
+    assert result.scores[0].item() > start + 5
+    assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()] == hooks_before
+    assert result.settings["input_size"] == 224
