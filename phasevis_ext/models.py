@@ -16,6 +16,7 @@ such as `extract_features` directly skips it.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import os
@@ -135,8 +136,20 @@ def _normalize_inputs(net: nn.Module, mean, std) -> None:
 
 
 def _normalize_hook(net: nn.Module, args):
+    if getattr(net, "_skip_input_normalization", False):
+        return None
     images, *rest = args
     return ((images - net.input_mean) / net.input_std, *rest)
+
+
+@contextlib.contextmanager
+def without_normalization(model: nn.Module):
+    """Feed inputs that are already normalized (e.g. a peer's images in (-1, 1)) to a loaded model."""
+    model._skip_input_normalization = True
+    try:
+        yield model
+    finally:
+        model._skip_input_normalization = False
 
 
 def _load_efficientnet_lite(name: str, pretrained: bool) -> nn.Module:

@@ -165,7 +165,7 @@ def visualize(
     count = len(objectives)
     outputs = []
     with _frozen(model, channels_last), tqdm(total=count * options.steps, disable=not progress, desc="visualize",
-                              unit="step") as bar:
+                              unit="unit-step") as bar:
         for first in range(0, count, batch_size):
             chunk = slice(first, first + batch_size)
             outputs.append(_render_chunk(model, objectives[chunk], unit_ids[chunk], options, bar))
@@ -218,7 +218,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             history[step - 1] = scores.detach()
             if options.callback is not None and step % options.callback_every == 0:
                 options.callback(step, images.detach(), scores.detach())
-            bar.update()
+            bar.update(count)  # the bar counts unit-steps
             if not bar.disable and (step % 16 == 0 or step == options.steps):  # .item() syncs: not every step
                 bar.set_postfix(mean_score=f"{scores.mean().item():.3g}", refresh=False)
 

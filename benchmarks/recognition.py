@@ -1,0 +1,93 @@
+"""Are class visualizations recognized as their class? By the model that made them (averaged over
+random crops, and on the whole image) and by models that did not (transfer).
+
+    python benchmarks/recognition.py [--classes 10] [--steps 256] [--image-size 384] [--param maco] [--out DIR]
+
+Writes the images and a markdown table; the bars of the engine issue are top-5 >= 80% of classes
+by lite0 over random crops and by lite2 (transfer).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from phasevis_ext import export, models
+from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.objectives import logit
+from phasevis_ext.render import visualize
+
+# Spread over ImageNet: animals, objects, scenes, foods.
+CLASSES = (1, 9, 22, 76, 94, 130, 207, 291, 323, 340, 388, 417, 440, 511, 574, 717, 779, 852, 933, 980)
+
+
+def random_crop_batch(images: torch.Tensor, crops: int, size: int, seed: int = 0) -> torch.Tensor:
+    """(N*crops, 3, size, size): square crops covering 50-100% of the side, resized with antialiasing."""
+    g = torch.Generator().manual_seed(seed)
+    n, _, h, w = images.shape
+    out = []
+    for i in range(n):
+        for _ in range(crops):
+            side = int(min(h, w) * (0.5 + 0.5 * torch.rand((), generator=g).item()))
+            y = int(torch.randint(0, h - side + 1, (), generator=g))
+            x = int(torch.randint(0, w - side + 1, (), generator=g))
+            crop = images[i : i + 1, :, y : y + side, x : x + side]
+            out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def recognition(model, images: torch.Tensor, classes, *, crops: int = 16, size: int = 224) -> dict:
+    """Rates (over classes) of the target in the top-1 / top-5, for crop-averaged probabilities and the whole image."""
+    targets = torch.tensor(classes)
+    whole = model(F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
+    probs = model(random_crop_batch(images, crops, size)).softmax(-1).view(len(classes), crops, -1).mean(1)
+    out = {}
+    for name, scores in (("crops", probs), ("whole", whole)):
+        top5 = scores.topk(5, dim=-1).indices
+        out[f"{name}_top1"] = (top5[:, 0] == targets).float().mean().item()
+        out[f"{name}_top5"] = (top5 == targets[:, None]).any(-1).float().mean().item()
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=384)
+    parser.add_argument("--param", default="maco")
+    parser.add_argument("--crops", type=int, default=6)
+    parser.add_argument("--judges", nargs="+", default=["efficientnet_lite0", "efficientnet_lite2"])
+    parser.add_argument("--amp", default="bfloat16", choices=("none", "bfloat16"))
+    parser.add_argument("--out", default="recognition-out")
+    args = parser.parse_args(argv)
+    classes = CLASSES[: args.classes]
+    model = models.load("efficientnet_lite0")
+    start = time.perf_counter()
+    result = visualize(model, [logit(c) for c in classes], param=args.param, steps=args.steps,
+                       image_size=args.image_size, crops=args.crops,
+                       amp=torch.bfloat16 if args.amp == "bfloat16" else None, progress=True)
+    seconds = time.perf_counter() - start
+    export.write_gallery(result, args.out)
+    rows = {}
+    for judge in args.judges:
+        judge_model = model if judge == "efficientnet_lite0" else models.load(judge)
+        rows[judge] = recognition(judge_model, result.images, classes, size=models.default_input_size(judge))
+    print(f"\n{len(classes)} lite0 class logits, param={args.param}, {args.steps} steps, {args.image_size}², "
+          f"{args.crops} crops: {seconds:.0f} s\n")
+    print("| judge | top-1 (crops) | top-5 (crops) | top-1 (whole) | top-5 (whole) |")
+    print("|---|---|---|---|---|")
+    for judge, r in rows.items():
+        print(f"| {judge} | {r['crops_top1']:.0%} | {r['crops_top5']:.0%} | {r['whole_top1']:.0%} | {r['whole_top5']:.0%} |")
+    names = [IMAGENET_CLASSES[c] for c in classes]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with open(Path(args.out) / "recognition.json", "w") as f:
+        json.dump({"args": vars(args), "classes": list(classes), "names": names, "seconds": seconds, "rates": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
