@@ -35,7 +35,7 @@ timeout 200 $PY benchmarks/synthesis.py --device cuda --sizes 224 512 1024 1280 
 tail -16 "$OUT/synthesis.md"
 
 if [ -f benchmarks/end_to_end.py ] && $PY -c 'import efficientnet_lite_pytorch' 2>/dev/null; then
-  timeout 150 $PY benchmarks/end_to_end.py --device cuda ${E2E_ARGS:-} --json "$OUT/end_to_end.json" \
+  timeout 150 $PY benchmarks/end_to_end.py --device cuda ${E2E_ARGS:---steps 32} --json "$OUT/end_to_end.json" \
     > "$OUT/end_to_end.md" 2>&1 || status=1
   tail -12 "$OUT/end_to_end.md"
 fi
