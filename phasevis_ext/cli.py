@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("files", nargs="+", help=".npy/.npz spectra")
     plot.add_argument("--out", required=True, help="PNG to write")
 
+    from .atlas import add_atlas_parser
+
+    add_atlas_parser(sub)
+
     demo = sub.add_parser("demo", help="the README's main job: 8 ImageNet classes of the embedded model")
     demo.add_argument("--out", default="demo-out")
     demo.add_argument("--steps", type=int, default=96)
@@ -142,7 +146,14 @@ def cmd_demo(args) -> int:
     return main(argv)
 
 
-COMMANDS = {"visualize": cmd_visualize, "layers": cmd_layers, "spectrum": cmd_spectrum, "demo": cmd_demo}
+def cmd_atlas(args) -> int:
+    from . import atlas
+
+    return atlas.cmd_atlas(args)
+
+
+COMMANDS = {"visualize": cmd_visualize, "layers": cmd_layers, "spectrum": cmd_spectrum, "demo": cmd_demo,
+            "atlas": cmd_atlas}
 
 
 def main(argv=None) -> int:

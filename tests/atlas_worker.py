@@ -1,0 +1,59 @@
+"""An atlas of a tiny random CNN, run by tests/test_atlas.py as a subprocess, alone or under torchrun:
+
+    python tests/atlas_worker.py OUT [--sleep 0.1]
+    python -m torch.distributed.run --standalone --nproc-per-node=2 tests/atlas_worker.py OUT
+
+Prints one JSON line per rank with that rank's AtlasResult counts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make phasevis_ext importable
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from phasevis_ext import atlas  # noqa: E402
+
+LAYERS = "conv1,relu2"
+LOGITS = "0:5"
+OPTIONS = dict(image_size=32, input_size=24, steps=3, crops=2, device="cpu")
+
+
+def tiny_model() -> nn.Module:
+    """The same random weights in every process (fixed seed): 4 + 6 channels, 5 logits."""
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(4, 6, 3, stride=2, padding=1), relu2=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(6, 5),
+    )).eval()
+
+
+def expected_units() -> list[str]:
+    return [f"conv1:c{c}" for c in range(4)] + [f"relu2:c{c}" for c in range(6)] + [f"logit:{i}" for i in range(5)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step, so that a test can kill mid-run")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the test machines have few cores, shared by the ranks
+    callback = (lambda *_: time.sleep(args.sleep)) if args.sleep else None
+    result = atlas.run(tiny_model(), args.out, layers=LAYERS, logits=LOGITS, batch_size=args.batch_size,
+                       callback=callback, progress=False, **OPTIONS)
+    print(json.dumps({"rank": result.rank, "world_size": result.world_size, "units": result.units,
+                      "skipped": result.skipped, "rendered": result.rendered}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
