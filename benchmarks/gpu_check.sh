@@ -3,6 +3,8 @@
 # builds the CUDA kernels against that machine's own torch (no .venv there), runs the CUDA tests,
 # the synthesis benchmark and, when its model wheels were carried, the end-to-end benchmark.
 # Everything lands under $OUT: build.log, cuda_tests.txt, synthesis.{md,json}, end_to_end.{md,json}.
+# SKIP_TESTS=1, SKIP_SYNTH=1 skip steps; PROFILE=1 adds a per-op profile of a visualize step and
+# RECOGNITION=1 the class-recognition benchmark against Horama.
 #   usage (device tool): bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,16 +29,28 @@ if compgen -G "benchmarks/wheels/*.whl" > /dev/null; then
   $PY -m pip install -q --no-deps --no-index benchmarks/wheels/*.whl >> "$OUT/build.log" 2>&1 || true
 fi
 
-timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py ${EXTRA_TESTS:-} > "$OUT/cuda_tests.txt" 2>&1 || status=1
-tail -3 "$OUT/cuda_tests.txt"
+if [ -z "${SKIP_TESTS:-}" ]; then
+  timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py ${EXTRA_TESTS:-} > "$OUT/cuda_tests.txt" 2>&1 || status=1
+  tail -3 "$OUT/cuda_tests.txt"
+fi
 
-timeout 200 $PY benchmarks/synthesis.py --device cuda --sizes 224 512 1024 1280 --batches 1 8 64 \
+if [ -z "${SKIP_SYNTH:-}" ]; then
+  timeout 200 $PY benchmarks/synthesis.py --device cuda --sizes 224 512 1024 1280 --batches 1 8 64 \
   --compile-sizes 224 1024 --compile-batches 8 --json "$OUT/synthesis.json" > "$OUT/synthesis.md" 2>&1 || status=1
-tail -16 "$OUT/synthesis.md"
+  tail -16 "$OUT/synthesis.md"
+fi
 
 if [ -f benchmarks/end_to_end.py ] && $PY -c 'import efficientnet_lite_pytorch' 2>/dev/null; then
   timeout 150 $PY benchmarks/end_to_end.py --device cuda ${E2E_ARGS:---steps 32} --json "$OUT/end_to_end.json" \
     > "$OUT/end_to_end.md" 2>&1 || status=1
   tail -12 "$OUT/end_to_end.md"
+fi
+if [ -n "${RECOGNITION:-}" ]; then
+  timeout 200 $PY benchmarks/recognition.py --device cuda --horama --out "$OUT/recognition" > "$OUT/recognition.md" 2>&1 || status=1
+  tail -8 "$OUT/recognition.md"
+fi
+if [ -n "${PROFILE:-}" ]; then
+  timeout 120 $PY benchmarks/profile_step.py --device cuda > "$OUT/profile.txt" 2>&1 || status=1
+  head -45 "$OUT/profile.txt"
 fi
 exit $status

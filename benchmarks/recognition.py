@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from horama_runner import horama_class_images
 
 from phasevis_ext import export, models
 from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
@@ -42,8 +43,9 @@ def random_crop_batch(images: torch.Tensor, crops: int, size: int, seed: int = 0
 
 @torch.no_grad()
 def recognition(model, images: torch.Tensor, classes, *, crops: int = 16, size: int = 224) -> dict:
+    images = images.to(next(model.parameters()).device)
     """Rates (over classes) of the target in the top-1 / top-5, for crop-averaged probabilities and the whole image."""
-    targets = torch.tensor(classes)
+    targets = torch.tensor(classes, device=images.device)
     whole = model(F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
     probs = model(random_crop_batch(images, crops, size)).softmax(-1).view(len(classes), crops, -1).mean(1)
     out = {}
@@ -64,29 +66,39 @@ def main(argv=None):
     parser.add_argument("--judges", nargs="+", default=["efficientnet_lite0", "efficientnet_lite2"])
     parser.add_argument("--amp", default="bfloat16", choices=("none", "bfloat16"))
     parser.add_argument("--out", default="recognition-out")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--horama", action="store_true", help="also run Horama 0.3.0 on the same budget")
     args = parser.parse_args(argv)
     classes = CLASSES[: args.classes]
-    model = models.load("efficientnet_lite0")
+    device = torch.device(args.device)
+    model = models.load("efficientnet_lite0", device=device)
     start = time.perf_counter()
     result = visualize(model, [logit(c) for c in classes], param=args.param, steps=args.steps,
-                       image_size=args.image_size, crops=args.crops,
+                       image_size=args.image_size, crops=args.crops, device=device,
                        amp=torch.bfloat16 if args.amp == "bfloat16" else None, progress=True)
-    seconds = time.perf_counter() - start
+    runs = {f"ours ({args.param})": (result.images, time.perf_counter() - start)}
     export.write_gallery(result, args.out)
+    if args.horama:
+        start = time.perf_counter()
+        images = horama_class_images(model, classes, steps=args.steps, image_size=args.image_size, crops=args.crops,
+                                     device=device)
+        runs["Horama 0.3.0"] = (images, time.perf_counter() - start)
+        export.contact_sheet(images, [f"{c}" for c in classes], Path(args.out) / "horama_contact_sheet.png")
+    judges = {j: (model if j == "efficientnet_lite0" else models.load(j, device=device)) for j in args.judges}
     rows = {}
-    for judge in args.judges:
-        judge_model = model if judge == "efficientnet_lite0" else models.load(judge)
-        rows[judge] = recognition(judge_model, result.images, classes, size=models.default_input_size(judge))
-    print(f"\n{len(classes)} lite0 class logits, param={args.param}, {args.steps} steps, {args.image_size}², "
-          f"{args.crops} crops: {seconds:.0f} s\n")
-    print("| judge | top-1 (crops) | top-5 (crops) | top-1 (whole) | top-5 (whole) |")
-    print("|---|---|---|---|---|")
-    for judge, r in rows.items():
-        print(f"| {judge} | {r['crops_top1']:.0%} | {r['crops_top5']:.0%} | {r['whole_top1']:.0%} | {r['whole_top5']:.0%} |")
+    print(f"\n{len(classes)} lite0 class logits, {args.steps} steps, {args.image_size}², {args.crops} crops\n")
+    print("| method | judge | top-1 (crops) | top-5 (crops) | top-1 (whole) | top-5 (whole) | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    for method, (images, seconds) in runs.items():
+        for judge, judge_model in judges.items():
+            r = recognition(judge_model, images.to(device), classes, size=models.default_input_size(judge))
+            rows[f"{method} / {judge}"] = {**r, "seconds": seconds}
+            print(f"| {method} | {judge} | {r['crops_top1']:.0%} | {r['crops_top5']:.0%} | {r['whole_top1']:.0%} "
+                  f"| {r['whole_top5']:.0%} | {seconds:.0f} |")
     names = [IMAGENET_CLASSES[c] for c in classes]
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with open(Path(args.out) / "recognition.json", "w") as f:
-        json.dump({"args": vars(args), "classes": list(classes), "names": names, "seconds": seconds, "rates": rows}, f, indent=1)
+        json.dump({"args": vars(args), "classes": list(classes), "names": names, "rates": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
