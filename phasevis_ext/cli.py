@@ -37,6 +37,8 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
                    help="autocast for the model pass; auto: bfloat16 on CPUs with native bf16 (measured 2x faster "
                         "for lite0), none elsewhere (fp32 was faster than bf16 on an H100)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                   help="memory the run may use, in GiB (default: most of what is free); the batch shrinks to fit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +104,8 @@ def visualize_kwargs(args) -> dict:
         kwargs["box_size"] = tuple(args.box_size)
     if args.noise is not None:
         kwargs["noise"] = args.noise
+    if getattr(args, "memory_budget", None) is not None:
+        kwargs["memory_budget"] = int(args.memory_budget * 1024**3)
     if args.param == "maco" and args.spectrum != "default":
         size = (args.image_size, args.image_size)
         kwargs["param_kwargs"] = {"magnitude": natural_magnitude(size, source=args.spectrum, device=device)}
@@ -111,11 +115,21 @@ def visualize_kwargs(args) -> dict:
 def cmd_visualize(args) -> int:
     from . import export, models
     from .imagenet_classes import IMAGENET_CLASSES
-    from .render import visualize
+    from .render import VisualizationInterrupted, visualize
 
     kwargs = visualize_kwargs(args)
     model = models.load(args.model, device=kwargs["device"])
-    result = visualize(model, list(args.targets), **kwargs)
+    try:
+        result = visualize(model, list(args.targets), **kwargs)
+    except VisualizationInterrupted as interrupted:
+        # Keep what was done: finished units, and the current chunk's images marked partial.
+        result = interrupted.result
+        result.settings["model"] = args.model
+        index = export.write_gallery(result, args.out, class_names=IMAGENET_CLASSES)
+        partial = int(result.partial.sum())
+        print(f"phasevis: interrupted; {len(result) - partial} finished and {partial} partial units in {index}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     result.settings["model"] = args.model
     index = export.write_gallery(result, args.out, class_names=IMAGENET_CLASSES)
     print(f"{len(result)} units in {result.seconds:.1f} s; gallery: {index}")

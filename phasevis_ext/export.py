@@ -145,8 +145,11 @@ def _default_class_names() -> Sequence[str] | None:
 def _units(result, class_names, files=None) -> list[dict]:
     units = []
     for index, (description, unit_id) in enumerate(zip(result.objectives, result.unit_ids)):
+        score = float(result.scores[index])
         unit = {"index": index, "unit_id": unit_id, "objective": description,
-                "score": float(result.scores[index])}
+                "score": score if math.isfinite(score) else None}
+        if getattr(result, "partial", None) is not None and bool(result.partial[index]):
+            unit["partial"] = True  # cut short by Ctrl-C: the image is what the run had reached
         name = class_label(description, class_names)
         if name is not None:
             unit["class_name"] = name
@@ -189,9 +192,14 @@ def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *, 
     return _atomic_write(out_dir / "index.html", lambda f: f.write(page), mode="w")
 
 
+def _format_score(score) -> str:
+    return "–" if score is None else f"{score:.4g}"
+
+
 def _title(unit: dict) -> str:
     name = unit.get("class_name")
-    return f"{unit['objective']} {name}" if name else unit["objective"]
+    title = f"{unit['objective']} {name}" if name else unit["objective"]
+    return f"{title} (partial)" if unit.get("partial") else title
 
 
 _STYLE = """
@@ -215,7 +223,7 @@ def _gallery_html(units: list[dict], titles: list[str], settings: dict) -> str:
             f'alt="{esc(title)} with transparency"></a>'
             f'<figcaption><b>{esc(unit["objective"])}</b>'
             + (f' {esc(unit["class_name"])}' if "class_name" in unit else "")
-            + f'<br>score {unit["score"]:.4g}<br><small>{esc(unit["unit_id"])}</small></figcaption></figure>')
+            + f'<br>score {_format_score(unit["score"])}<br><small>{esc(unit["unit_id"])}</small></figcaption></figure>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>phasevis gallery</title>
 <style>{_STYLE}</style></head>

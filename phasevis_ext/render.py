@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from . import models
 from .activations import capture
 from .objectives import Objective, batched_score, parse_targets
+from .memory import plan_batch_size
 from .param import PARAMS, make_param
 from .transform import DEFAULT_BOX_SIZE, check_box_size, eval_crops, random_crops
 
@@ -56,9 +57,18 @@ class VisualizationResult:
     unit_ids: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    partial: torch.Tensor | None = None  # (N,) bool: units cut short by Ctrl-C (their scores are NaN)
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+
+class VisualizationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `visualize`; `.result` holds the finished units and the partial ones."""
+
+    def __init__(self, result: VisualizationResult):
+        super().__init__(f"interrupted after {int((~result.partial).sum())} finished units")
+        self.result = result
 
 
 def unit_seed(seed: int, unit_id: str) -> int:
@@ -119,6 +129,7 @@ def visualize(
     param_kwargs: dict | None = None,
     unit_ids: Sequence[str] | None = None,
     channels_last: bool | None = None,
+    memory_budget: int | None = None,
 ) -> VisualizationResult:
     """Optimize one image per objective so that the model scores it highly.
 
@@ -145,6 +156,12 @@ def visualize(
         the call and restored). None: on the CPU only. Measured for lite0: 1.4x faster on a 2-core
         AVX-512 CPU (2.8x with bf16 amp), but 11x slower on an H100, whose depthwise convolutions
         have no fast channels-last kernels.
+    memory_budget: bytes the run may use on its device (None: most of what is free now). The
+        batch size shrinks to fit it; if one unit cannot fit, MemoryBudgetError (a ValueError)
+        says what would, before any work starts.
+
+    Ctrl-C (KeyboardInterrupt) during a run raises VisualizationInterrupted carrying the finished
+    units and the current chunk's images so far, marked in `result.partial`.
     """
     start = time.perf_counter()
     objectives = parse_targets(objectives)
@@ -166,24 +183,39 @@ def visualize(
 
     count = len(objectives)
     outputs = []
-    with _frozen(model, options.channels_last), tqdm(total=count * options.steps, disable=not progress, desc="visualize",
-                              unit="unit-step") as bar:
-        for first in range(0, count, batch_size):
-            chunk = slice(first, first + batch_size)
-            outputs.append(_render_chunk(model, objectives[chunk], unit_ids[chunk], options, bar))
+    interrupted = False
+    with _frozen(model, options.channels_last):
+        requested = batch_size
+        batch_size = plan_batch_size(model, batch_size=batch_size, input_size=options.input_size, crops=options.crops,
+                                     image_size=options.image_size, device=options.device, amp=options.amp,
+                                     budget=memory_budget)
+        if batch_size < requested:
+            warnings.warn(f"batch_size {requested} does not fit the memory budget; using {batch_size}", stacklevel=2)
+        with tqdm(total=count * options.steps, disable=not progress, desc="visualize", unit="unit-step") as bar:
+            for first in range(0, count, batch_size):
+                chunk = slice(first, first + batch_size)
+                outputs.append(_render_chunk(model, objectives[chunk], unit_ids[chunk], options, bar))
+                if outputs[-1][4]:
+                    interrupted = True
+                    break
 
-    images, alpha_raw, scores = (torch.cat([out[i] for out in outputs]) for i in range(3))
+    images, alpha_raw, scores, partial = (torch.cat([out[i] for out in outputs]) for i in (0, 1, 2, 5))
+    done = images.shape[0]
     history = torch.cat([out[3] for out in outputs], dim=1)
     peak = alpha_raw.amax(dim=(1, 2, 3), keepdim=True)
     alpha = alpha_raw / peak.clamp_min(torch.finfo(alpha_raw.dtype).tiny)
     settings = _settings(options, model_name=model_name, optimizer=optimizer, batch_size=batch_size)
-    return VisualizationResult(images=images, alpha=alpha, alpha_raw=alpha_raw, scores=scores, history=history,
-                               objectives=[obj.description for obj in objectives], unit_ids=unit_ids,
-                               settings=settings, seconds=time.perf_counter() - start)
+    result = VisualizationResult(images=images, alpha=alpha, alpha_raw=alpha_raw, scores=scores, history=history,
+                                 objectives=[obj.description for obj in objectives[:done]], unit_ids=unit_ids[:done],
+                                 settings=settings, seconds=time.perf_counter() - start, partial=partial)
+    if interrupted:
+        raise VisualizationInterrupted(result)
+    return result
 
 
 def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], options: _Options, bar):
-    """(images, alpha_raw, scores, history) of one chunk, on CPU."""
+    """(images, alpha_raw, scores, history, interrupted, partial) of one chunk, on CPU. On Ctrl-C the
+    chunk stops where it is: its images so far come back marked partial, with NaN scores."""
     count, device = len(objectives), options.device
     generators = [torch.Generator(device=device).manual_seed(unit_seed(options.seed, uid)) for uid in unit_ids]
     image_param = make_param(options.param, count, options.image_size, generators=generators, device=device,
@@ -207,7 +239,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
                 acts = cap.run(crops)
             return batched_score(objectives, acts, crops_per_unit).float()
 
-        for step in range(1, options.steps + 1):
+        def one_step(step: int) -> None:
             images = image_param()
             images.retain_grad()
             crops = random_crops(images, options.crops, options.input_size, options.box_size,
@@ -215,7 +247,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             scores = score(crops, options.crops)
             optimizer.zero_grad(set_to_none=True)
             (-scores.sum()).backward()
-            alpha_raw += images.grad.abs().sum(dim=1, keepdim=True)
+            alpha_raw.add_(images.grad.abs().sum(dim=1, keepdim=True))
             optimizer.step()
             history[step - 1] = scores.detach()
             if options.callback is not None and step % options.callback_every == 0:
@@ -224,11 +256,22 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             if not bar.disable and (step % 16 == 0 or step == options.steps):  # .item() syncs: not every step
                 bar.set_postfix(mean_score=f"{scores.mean().item():.3g}", refresh=False)
 
+        try:
+            for step in range(1, options.steps + 1):
+                one_step(step)
+        except KeyboardInterrupt:
+            with torch.no_grad():
+                images = image_param()
+            nan = torch.full((count,), math.nan)
+            return (images.detach().cpu(), alpha_raw.cpu(), nan, history.cpu(), True,
+                    torch.ones(count, dtype=torch.bool))
+
         with torch.no_grad():
             images = image_param()
             crops = eval_crops(images, options.input_size, options.box_size)
             final_scores = score(crops, crops.shape[0] // count)
-    return images.detach().cpu(), alpha_raw.cpu(), final_scores.cpu(), history.cpu()
+    return (images.detach().cpu(), alpha_raw.cpu(), final_scores.cpu(), history.cpu(), False,
+            torch.zeros(count, dtype=torch.bool))
 
 
 @contextlib.contextmanager
