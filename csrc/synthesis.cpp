@@ -593,10 +593,7 @@ at::Tensor fourier_backward_impl(const at::Tensor& grad_out, const at::Tensor& s
 SynthesisOutputs maco_synthesis_cpu(const at::Tensor& phase, const at::Tensor& magnitude, int64_t height,
                                            int64_t width, double lo, double hi, const at::Tensor& color_matrix,
                                            double eps) {
-  check_device(phase, "phase", c10::DeviceType::CPU);
-  const Geometry g = head_geometry(phase, height, width, false);
-  check_same(magnitude, phase, "magnitude");
-  check_color_matrix(color_matrix, g, phase);
+  check_forward_args(Head::kMaco, phase, magnitude, height, width, color_matrix, c10::DeviceType::CPU);
   return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis_cpu", [&] {
     return maco_forward_impl<scalar_t>(phase, magnitude, height, width, lo, hi, color_matrix, eps);
   });
@@ -606,14 +603,8 @@ at::Tensor maco_synthesis_backward_cpu(const at::Tensor& grad_out, const at::Ten
                                        const at::Tensor& magnitude, const at::Tensor& x_hat,
                                        const at::Tensor& phase_stats, const at::Tensor& image_stats,
                                        const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  check_device(phase, "phase", c10::DeviceType::CPU);
-  TORCH_CHECK(x_hat.dim() == 4, "x_hat must be (B, C, H, W)");
-  const Geometry g = head_geometry(phase, phase.size(2), x_hat.size(3), false);
-  check_backward_inputs(grad_out, phase, x_hat, g);
-  check_same(magnitude, phase, "magnitude");
-  check_color_matrix(color_matrix, g, phase);
-  check_stats(phase_stats, g, 2, "phase_stats");
-  check_stats(image_stats, g, 2, "image_stats");
+  const Geometry g = check_backward_args(Head::kMaco, grad_out, phase, magnitude, x_hat, phase_stats,
+                                         image_stats, color_matrix, c10::DeviceType::CPU);
   return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis_backward_cpu", [&] {
     return maco_backward_impl<scalar_t>(grad_out, phase, magnitude, x_hat, phase_stats, image_stats, color_matrix,
                                         lo, hi, eps, g.width);
@@ -623,11 +614,8 @@ at::Tensor maco_synthesis_backward_cpu(const at::Tensor& grad_out, const at::Ten
 SynthesisOutputs fourier_synthesis_cpu(const at::Tensor& spectrum, const at::Tensor& scale, int64_t height,
                                               int64_t width, double lo, double hi, const at::Tensor& color_matrix,
                                               double eps) {
-  check_device(spectrum, "spectrum", c10::DeviceType::CPU);
-  const Geometry g = head_geometry(spectrum, height, width, true);
-  check_same(scale, spectrum, "scale");
-  TORCH_CHECK(scale.dim() <= 2, "scale must broadcast to (H, Wr)");
-  check_color_matrix(color_matrix, g, spectrum);
+  check_forward_args(Head::kFourier, spectrum, scale, height, width, color_matrix,
+                     c10::DeviceType::CPU);
   return AT_DISPATCH_FLOATING_TYPES(spectrum.scalar_type(), "fourier_synthesis_cpu", [&] {
     return fourier_forward_impl<scalar_t>(spectrum, scale, height, width, lo, hi, color_matrix, eps);
   });
@@ -637,14 +625,8 @@ at::Tensor fourier_synthesis_backward_cpu(const at::Tensor& grad_out, const at::
                                           const at::Tensor& scale, const at::Tensor& x_hat,
                                           const at::Tensor& spectrum_stats, const at::Tensor& image_stats,
                                           const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  check_device(spectrum, "spectrum", c10::DeviceType::CPU);
-  TORCH_CHECK(x_hat.dim() == 4, "x_hat must be (B, C, H, W)");
-  const Geometry g = head_geometry(spectrum, spectrum.size(2), x_hat.size(3), true);
-  check_backward_inputs(grad_out, spectrum, x_hat, g);
-  check_same(scale, spectrum, "scale");
-  check_color_matrix(color_matrix, g, spectrum);
-  check_stats(spectrum_stats, g, 3, "spectrum_stats");
-  check_stats(image_stats, g, 2, "image_stats");
+  const Geometry g = check_backward_args(Head::kFourier, grad_out, spectrum, scale, x_hat,
+                                         spectrum_stats, image_stats, color_matrix, c10::DeviceType::CPU);
   return AT_DISPATCH_FLOATING_TYPES(spectrum.scalar_type(), "fourier_synthesis_backward_cpu", [&] {
     return fourier_backward_impl<scalar_t>(grad_out, spectrum, scale, x_hat, spectrum_stats, image_stats,
                                            color_matrix, lo, hi, eps, g.width);

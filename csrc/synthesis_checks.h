@@ -84,4 +84,43 @@ inline void check_stats(const at::Tensor& t, const Geometry& g, int64_t columns,
               name, " must be float64 (B, ", columns, ")");
 }
 
+// The two heads: the optimized input and the fixed tensor beside it.
+enum class Head { kMaco, kFourier };
+
+struct HeadNames {
+  const char *head, *fixed, *stats;
+  bool complex_pairs;
+  int stats_columns;
+};
+
+inline HeadNames head_names(Head head) {
+  return head == Head::kMaco ? HeadNames{"phase", "magnitude", "phase_stats", false, 2}
+                             : HeadNames{"spectrum", "scale", "spectrum_stats", true, 3};
+}
+
+// Every check of a forward op's arguments, for the CPU and CUDA entry points alike.
+inline Geometry check_forward_args(Head which, const at::Tensor& head, const at::Tensor& fixed, int64_t height,
+                                   int64_t width, const at::Tensor& color_matrix, c10::DeviceType device) {
+  const HeadNames names = head_names(which);
+  check_device(head, names.head, device);
+  const Geometry g = head_geometry(head, height, width, names.complex_pairs);
+  check_same(fixed, head, names.fixed);
+  if (which == Head::kFourier) TORCH_CHECK(fixed.dim() <= 2, "scale must broadcast to (H, Wr)");
+  check_color_matrix(color_matrix, g, head);
+  return g;
+}
+
+inline Geometry check_backward_args(Head which, const at::Tensor& grad_out, const at::Tensor& head,
+                                    const at::Tensor& fixed, const at::Tensor& x_hat, const at::Tensor& head_stats,
+                                    const at::Tensor& image_stats, const at::Tensor& color_matrix,
+                                    c10::DeviceType device) {
+  TORCH_CHECK(x_hat.dim() == 4, "x_hat must be (B, C, H, W)");
+  const int64_t height = head.dim() > 2 ? head.size(2) : 0;
+  const Geometry g = check_forward_args(which, head, fixed, height, x_hat.size(3), color_matrix, device);
+  check_backward_inputs(grad_out, head, x_hat, g);
+  check_stats(head_stats, g, head_names(which).stats_columns, head_names(which).stats);
+  check_stats(image_stats, g, 2, "image_stats");
+  return g;
+}
+
 }  // namespace phasevis

@@ -400,10 +400,8 @@ at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geome
 SynthesisOutputs maco_synthesis_cuda(const at::Tensor& phase_in, const at::Tensor& magnitude_in, int64_t height,
                                      int64_t width, double lo, double hi, const at::Tensor& color_matrix,
                                      double eps) {
-  check_device(phase_in, "phase", c10::DeviceType::CUDA);
-  const Geometry g = head_geometry(phase_in, height, width, false);
-  check_same(magnitude_in, phase_in, "magnitude");
-  check_color_matrix(color_matrix, g, phase_in);
+  const Geometry g =
+      check_forward_args(Head::kMaco, phase_in, magnitude_in, height, width, color_matrix, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(phase_in.device());
   const at::Tensor phase = phase_in.contiguous(), k = color_matrix.contiguous();
   const auto magnitude = per_sample_or_shared(magnitude_in, g, "magnitude");
@@ -417,14 +415,8 @@ at::Tensor maco_synthesis_backward_cuda(const at::Tensor& grad_out, const at::Te
                                         const at::Tensor& magnitude_in, const at::Tensor& x_hat,
                                         const at::Tensor& phase_stats, const at::Tensor& image_stats,
                                         const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  check_device(phase_in, "phase", c10::DeviceType::CUDA);
-  TORCH_CHECK(x_hat.dim() == 4, "x_hat must be (B, C, H, W)");
-  const Geometry g = head_geometry(phase_in, phase_in.size(2), x_hat.size(3), false);
-  check_backward_inputs(grad_out, phase_in, x_hat, g);
-  check_same(magnitude_in, phase_in, "magnitude");
-  check_color_matrix(color_matrix, g, phase_in);
-  check_stats(phase_stats, g, 2, "phase_stats");
-  check_stats(image_stats, g, 2, "image_stats");
+  const Geometry g = check_backward_args(Head::kMaco, grad_out, phase_in, magnitude_in, x_hat, phase_stats,
+                                         image_stats, color_matrix, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(phase_in.device());
   const at::Tensor phase = phase_in.contiguous(), k = color_matrix.contiguous();
   const auto magnitude = per_sample_or_shared(magnitude_in, g, "magnitude");
@@ -437,11 +429,8 @@ at::Tensor maco_synthesis_backward_cuda(const at::Tensor& grad_out, const at::Te
 SynthesisOutputs fourier_synthesis_cuda(const at::Tensor& spectrum_in, const at::Tensor& scale_in, int64_t height,
                                         int64_t width, double lo, double hi, const at::Tensor& color_matrix,
                                         double eps) {
-  check_device(spectrum_in, "spectrum", c10::DeviceType::CUDA);
-  const Geometry g = head_geometry(spectrum_in, height, width, true);
-  check_same(scale_in, spectrum_in, "scale");
-  TORCH_CHECK(scale_in.dim() <= 2, "scale must broadcast to (H, Wr)");
-  check_color_matrix(color_matrix, g, spectrum_in);
+  const Geometry g = check_forward_args(Head::kFourier, spectrum_in, scale_in, height, width, color_matrix,
+                     c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(spectrum_in.device());
   const at::Tensor z = spectrum_in.contiguous(), k = color_matrix.contiguous();
   const at::Tensor scale = scale_in.expand({g.height, g.half_width}).contiguous();
@@ -455,14 +444,8 @@ at::Tensor fourier_synthesis_backward_cuda(const at::Tensor& grad_out, const at:
                                            const at::Tensor& scale_in, const at::Tensor& x_hat,
                                            const at::Tensor& spectrum_stats, const at::Tensor& image_stats,
                                            const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  check_device(spectrum_in, "spectrum", c10::DeviceType::CUDA);
-  TORCH_CHECK(x_hat.dim() == 4, "x_hat must be (B, C, H, W)");
-  const Geometry g = head_geometry(spectrum_in, spectrum_in.size(2), x_hat.size(3), true);
-  check_backward_inputs(grad_out, spectrum_in, x_hat, g);
-  check_same(scale_in, spectrum_in, "scale");
-  check_color_matrix(color_matrix, g, spectrum_in);
-  check_stats(spectrum_stats, g, 3, "spectrum_stats");
-  check_stats(image_stats, g, 2, "image_stats");
+  const Geometry g = check_backward_args(Head::kFourier, grad_out, spectrum_in, scale_in, x_hat,
+                                         spectrum_stats, image_stats, color_matrix, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(spectrum_in.device());
   const at::Tensor z = spectrum_in.contiguous(), k = color_matrix.contiguous();
   const at::Tensor scale = scale_in.expand({g.height, g.half_width}).contiguous();
