@@ -40,7 +40,13 @@ def fourier_synthesis_op(spectrum, scale, height: int, width: int, lo: float, hi
 
 if _C is not None:
 
-    def _fake_outputs(head, height, width, stats_columns):
+    def _fake_outputs(head, fixed, color_matrix, height, width, stats_columns):
+        # The checks that need no values, so a meta tensor among real ones cannot slip through.
+        for name, t in (("magnitude/scale", fixed), ("color_matrix", color_matrix)):
+            torch._check(t.device == head.device, lambda: f"{name} must be on {head.device}, got {t.device}")
+        torch._check(head.dim() >= 4, lambda: f"the synthesis input must have 4 or 5 dimensions, got {head.dim()}")
+        torch._check(head.shape[2] == height, lambda: f"height {height} does not match {head.shape[2]} rows")
+        torch._check(width // 2 + 1 == head.shape[3], lambda: f"width {width} does not match {head.shape[3]} columns")
         batch, channels = head.shape[0], head.shape[1]
         image = head.new_empty((batch, channels, height, width))
         stats = head.new_empty((batch, stats_columns), dtype=torch.float64)
@@ -49,11 +55,11 @@ if _C is not None:
 
     @torch.library.register_fake("phasevis::maco_synthesis")
     def _(phase, magnitude, height, width, lo, hi, color_matrix, eps):
-        return _fake_outputs(phase, height, width, 2)
+        return _fake_outputs(phase, magnitude, color_matrix, height, width, 2)
 
     @torch.library.register_fake("phasevis::fourier_synthesis")
     def _(spectrum, scale, height, width, lo, hi, color_matrix, eps):
-        return _fake_outputs(spectrum, height, width, 3)
+        return _fake_outputs(spectrum, scale, color_matrix, height, width, 3)
 
     @torch.library.register_fake("phasevis::maco_synthesis_backward")
     def _(grad_out, phase, magnitude, x_hat, phase_stats, image_stats, color_matrix, lo, hi, eps):

@@ -94,11 +94,11 @@ def fourier_synthesis(
     _, channels, height, half_width, _ = pairs.shape
     _check_tensor(scale, "scale", like=pairs)
     try:
-        torch.broadcast_shapes(scale.shape, (height, half_width))
-        if scale.dim() > 2:
-            raise RuntimeError
+        fits = torch.broadcast_shapes(scale.shape, (height, half_width)) == (height, half_width)
     except RuntimeError:
-        raise ValueError(f"scale must broadcast to (H, Wr) = {(height, half_width)}, got {tuple(scale.shape)}") from None
+        fits = False
+    if not fits:  # a scale that broadcast the spectrum up (e.g. (2, Wr) for H = 1) would change the image size
+        raise ValueError(f"scale must broadcast to (H, Wr) = {(height, half_width)}, got {tuple(scale.shape)}")
     height, width = _output_size(size, height, half_width)
     lo, hi = _values_range(values_range)
     color_matrix = _color_matrix(color_matrix, channels, pairs)
@@ -108,7 +108,7 @@ def fourier_synthesis(
         _check_finite(scale, "scale")
     if _use_extension(backend, pairs):
         return ops.fourier_synthesis_op(pairs, scale, height, width, lo, hi, color_matrix, eps)
-    complex_spectrum = spectrum if spectrum.is_complex() else torch.view_as_complex(pairs.contiguous())
+    complex_spectrum = spectrum if spectrum.is_complex() else torch.complex(pairs[..., 0], pairs[..., 1])
     return fourier_synthesis_reference(complex_spectrum, scale, (height, width), (lo, hi), color_matrix, eps)
 
 
