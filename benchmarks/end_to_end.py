@@ -19,8 +19,9 @@ from phasevis_ext import models
 from phasevis_ext.objectives import logit
 from phasevis_ext.render import visualize
 
-# (amp, channels_last) settings of our engine to time.
-CONFIGS = ((torch.bfloat16, True), (None, True), (torch.bfloat16, False), (None, False))
+# (amp, channels_last) settings of our engine to time, by name.
+CONFIGS = {"bf16-cl": (torch.bfloat16, True), "fp32-cl": (None, True), "bf16-contiguous": (torch.bfloat16, False),
+           "fp32-contiguous": (None, False)}
 CLASSES = (1, 9, 130, 207, 291, 323, 417, 980, 94, 340, 388, 574, 779, 852, 933, 950)
 
 
@@ -55,13 +56,15 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-horama", action="store_true")
     parser.add_argument("--one-at-a-time", action="store_true", help="also run our engine with batch_size=1")
+    parser.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=list(CONFIGS),
+                        help="autocast and memory format of our engine")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     model = models.load("efficientnet_lite0", device=device)
     classes = CLASSES[: args.units]
     runs = {}
-    for amp, channels_last in CONFIGS:
+    for amp, channels_last in (CONFIGS[name] for name in args.configs):
         label = f"{'bf16 autocast' if amp else 'fp32'}, {'channels-last' if channels_last else 'contiguous'}"
         warmup = argparse.Namespace(**{**vars(args), "steps": 2})
         run_ours(model, classes[:2], warmup, 2, amp, channels_last)

@@ -1,0 +1,42 @@
+"""The helpers of benchmarks/fidelity.py on tiny inputs (the benchmark itself is run by hand)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+fidelity = pytest.importorskip("fidelity")
+
+from phasevis_ext.diagnostics import radial_power  # noqa: E402
+
+
+def test_pick_classes_starts_with_the_recognition_classes_and_never_repeats():
+    from recognition import CLASSES
+
+    assert fidelity.pick_classes(3) == list(CLASSES[:3])
+    many = fidelity.pick_classes(40)
+    assert len(many) == 40 and len(set(many)) == 40 and all(0 <= c < 1000 for c in many)
+
+
+def test_luminance_weights_sum_to_one():
+    grey = torch.full((2, 3, 8, 8), 0.25)
+    assert torch.allclose(fidelity.luminance(grey), torch.full((2, 1, 8, 8), 0.25, dtype=torch.float64))
+
+
+def test_high_frequency_fraction_separates_smooth_from_noise():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(4, 1, 64, 64, generator=g)
+    smooth = torch.nn.functional.avg_pool2d(torch.nn.functional.avg_pool2d(noise, 5, 1, 2), 5, 1, 2)
+    white = fidelity.high_frequency_fraction(radial_power(noise))
+    # White noise: the share of the disc |f| <= 0.5 beyond 0.25 is 3/4 (rings weighted by f: roughly).
+    assert abs(white - 0.75) < 0.05
+    assert fidelity.high_frequency_fraction(radial_power(smooth)) < white / 5
+
+
+def test_mean_spectrum_refits_the_mean():
+    a, b = (radial_power(torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(s))) for s in (1, 2))
+    mean = fidelity.mean_spectrum([a, b])
+    assert np.allclose(mean.power, (a.power + b.power) / 2)
+    assert mean.slope.shape == (1,)
