@@ -1,3 +1,5 @@
+from html.parser import HTMLParser
+
 import pytest
 import torch
 
@@ -12,3 +14,19 @@ requires_cuda_ext = pytest.mark.skipif(
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value for name, value in attrs if name in ("src", "href")]
+
+
+def html_links(text: str) -> list[str]:
+    """Every src and href of an HTML page."""
+    parser = _Links()
+    parser.feed(text)
+    return parser.links

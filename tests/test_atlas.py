@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import html_links
 import torch
 from PIL import Image
 
@@ -171,15 +171,6 @@ def test_index_line_only_after_the_files(tmp_path, monkeypatch):
     assert sorted(_shard_units(out)) == [f"conv1:c{c}" for c in range(4)]
 
 
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.links = []
-
-    def handle_starttag(self, tag, attrs):
-        self.links += [value for name, value in attrs if name in ("src", "href")]
-
-
 def test_gallery_links_only_existing_files_and_sorts_offline(tmp_path):
     out = tmp_path / "atlas"
     atlas.run(tiny_model(), out, layers=["conv1", "relu2"], channels=":5", logits="3:", progress=False, **OPTIONS)
@@ -187,10 +178,9 @@ def test_gallery_links_only_existing_files_and_sorts_offline(tmp_path):
     assert [p.name for p in pages] == ["index.html", "layer-conv1.html", "layer-logits.html", "layer-relu2.html"]
     for page in pages:
         text = page.read_text()
-        parser = _Links()
-        parser.feed(text)
-        assert parser.links
-        for link in parser.links:
+        links = html_links(text)
+        assert links
+        for link in links:
             assert "://" not in link and (out / link).is_file(), (page.name, link)
         if page.name != "index.html":
             assert "sortUnits('score', -1)" in text and "function sortUnits" in text

@@ -1,9 +1,9 @@
 import json
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from conftest import html_links
 import torch
 from PIL import Image
 
@@ -92,23 +92,13 @@ def test_write_json(tmp_path):
     assert data["settings"] == result.settings and data["seconds"] == 1.25
 
 
-class _Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.links = []
-
-    def handle_starttag(self, tag, attrs):
-        self.links += [value for name, value in attrs if name in ("src", "href")]
-
-
 def test_gallery_is_complete_and_offline(tmp_path):
     result = fake_result()
     index = write_gallery(result, tmp_path / "gallery", class_names=("tench", "goldfish"))
     out = index.parent
-    parser = _Links()
-    parser.feed(index.read_text())
-    assert parser.links
-    for link in parser.links:
+    links = html_links(index.read_text())
+    assert links
+    for link in links:
         assert not re.match(r"^[a-z]+:|^/", link), f"not a relative link: {link}"
         assert (out / link).is_file(), f"missing {link}"
     assert "<script" not in index.read_text() and "stylesheet" not in index.read_text()
