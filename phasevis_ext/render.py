@@ -194,10 +194,16 @@ def visualize(
         with tqdm(total=count * options.steps, disable=not progress, desc="visualize", unit="unit-step") as bar:
             for first in range(0, count, batch_size):
                 chunk = slice(first, first + batch_size)
-                outputs.append(_render_chunk(model, objectives[chunk], unit_ids[chunk], options, bar))
+                try:
+                    outputs.append(_render_chunk(model, objectives[chunk], unit_ids[chunk], options, bar))
+                except KeyboardInterrupt:  # while a chunk was being set up: it has nothing to keep
+                    interrupted = True
+                    break
                 if outputs[-1][4]:
                     interrupted = True
                     break
+    if not outputs:
+        raise KeyboardInterrupt
 
     images, alpha_raw, scores, partial = (torch.cat([out[i] for out in outputs]) for i in (0, 1, 2, 5))
     done = images.shape[0]

@@ -1,6 +1,8 @@
 """Ctrl-C keeps finished work; runs that cannot fit their memory budget fail fast."""
 import json
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -82,17 +84,25 @@ def test_ctrl_c_keeps_finished_units_and_marks_the_partial_chunk():
 
 def test_cli_sigint_writes_the_partial_gallery_and_exits_130(tmp_path):
     out = tmp_path / "gallery"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "phasevis_ext.cli", "visualize", "logit:1,2", "--out", str(out), "--steps", "100000",
-         "--image-size", "32", "--input-size", "32", "--crops", "1", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+         "--image-size", "32", "--input-size", "32", "--crops", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = b""
     try:
-        time.sleep(12)  # model load and a few steps
+        # Interrupt only once the progress bar counts a few optimization steps, however slow the start-up.
+        steps_done = re.compile(rb"\b([1-9]\d+)/200000 \[")
+        deadline = time.monotonic() + 180
+        while not steps_done.search(seen) and time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                seen += os.read(proc.stderr.fileno(), 65536)
+        assert steps_done.search(seen), seen.decode(errors="replace")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+    err = (seen + err).decode(errors="replace")
     assert proc.returncode == 130, err
     assert "interrupted" in err
     units = json.loads((out / "results.json").read_text())["units"]
