@@ -81,7 +81,8 @@ _OWN_OPTIONS = {"model", "objectives", "unit_ids", "progress"}
 # visualize() options that change the images by rounding at most: left out of settings.json so that
 # a resume may use another device, batch size or memory format. Any other visualize() option,
 # including ones added later, counts as a setting.
-_NEUTRAL_OPTIONS = {"device", "batch_size", "callback", "callback_every", "channels_last", "memory_budget"}
+_NEUTRAL_OPTIONS = {"device", "batch_size", "callback", "callback_every", "channels_last", "memory_budget",
+                    "model_batch", "fold_batchnorm"}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                    help="memory the run may use, in GiB (default: most of what is free); the batch shrinks to fit")
+    p.add_argument("--model-batch", type=int, default=None, metavar="CROPS",
+                   help="about how many crops per model pass, in whole units (default: 12 on CPU, all on GPU)")
+    p.add_argument("--no-fold-batchnorm", action="store_true",
+                   help="keep BatchNorms as they are (default: fold them into the convs before them, in a copy)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +110,10 @@ def visualize_kwargs(args) -> dict:
         kwargs["noise"] = args.noise
     if getattr(args, "memory_budget", None) is not None:
         kwargs["memory_budget"] = int(args.memory_budget * 1024**3)
+    if getattr(args, "model_batch", None) is not None:
+        kwargs["model_batch"] = args.model_batch
+    if getattr(args, "no_fold_batchnorm", False):
+        kwargs["fold_batchnorm"] = False
     if args.param == "maco" and args.spectrum != "default":
         size = (args.image_size, args.image_size)
         kwargs["param_kwargs"] = {"magnitude": natural_magnitude(size, source=args.spectrum, device=device)}

@@ -1,7 +1,8 @@
-"""The fused synthesis ops: loading the extension, fake kernels and autograd.
+"""The native ops: loading the extension, fake kernels and autograd.
 
-The native ops return the image together with what their backward needs (x̂ and per-sample
-statistics); the functions here expose only the image.
+The synthesis ops return the image together with what their backward needs (x̂ and per-sample
+statistics); the functions here expose only the image. `crop_resize` is the CPU kernel behind
+the batched crops (the values of torchvision's roi_align, with a parallel backward).
 """
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ def maco_synthesis_op(phase, magnitude, height: int, width: int, lo: float, hi: 
 def fourier_synthesis_op(spectrum, scale, height: int, width: int, lo: float, hi: float, color_matrix, eps: float):
     """`spectrum` is real (B, C, H, Wr, 2)."""
     return torch.ops.phasevis.fourier_synthesis.default(spectrum, scale, height, width, lo, hi, color_matrix, eps)[0]
+
+
+def crop_resize_op(images, boxes, out_size: int):
+    """(K, C, out, out) crops of `images` at `boxes` (K, 5) = (index, x1, y1, x2, y2), CPU only."""
+    return torch.ops.phasevis.crop_resize.default(images, boxes, out_size)
+
+
+def crop_kernel_available(images) -> bool:
+    """Whether `crop_resize` has a kernel for these images (CPU, float32/float64)."""
+    return _C is not None and images.device.type == "cpu" and images.dtype in (torch.float32, torch.float64)
 
 
 if _C is not None:
@@ -99,3 +110,28 @@ if _C is not None:
         _make_backward(torch.ops.phasevis.fourier_synthesis_backward.default),
         setup_context=_setup_context,
     )
+
+    @torch.library.register_fake("phasevis::crop_resize")
+    def _(images, boxes, out_size):
+        torch._check(boxes.device == images.device, lambda: f"boxes must be on {images.device}, got {boxes.device}")
+        torch._check(images.dim() == 4, lambda: f"images must be (N, C, H, W), got {images.dim()} dimensions")
+        torch._check(boxes.dim() == 2 and boxes.shape[1] == 5, lambda: "boxes must be (K, 5)")
+        return images.new_empty((boxes.shape[0], images.shape[1], out_size, out_size))
+
+    @torch.library.register_fake("phasevis::crop_resize_backward")
+    def _(grad, boxes, batch, height, width):
+        return grad.new_empty((batch, grad.shape[1], height, width))
+
+    def _crop_setup_context(ctx, inputs, output):
+        images, boxes, _ = inputs
+        ctx.save_for_backward(boxes)
+        ctx.image_shape = (images.shape[0], images.shape[2], images.shape[3])
+
+    def _crop_backward(ctx, grad):
+        (boxes,) = ctx.saved_tensors
+        grad_images = None
+        if ctx.needs_input_grad[0]:
+            grad_images = torch.ops.phasevis.crop_resize_backward.default(grad.contiguous(), boxes, *ctx.image_shape)
+        return grad_images, None, None
+
+    torch.library.register_autograd("phasevis::crop_resize", _crop_backward, setup_context=_crop_setup_context)

@@ -20,6 +20,8 @@ from typing import Sequence
 import torch
 from torchvision.ops import roi_align
 
+from . import ops
+
 DEFAULT_BOX_SIZE = (0.25, 1.0)
 # Horama's spread of the crop centres around the image centre, in fractions of the image side.
 CENTER_STD = 0.15
@@ -60,7 +62,10 @@ def _crop(images: torch.Tensor, unit_index: torch.Tensor, centers: torch.Tensor,
     cx = (centers[:, 0] * width).clamp(min=half, max=width - half)
     cy = (centers[:, 1] * height).clamp(min=half, max=height - half)
     boxes = torch.stack([unit_index.to(cx.dtype), cx - half, cy - half, cx + half, cy + half], dim=1)
-    return roi_align(images, boxes.to(images.dtype), out_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    boxes = boxes.to(images.dtype)
+    if ops.crop_kernel_available(images):
+        return ops.crop_resize_op(images, boxes, out_size)
+    return roi_align(images, boxes, out_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
 def random_crops(images: torch.Tensor, crops: int, out_size: int, box_size=DEFAULT_BOX_SIZE, *,

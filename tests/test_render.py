@@ -91,6 +91,19 @@ def test_batch_size_does_not_change_the_result(model):
     torch.testing.assert_close(one.alpha, two.alpha, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("model_batch", [1, 4, 5])
+def test_model_passes_do_not_change_the_result(model, model_batch):
+    # 3 units x 2 crops in passes of 1 unit (model_batch 1 and 2 round to whole units), 2 units and 2 + 1
+    objectives = [logit(0), channel("conv2", 1), logit(7)]
+    whole = visualize(model, objectives, batch_size=3, model_batch=64, **FAST)
+    split = visualize(model, objectives, batch_size=3, model_batch=model_batch, **FAST)
+    torch.testing.assert_close(split.images, whole.images, rtol=0, atol=1e-6)
+    torch.testing.assert_close(split.alpha_raw, whole.alpha_raw, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(split.scores, whole.scores, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(split.history, whole.history, rtol=1e-5, atol=1e-6)
+    assert split.settings["model_batch"] == model_batch
+
+
 def test_a_units_gradient_ignores_the_other_units_objectives(model):
     def unit_gradients(objectives):
         generators = [torch.Generator().manual_seed(unit_seed(0, f"unit{i}")) for i in range(2)]
@@ -187,6 +200,7 @@ def test_objectives_as_strings_and_single_objective(model):
     (dict(image_size=4), "image_size"), (dict(input_size=0), "input_size"),
     (dict(callback_every=0), "callback_every"), (dict(optimizer="sgd"), "optimizer"),
     (dict(amp=torch.float64), "amp"), (dict(normalize=((0.5,), (0.0,))), "normalize"),
+    (dict(model_batch=0), "model_batch"), (dict(model_batch=2.5), "model_batch"),
 ])
 def test_option_validation(model, options, name):
     with pytest.raises(ValueError, match=name):
@@ -208,3 +222,13 @@ def test_lite0_logit_rises():
     assert result.scores[0].item() > start + 5
     assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()] == hooks_before
     assert result.settings["input_size"] == 224
+
+
+def test_cli_passes_the_model_pass_options():
+    from phasevis_ext.cli import build_parser, visualize_kwargs
+
+    base = ["visualize", "logit:1", "--out", "unused", "--device", "cpu"]
+    kwargs = visualize_kwargs(build_parser().parse_args(base + ["--model-batch", "6", "--no-fold-batchnorm"]))
+    assert kwargs["model_batch"] == 6 and kwargs["fold_batchnorm"] is False
+    defaults = visualize_kwargs(build_parser().parse_args(base))
+    assert "model_batch" not in defaults and "fold_batchnorm" not in defaults
