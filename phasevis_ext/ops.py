@@ -80,36 +80,8 @@ if _C is not None:
     def _(grad_out, spectrum, scale, x_hat, spectrum_stats, image_stats, color_matrix, lo, hi, eps):
         return torch.empty_like(spectrum)
 
-    def _setup_context(ctx, inputs, output):
-        head, fixed, _, _, lo, hi, color_matrix, eps = inputs
-        _, x_hat, head_stats, image_stats = output
-        ctx.save_for_backward(head, fixed, x_hat, head_stats, image_stats, color_matrix)
-        ctx.values_range = (lo, hi)
-        ctx.eps = eps
-
-    def _make_backward(backward_op):
-        def backward(ctx, grad_image, *_unused_grads):
-            head, fixed, x_hat, head_stats, image_stats, color_matrix = ctx.saved_tensors
-            grad_head = None
-            if ctx.needs_input_grad[0]:
-                lo, hi = ctx.values_range
-                grad_head = backward_op(
-                    grad_image.contiguous(), head, fixed, x_hat, head_stats, image_stats, color_matrix, lo, hi, ctx.eps
-                )
-            return grad_head, None, None, None, None, None, None, None
-
-        return backward
-
-    torch.library.register_autograd(
-        "phasevis::maco_synthesis",
-        _make_backward(torch.ops.phasevis.maco_synthesis_backward.default),
-        setup_context=_setup_context,
-    )
-    torch.library.register_autograd(
-        "phasevis::fourier_synthesis",
-        _make_backward(torch.ops.phasevis.fourier_synthesis_backward.default),
-        setup_context=_setup_context,
-    )
+    # The synthesis ops' autograd is registered in C++ (csrc/synthesis_autograd.cpp): on small
+    # images the Python formula's host overhead cost as much as the kernels.
 
     @torch.library.register_fake("phasevis::crop_resize")
     def _(images, boxes, out_size):

@@ -149,3 +149,22 @@ def test_ops_called_from_threads():
         results = list(pool.map(lambda pm: pv.maco_synthesis(*pm, backend="ext"), cases))
     for got, want in zip(results, expected):
         torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("op", ["maco_synthesis", "fourier_synthesis"])
+def test_autograd_is_the_cpp_kernel_and_only_the_image_is_differentiable(op):
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"phasevis::{op}", "Autograd")
+    if op == "maco_synthesis":
+        head, fixed = maco_inputs(2, 3, 8, 8, dtype=torch.float64)
+    else:
+        head, fixed = fourier_inputs(2, 3, 8, 8, dtype=torch.float64)
+        head = torch.view_as_real(head) if head.is_complex() else head
+    head = head.clone().requires_grad_(True)
+    image, x_hat, head_stats, image_stats = getattr(torch.ops.phasevis, op)(
+        head, fixed, 8, 8, 0.0, 1.0, pv.default_color_matrix(3, dtype=torch.float64), 1e-4)
+    assert image.requires_grad and not (x_hat.requires_grad or head_stats.requires_grad or image_stats.requires_grad)
+    (grad,) = torch.autograd.grad(image.sum(), head)
+    assert grad.shape == head.shape and torch.isfinite(grad).all()
+    with torch.no_grad():
+        assert not getattr(torch.ops.phasevis, op)(
+            head, fixed, 8, 8, 0.0, 1.0, pv.default_color_matrix(3, dtype=torch.float64), 1e-4)[0].requires_grad
