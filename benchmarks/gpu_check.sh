@@ -2,7 +2,8 @@
 # The device check, in one call of a few minutes on a GPU machine (see README, "GPU"):
 # builds the CUDA kernels against that machine's own torch (no .venv there), runs the CUDA tests,
 # the synthesis benchmark and, when its model wheels were carried, the end-to-end benchmark.
-# Everything lands under $OUT: build.log, cuda_tests.txt, synthesis.{md,json}, end_to_end.{md,json}.
+# Everything lands under $OUT: build.log, cuda_tests.txt, synthesis.{md,json}, profile_synthesis.txt
+# (device time per kernel), end_to_end.{md,json}.
 # SKIP_TESTS=1, SKIP_SYNTH=1 skip steps; PROFILE=1 adds a per-op profile of a visualize step and
 # RECOGNITION=1 the class-recognition benchmark against Horama.
 #   usage (device tool): bash benchmarks/gpu_check.sh
@@ -38,6 +39,10 @@ if [ -z "${SKIP_SYNTH:-}" ]; then
   timeout 200 $PY benchmarks/synthesis.py --device cuda --sizes 224 512 1024 1280 --batches 1 8 64 \
   --compile-sizes 224 1024 --compile-batches 8 --json "$OUT/synthesis.json" > "$OUT/synthesis.md" 2>&1 || status=1
   tail -16 "$OUT/synthesis.md"
+fi
+
+if [ -z "${SKIP_SYNTH:-}" ]; then
+  timeout 60 $PY benchmarks/profile_synthesis.py --device cuda > "$OUT/profile_synthesis.txt" 2>&1 || status=1
 fi
 
 if [ -f benchmarks/end_to_end.py ] && $PY -c 'import efficientnet_lite_pytorch' 2>/dev/null; then

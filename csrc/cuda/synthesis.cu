@@ -5,7 +5,8 @@
 // Per-sample reductions are two-stage (block partials, then one fixed-order sum per sample), so
 // results are deterministic, and every statistic stays on the device: no host sync anywhere,
 // which lets a whole optimization step be captured in a CUDA graph. The FFTs go through ATen's
-// cuFFT path, which caches plans per shape, dtype and device and runs on the current stream.
+// cuFFT path (at::_fft_c2r/_fft_r2c), which caches plans per shape, dtype and device and runs on
+// the current stream.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
@@ -23,6 +24,8 @@ using math::TailGrad;
 using SynthesisOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 constexpr int kThreads = 256;
+// Channel counts up to this keep a pixel's channels in registers in the image kernels (RGB: 3).
+constexpr int kRegisterChannels = 4;
 constexpr int kMaxPartials = 3;
 
 // Blocks per sample for a grid-stride loop over n elements: enough to fill the GPU, few enough
@@ -198,11 +201,15 @@ __device__ Standardization image_standardization_of(const double* totals, const 
   return math::standardization_from_sums(totals[1], 0.0, totals[0] / plane, g.image_numel(), eps);
 }
 
-template <typename T>
+// x holds the unnormalized inverse transform (H·W times the image): the 1/(H·W) is applied here
+// instead of in a separate ATen pass. kMaxC > 0: channels fit in registers (C <= kMaxC), so each
+// pixel's channels are read once and x̂ and out written once; kMaxC == 0: any C, through memory.
+template <typename T, int kMaxC>
 __global__ void image_forward_kernel(T* __restrict x, T* __restrict out, const T* __restrict k, Geometry g,
-                                     const double* __restrict image_totals, double eps, T lo, T span,
+                                     const double* __restrict image_totals, double eps, T input_scale, T lo, T span,
                                      double* __restrict image_stats) {
-  const int64_t b = blockIdx.y, plane = g.height * g.width, c_count = g.channels;
+  const int64_t b = blockIdx.y, plane = g.height * g.width;
+  const int c_count = int(g.channels);
   const Standardization s = image_standardization_of(image_totals + b * 2, g, eps);
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     image_stats[b * 2] = s.mean_re;
@@ -212,11 +219,30 @@ __global__ void image_forward_kernel(T* __restrict x, T* __restrict out, const T
   for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < plane; p += int64_t(gridDim.x) * blockDim.x) {
     T* xs = x + b * c_count * plane + p;
     T* os = out + b * c_count * plane + p;
-    for (int64_t c = 0; c < c_count; ++c) xs[c * plane] = (xs[c * plane] - mean) * inv_t;
-    for (int64_t d = 0; d < c_count; ++d) {
-      T y = 0;
-      for (int64_t c = 0; c < c_count; ++c) y += xs[c * plane] * k[c * c_count + d];
-      os[d * plane] = lo + span * math::sigmoid(y);
+    if constexpr (kMaxC > 0) {
+      T v[kMaxC];
+#pragma unroll
+      for (int c = 0; c < kMaxC; ++c)
+        if (c < c_count) {
+          v[c] = (xs[c * plane] * input_scale - mean) * inv_t;
+          xs[c * plane] = v[c];
+        }
+#pragma unroll
+      for (int d = 0; d < kMaxC; ++d)
+        if (d < c_count) {
+          T y = 0;
+#pragma unroll
+          for (int c = 0; c < kMaxC; ++c)
+            if (c < c_count) y += v[c] * __ldg(k + c * c_count + d);
+          os[d * plane] = lo + span * math::sigmoid(y);
+        }
+    } else {
+      for (int c = 0; c < c_count; ++c) xs[c * plane] = (xs[c * plane] * input_scale - mean) * inv_t;
+      for (int d = 0; d < c_count; ++d) {
+        T y = 0;
+        for (int c = 0; c < c_count; ++c) y += xs[c * plane] * k[c * c_count + d];
+        os[d * plane] = lo + span * math::sigmoid(y);
+      }
     }
   }
 }
@@ -225,25 +251,57 @@ __global__ void image_forward_kernel(T* __restrict x, T* __restrict out, const T
 // Backward
 // ---------------------------------------------------------------------------
 
-template <typename T>
+// kMaxC as in image_forward_kernel: with registers, ∂L/∂x̂ is accumulated in registers and
+// stored once instead of read-modified-written C times per pixel.
+template <typename T, int kMaxC>
 __global__ void image_backward_kernel(const T* __restrict grad_out, const T* __restrict x_hat, T* __restrict grad_x,
                                       const T* __restrict k, Geometry g, T span, double* __restrict partials) {
-  const int64_t b = blockIdx.y, plane = g.height * g.width, c_count = g.channels;
+  const int64_t b = blockIdx.y, plane = g.height * g.width;
+  const int c_count = int(g.channels);
   double acc[2] = {0.0, 0.0};  // Σ∂L/∂x̂, Σ∂L/∂x̂·x̂
   for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < plane; p += int64_t(gridDim.x) * blockDim.x) {
     const int64_t base = b * c_count * plane + p;
-    for (int64_t c = 0; c < c_count; ++c) grad_x[base + c * plane] = 0;
-    for (int64_t d = 0; d < c_count; ++d) {
-      T y = 0;
-      for (int64_t c = 0; c < c_count; ++c) y += x_hat[base + c * plane] * k[c * c_count + d];
-      const T sg = math::sigmoid(y);
-      const T gy = grad_out[base + d * plane] * span * sg * (T(1) - sg);
-      for (int64_t c = 0; c < c_count; ++c) grad_x[base + c * plane] += k[c * c_count + d] * gy;
-    }
-    for (int64_t c = 0; c < c_count; ++c) {
-      const T gc = grad_x[base + c * plane];
-      acc[0] += gc;
-      acc[1] += double(gc) * x_hat[base + c * plane];
+    if constexpr (kMaxC > 0) {
+      T xh[kMaxC], gx[kMaxC];
+#pragma unroll
+      for (int c = 0; c < kMaxC; ++c) {
+        xh[c] = c < c_count ? x_hat[base + c * plane] : T(0);
+        gx[c] = 0;
+      }
+#pragma unroll
+      for (int d = 0; d < kMaxC; ++d)
+        if (d < c_count) {
+          T y = 0;
+#pragma unroll
+          for (int c = 0; c < kMaxC; ++c)
+            if (c < c_count) y += xh[c] * __ldg(k + c * c_count + d);
+          const T sg = math::sigmoid(y);
+          const T gy = grad_out[base + d * plane] * span * sg * (T(1) - sg);
+#pragma unroll
+          for (int c = 0; c < kMaxC; ++c)
+            if (c < c_count) gx[c] += __ldg(k + c * c_count + d) * gy;
+        }
+#pragma unroll
+      for (int c = 0; c < kMaxC; ++c)
+        if (c < c_count) {
+          grad_x[base + c * plane] = gx[c];
+          acc[0] += gx[c];
+          acc[1] += double(gx[c]) * xh[c];
+        }
+    } else {
+      for (int c = 0; c < c_count; ++c) grad_x[base + c * plane] = 0;
+      for (int d = 0; d < c_count; ++d) {
+        T y = 0;
+        for (int c = 0; c < c_count; ++c) y += x_hat[base + c * plane] * k[c * c_count + d];
+        const T sg = math::sigmoid(y);
+        const T gy = grad_out[base + d * plane] * span * sg * (T(1) - sg);
+        for (int c = 0; c < c_count; ++c) grad_x[base + c * plane] += k[c * c_count + d] * gy;
+      }
+      for (int c = 0; c < c_count; ++c) {
+        const T gc = grad_x[base + c * plane];
+        acc[0] += gc;
+        acc[1] += double(gc) * x_hat[base + c * plane];
+      }
     }
   }
   block_sum_store<2>(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
@@ -352,13 +410,23 @@ SynthesisOutputs forward(const Head& head, const at::Tensor& head_values, const 
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor image_totals = sum_partials<2>(energy, g.batch, nb);
 
-  at::Tensor x = at::fft_irfft2(spectrum, at::IntArrayRef{g.height, g.width}, {-2, -1}, "backward").contiguous();
+  // Unnormalized c2r (fft_norm_mode::none): torch.fft.irfft2's 1/(H·W) would be one more pass
+  // over the image; image_forward_kernel applies it while reading.
+  at::Tensor x = at::_fft_c2r(spectrum, at::IntArrayRef{2, 3}, /*normalization=*/0, g.width).contiguous();
   at::Tensor out = at::empty_like(x);
   at::Tensor image_stats = at::empty({g.batch, 2}, head_stats.options());
   const int ib = blocks_per_sample(plane, g.batch);
-  image_forward_kernel<T><<<dim3(ib, g.batch), kThreads, 0, stream>>>(
-      x.data_ptr<T>(), out.data_ptr<T>(), color_matrix.data_ptr<T>(), g, image_totals.data_ptr<double>(), eps, T(lo),
-      T(hi - lo), image_stats.data_ptr<double>());
+  const T input_scale = T(1.0 / double(plane));
+  const auto launch = [&](auto kernel) {
+    kernel<<<dim3(ib, g.batch), kThreads, 0, stream>>>(x.data_ptr<T>(), out.data_ptr<T>(), color_matrix.data_ptr<T>(),
+                                                       g, image_totals.data_ptr<double>(), eps, input_scale, T(lo),
+                                                       T(hi - lo), image_stats.data_ptr<double>());
+  };
+  if (g.channels <= kRegisterChannels) {
+    launch(image_forward_kernel<T, kRegisterChannels>);
+  } else {
+    launch(image_forward_kernel<T, 0>);
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {out, x, head_stats, image_stats};
 }
@@ -374,12 +442,21 @@ at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geome
   at::Tensor grad_x = at::empty_like(xh);
   const int ib = blocks_per_sample(plane, g.batch);
   at::Tensor image_partials = workspace(head_values, g.batch, ib, 2);
-  image_backward_kernel<T><<<dim3(ib, g.batch), kThreads, 0, stream>>>(
-      go.data_ptr<T>(), xh.data_ptr<T>(), grad_x.data_ptr<T>(), color_matrix.data_ptr<T>(), g, T(hi - lo),
-      image_partials.data_ptr<double>());
+  const auto launch = [&](auto kernel) {
+    kernel<<<dim3(ib, g.batch), kThreads, 0, stream>>>(go.data_ptr<T>(), xh.data_ptr<T>(), grad_x.data_ptr<T>(),
+                                                       color_matrix.data_ptr<T>(), g, T(hi - lo),
+                                                       image_partials.data_ptr<double>());
+  };
+  if (g.channels <= kRegisterChannels) {
+    launch(image_backward_kernel<T, kRegisterChannels>);
+  } else {
+    launch(image_backward_kernel<T, 0>);
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor image_grad_totals = sum_partials<2>(image_partials, g.batch, ib);
-  const at::Tensor big_g = at::fft_rfft2(grad_x, std::nullopt, {-2, -1}, "backward");
+  // Unnormalized r2c, as torch.fft.rfft2's default "backward" norm is, without its wrappers.
+  const at::Tensor big_g =
+      at::_fft_r2c(grad_x, at::IntArrayRef{2, 3}, /*normalization=*/0, /*onesided=*/true).contiguous();
 
   const int nb = blocks_per_sample(n, g.batch);
   const dim3 grid(nb, g.batch);
