@@ -3,7 +3,7 @@
 # builds the CUDA kernels against that machine's own torch (no .venv there), runs the CUDA tests,
 # the synthesis benchmark and, when its model wheels were carried, the end-to-end benchmark.
 # Everything lands under $OUT: build.log, cuda_tests.txt, synthesis.{md,json}, profile_synthesis.txt
-# (device time per kernel), end_to_end.{md,json}.
+# (device time per kernel), end_to_end.{md,json}, model_pass.md, error_paths.txt.
 # SKIP_TESTS=1, SKIP_SYNTH=1 skip steps; PROFILE=1 adds a per-op profile of a visualize step and
 # RECOGNITION=1 the class-recognition benchmark against Horama.
 #   usage (device tool): bash benchmarks/gpu_check.sh
@@ -54,6 +54,9 @@ if [ -f benchmarks/end_to_end.py ] && $PY -c 'import efficientnet_lite_pytorch' 
   timeout 150 $PY benchmarks/end_to_end.py --device cuda ${E2E_ARGS:---steps 32} --json "$OUT/end_to_end.json" \
     > "$OUT/end_to_end.md" 2>&1 || status=1
   tail -12 "$OUT/end_to_end.md"
+fi
+if $PY -c 'import efficientnet_lite_pytorch' 2>/dev/null; then
+  timeout 90 $PY benchmarks/model_pass.py --device cuda > "$OUT/model_pass.md" 2>&1 || status=1
 fi
 if [ -n "${RECOGNITION:-}" ]; then
   timeout 200 $PY benchmarks/recognition.py --device cuda --horama --out "$OUT/recognition" > "$OUT/recognition.md" 2>&1 || status=1

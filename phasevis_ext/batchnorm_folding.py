@@ -5,9 +5,10 @@ weights and a bias. Visualization differentiates the model pass with respect to 
 every step, and on a 2-core CPU the BatchNorm forward and backward of EfficientNet-Lite0 were
 ~14% of a step (benchmarks/results/cpu_end_to_end.md); folded, they cost nothing.
 
-The model is never changed: `fold_batchnorm` returns a folded deep copy in which each folded
-BatchNorm is an `nn.Identity`, so every module name still resolves and a hook on the BatchNorm's
-name sees the same values. A convolution whose own output an objective reads (`keep`) is left
+The model is never changed: `fold_batchnorm` returns a folded copy (new modules, the original's
+tensors shared except the folded convs' new weights) in which each folded BatchNorm is an
+`nn.Identity`, so every module name still resolves and a hook on the BatchNorm's name sees the
+same values. A convolution whose own output an objective reads (`keep`) is left
 unfolded. Pairs are found with torch.fx; a model it cannot trace is returned as it is.
 """
 from __future__ import annotations
@@ -87,7 +88,10 @@ def fold_batchnorm(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
     pairs = [(c, b) for c, b in conv_batchnorm_pairs(model) if c not in keep and _foldable(modules[c], modules[b])]
     if not pairs:
         return model, 0
-    folded = copy.deepcopy(model)
+    # Share every tensor with the original: only the folded convs get new ones, so the copy costs
+    # the memory of those weights and nothing else.
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    folded = copy.deepcopy(model, memo=shared)
     modules = dict(folded.named_modules())
     for conv_name, bn_name in pairs:
         _fold_into(modules[conv_name], modules[bn_name])

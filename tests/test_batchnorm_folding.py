@@ -35,6 +35,8 @@ def test_resnet18_folds_every_batchnorm_and_keeps_values(channels_last):
     folded, count = fold_batchnorm(model)
     assert count == 20 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 20  # the original is untouched
+    assert folded.fc.weight is model.fc.weight  # tensors it does not fold are shared, not copied
+    assert folded.conv1.weight is not model.conv1.weight and model.conv1.bias is None
     x = torch.rand(2, 3, 64, 64, dtype=torch.float64).contiguous(memory_format=fmt)
     want, want_grad = _output_and_input_grad(model, x)
     got, got_grad = _output_and_input_grad(folded, x)
