@@ -105,6 +105,11 @@ std::vector<CropPlan> plan_crops(const at::Tensor& boxes, int64_t batch, int64_t
                 "crop_resize: boxes[", k, ", 0] must be an image index in [0, ", batch, "), got ", index);
     for (int j = 1; j < 5; ++j)
       TORCH_CHECK(std::isfinite(double(b[k][j])), "crop_resize: boxes[", k, "] must be finite");
+    // The sample grid grows with the box: a box many times the image is a caller's error, and
+    // would otherwise ask for billions of samples.
+    const double box_w = double(b[k][3]) - double(b[k][1]), box_h = double(b[k][4]) - double(b[k][2]);
+    TORCH_CHECK(box_w <= 4.0 * (width + 1) && box_h <= 4.0 * (height + 1), "crop_resize: boxes[", k,
+                "] is ", box_w, " x ", box_h, ", more than 4 times the ", width, " x ", height, " image");
     plans[k].image = static_cast<int64_t>(index);
     plans[k].rows = axis_taps<T>(b[k][2], b[k][4], out, height);
     plans[k].cols = axis_taps<T>(b[k][1], b[k][3], out, width);

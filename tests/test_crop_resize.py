@@ -95,6 +95,7 @@ def test_deterministic_across_thread_counts():
     (torch.tensor([[2.0, 0, 0, 4, 4]]), "image index"),
     (torch.tensor([[0.5, 0, 0, 4, 4]]), "image index"),
     (torch.tensor([[0.0, 0, float("nan"), 4, 4]]), "finite"),
+    (torch.tensor([[0.0, 0, 0, 1e12, 4]]), "more than 4 times"),
     (torch.tensor([[0.0, 0, 0, 4]]), r"\(K, 5\)"),
     (torch.tensor([[0.0, 0, 0, 4, 4]], dtype=torch.float64), "dtype"),
 ])
@@ -117,3 +118,23 @@ def test_random_and_eval_crops_use_the_kernel_with_roi_align_values():
     box = torch.tensor([[i, 0.0, 0.0, side, side] for i in range(3)])
     full = roi_align(images.detach(), box, 32, 1.0, -1, True)
     torch.testing.assert_close(evaluated[0::evaluated.shape[0] // 3], full, rtol=0, atol=1e-5)
+
+
+def test_fuzz_against_roi_align():
+    # 300 random shapes and boxes (inside, outside, tiny, huge up to 4x the image), float64
+    g = torch.Generator().manual_seed(12345)
+    for case in range(300):
+        batch, channels = (int(v) for v in torch.randint(1, 4, (2,), generator=g))
+        height, width, out = (int(v) for v in torch.randint(1, 40, (3,), generator=g))
+        count = int(torch.randint(1, 6, (1,), generator=g))
+        images = torch.rand(batch, channels, height, width, dtype=torch.float64, generator=g, requires_grad=True)
+        scale = torch.rand(count, 2, dtype=torch.float64, generator=g) * 4
+        start = (torch.rand(count, 2, dtype=torch.float64, generator=g) * 1.6 - 0.3) * torch.tensor([width, height])
+        index = torch.randint(0, batch, (count, 1), generator=g).double()
+        boxes = torch.cat([index, start, start + scale * torch.tensor([width, height])], dim=1)
+        want = roi_align(images, boxes, out, 1.0, -1, True)
+        got = ops.crop_resize_op(images, boxes, out)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12, msg=f"case {case}")
+        grad = torch.randn(want.shape, dtype=torch.float64, generator=g)
+        torch.testing.assert_close(torch.autograd.grad(got, images, grad)[0], torch.autograd.grad(want, images, grad)[0],
+                                   rtol=0, atol=1e-11, msg=f"case {case}")
