@@ -4,8 +4,8 @@ Units are processed in chunks of `batch_size`. Per step, a chunk's images are sy
 cropped `crops` times each in single batched ops, the N_chunk * crops crops go through the model
 (in one forward pass on a GPU; on a CPU in passes of about `model_batch` crops, whose working set
 stays in cache), and the loss is minus the SUM of the units' scores, so each unit's gradient is
-that of its own score alone. The default optimizers (Adam, NAdam) act elementwise, so a unit's trajectory does
-not depend on the other units of its chunk either.
+that of its own score alone. The default optimizers (Adam, NAdam) act elementwise, so a unit's
+trajectory does not depend on the other units of its chunk either.
 
 Each unit's random streams (initial parameters, crops, noise) come from its own generator,
 seeded with sha256(f"{seed}:{unit_id}"), so they depend on the seed and the unit's id alone:
@@ -112,6 +112,7 @@ class _Options:
 # Crops per model pass on a CPU: on the 2-core AVX-512 machine, lite0 forward+backward of 48 crops
 # took 1.5x longer in one pass than in passes of 12 (benchmarks/results/cpu_model_pass.md).
 CPU_MODEL_BATCH = 12
+
 
 def visualize(
     model: nn.Module | str,
@@ -269,19 +270,19 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             per_pass = max(1, options.model_batch // crops_per_unit)
             return [slice(u, min(u + per_pass, count)) for u in range(0, count, per_pass)]
 
-        def score_in_passes(crops: torch.Tensor, crops_per_unit: int) -> torch.Tensor:
-            """Scores of all units, the model run pass by pass. With gradients, each pass's
-            backward goes into a detached copy of the crops, then one backward runs through the
-            crops and the synthesis."""
+        def score_units(crops: torch.Tensor, crops_per_unit: int) -> torch.Tensor:
+            """Scores of all units, the model run in passes of whole units. When the crops need
+            gradients, minus the sum of the scores is also backpropagated: each pass's backward
+            stops at a detached copy of the crops, then one backward runs through the crops and
+            the synthesis, so their graph is walked once per step."""
             chunks = passes(crops_per_unit)
             rows = [slice(u.start * crops_per_unit, u.stop * crops_per_unit) for u in chunks]
-            if len(chunks) == 1:
-                scores = score(crops, crops_per_unit)
-                if crops.requires_grad:
-                    (-scores.sum()).backward()
-                return scores
             if not crops.requires_grad:
                 return torch.cat([score(crops[r], crops_per_unit, u) for r, u in zip(rows, chunks)])
+            if len(chunks) == 1:
+                scores = score(crops, crops_per_unit)
+                (-scores.sum()).backward()
+                return scores
             leaf = crops.detach().requires_grad_()
             parts = []
             for r, u in zip(rows, chunks):
@@ -297,7 +298,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             crops = random_crops(images, options.crops, options.input_size, options.box_size,
                                  generators=generators, noise=options.noise)
             optimizer.zero_grad(set_to_none=True)
-            scores = score_in_passes(crops, options.crops)
+            scores = score_units(crops, options.crops)
             alpha_raw.add_(images.grad.abs().sum(dim=1, keepdim=True))
             optimizer.step()
             history[step - 1] = scores.detach()
@@ -320,7 +321,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
         with torch.no_grad():
             images = image_param()
             crops = eval_crops(images, options.input_size, options.box_size)
-            final_scores = score_in_passes(crops, crops.shape[0] // count)
+            final_scores = score_units(crops, crops.shape[0] // count)
     return (images.detach().cpu(), alpha_raw.cpu(), final_scores.cpu(), history.cpu(), False,
             torch.zeros(count, dtype=torch.bool))
 
