@@ -16,6 +16,7 @@ import torch
 from horama_runner import horama_class_images
 
 from phasevis_ext import models
+from phasevis_ext.allocator import tune_glibc_malloc
 from phasevis_ext.objectives import logit
 from phasevis_ext.render import visualize
 
@@ -64,8 +65,12 @@ def main(argv=None):
     parser.add_argument("--one-at-a-time", action="store_true", help="also run our engine with batch_size=1")
     parser.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=list(CONFIGS),
                         help="autocast and memory format of our engine")
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="apply phasevis_ext.allocator.tune_glibc_malloc() first, as `phasevis` does (all runs)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    if args.tune_malloc:
+        tune_glibc_malloc()
     device = torch.device(args.device)
     model = models.load("efficientnet_lite0", device=device)
     classes = CLASSES[: args.units]
@@ -87,7 +92,8 @@ def main(argv=None):
             print(f"Horama not installed ({error}); skipping it")
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\n{args.units} units (lite0 logits), {args.steps} steps, {args.image_size}², {args.crops} crops; {name}\n")
+    tuned = "; glibc malloc tuned (--tune-malloc)" if args.tune_malloc else ""
+    print(f"\n{args.units} units (lite0 logits), {args.steps} steps, {args.image_size}², {args.crops} crops; {name}{tuned}\n")
     print("| run | unit-steps/s | s per unit (this budget) | vs Horama |")
     print("|---|---|---|---|")
     horama = runs.get("Horama 0.3.0 (fp32, as published)")

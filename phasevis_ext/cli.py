@@ -181,6 +181,9 @@ COMMANDS = {"visualize": cmd_visualize, "layers": cmd_layers, "spectrum": cmd_sp
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .allocator import tune_glibc_malloc
+
+    tune_glibc_malloc()  # our own process: keep step buffers instead of re-faulting them each step
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
