@@ -1,0 +1,417 @@
+// The per-thread work of the CUDA synthesis kernels (csrc/cuda/synthesis.cu) as __host__ __device__
+// functions. Each one handles a chunk of V consecutive elements of one sample; the kernels wrap
+// them in grid-stride loops and block reductions. The C++ tests run the same functions on the CPU,
+// chunk by chunk, through the whole forward and backward, and compare with the CPU op: the index
+// maps, vector accesses and chain rules the GPU runs are tested on machines without one.
+//
+// Why chunks: at 1024² the elementwise kernels were far from the H100's bandwidth, being
+// instruction-bound (64-bit division for the bin's row and column) or latency-bound (one 4-byte
+// load in flight per thread). A chunk of V = 4 does one 32-bit division and issues 16-byte loads.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "synthesis_checks.h"
+#include "synthesis_math.h"
+
+namespace phasevis {
+namespace chunks {
+
+using math::Standardization;
+using math::TailGrad;
+
+// Chunk widths the kernels are built for: 4 where every pointer is 16-byte aligned for it and the
+// chunk divides the sample, else 1.
+constexpr int kWide = 4;
+
+// V consecutive values moved as one aligned access, which nvcc turns into vector loads and stores.
+template <typename T, int V>
+struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) Vec {
+  T v[V];
+};
+
+template <int V, typename T>
+PV_HD Vec<T, V> load(const T* p) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const Vec<T, V>*>(p);
+#else
+  Vec<T, V> r;
+  std::memcpy(&r, p, sizeof(r));
+  return r;
+#endif
+}
+
+template <int V, typename T>
+PV_HD void store(T* p, const Vec<T, V>& value) {
+#if defined(__CUDA_ARCH__)
+  *reinterpret_cast<Vec<T, V>*>(p) = value;
+#else
+  std::memcpy(p, &value, sizeof(value));
+#endif
+}
+
+// Row h and column k of element i of a sample's (C, H, Wr) spectrum, then walked one element at a
+// time. 32-bit: the drivers refuse samples of 2^32 elements or more.
+struct SpectrumCursor {
+  uint32_t k, h, half_width, height;
+  PV_HD SpectrumCursor(uint32_t i, uint32_t half_width_, uint32_t height_) : half_width(half_width_), height(height_) {
+    const uint32_t row = i / half_width;
+    k = i - row * half_width;
+    h = row % height;
+  }
+  PV_HD uint32_t hk() const { return h * half_width + k; }
+  PV_HD void advance() {
+    if (++k == half_width) {
+      k = 0;
+      if (++h == height) h = 0;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Per-sample statistics, as the kernels' prologues read them
+// ---------------------------------------------------------------------------
+
+// Head statistics from the moments' totals (Σv, Σv_im, Σ|v|²) over the n values of a sample.
+PV_HD Standardization head_standardization(const double* totals, int64_t n, double eps) {
+  return math::standardization_from_sums(totals[0], totals[1], totals[2], n, eps);
+}
+
+// Image statistics from the spectrum pass's totals (Σ_k w_k|F_k|², Σ_c Re X_c[0, 0]) by Parseval:
+// the inverse transform is unnormalized, so Σx = Re ΣX[0, 0] and Σx² = Σ w|F|² / (H·W).
+PV_HD Standardization image_standardization(const double* totals, const Geometry& g, double eps) {
+  const double plane = double(g.height * g.width);
+  return math::standardization_from_sums(totals[1], 0.0, totals[0] / plane, g.image_numel(), eps);
+}
+
+// A statistics row as the forward stored it: (mean, std) or, complex, (mean_re, mean_im, std).
+PV_HD Standardization stored_standardization(const double* row, bool complex, double eps) {
+  Standardization s;
+  s.mean_re = row[0];
+  s.mean_im = complex ? row[1] : 0.0;
+  s.std = row[complex ? 2 : 1];
+  s.inv_t = 1.0 / (s.std + eps);
+  return s;
+}
+
+// The tail backward folded into the spectrum (see math::tail_spectrum_grad), for interior and
+// self-conjugate columns, from the image statistics and (Σ∂L/∂x̂, Σ∂L/∂x̂·x̂).
+struct TailGrads {
+  TailGrad interior, self_conjugate;
+};
+
+PV_HD TailGrads tail_grads(const Geometry& g, const Standardization& image, const double* image_grad_totals) {
+  const double plane = double(g.height * g.width);
+  const auto sg = math::standardization_grad(image_grad_totals[0], 0.0, image_grad_totals[1], g.image_numel(), image);
+  TailGrads t;
+  t.interior = TailGrad{2.0 / plane, sg.scale, sg.along * image.inv_t, sg.shift_re, image.mean_re * plane};
+  t.self_conjugate = t.interior;
+  t.self_conjugate.weight_over_hw = 1.0 / plane;
+  return t;
+}
+
+// ---------------------------------------------------------------------------
+// Heads: how the bins X of a chunk are made from the parameters, and the chain rule back.
+// ---------------------------------------------------------------------------
+
+template <typename T>
+struct MacoHead {
+  static constexpr bool kComplex = false;
+  const T* phase;      // (B, C, H, Wr)
+  const T* magnitude;  // (C, H, Wr), or (B, C, H, Wr) with magnitude_stride = n
+  int64_t magnitude_stride, n;
+
+  bool wide_loads_aligned() const {
+    return reinterpret_cast<uintptr_t>(phase) % 16 == 0 && reinterpret_cast<uintptr_t>(magnitude) % 16 == 0;
+  }
+
+  // What a chunk keeps between its bins and their gradient: sin and cos are computed once.
+  template <int V>
+  struct Chunk {
+    T v_hat[V], sn[V], cs[V], mag[V];
+  };
+
+  template <int V>
+  PV_HD void load(const Standardization& s, int64_t b, int64_t i, Chunk<V>& c) const {
+    const Vec<T, V> ph = chunks::load<V>(phase + b * n + i);
+    const Vec<T, V> m = chunks::load<V>(magnitude + b * magnitude_stride + i);
+    const T mean = T(s.mean_re), inv_t = T(s.inv_t);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      c.v_hat[j] = (ph.v[j] - mean) * inv_t;
+      math::fast_sincos(c.v_hat[j], &c.sn[j], &c.cs[j]);
+      c.mag[j] = m.v[j];
+    }
+  }
+
+  template <int V>
+  PV_HD void bin(const Chunk<V>& c, int j, uint32_t /*hk*/, T* re, T* im) const {
+    math::maco_spectrum(c.mag[j], c.sn[j], c.cs[j], re, im);
+  }
+
+  // ∂L/∂v̂ of the chunk from ∂L/∂X of its bins: stored at out, and Σg, Σg·v̂ added to acc[0], acc[2].
+  template <int V>
+  PV_HD void store_grad(const Chunk<V>& c, int64_t b, int64_t i, const uint32_t* /*hk*/, const T* g_re,
+                        const T* g_im, T* out, double* acc) const {
+    Vec<T, V> g;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      g.v[j] = math::maco_phase_grad(c.mag[j], c.sn[j], c.cs[j], g_re[j], g_im[j]);
+      acc[0] += g.v[j];
+      acc[2] += double(g.v[j]) * c.v_hat[j];
+    }
+    chunks::store<V>(out + b * n + i, g);
+  }
+};
+
+template <typename T>
+struct FourierHead {
+  static constexpr bool kComplex = true;
+  const T* spectrum;  // (B, C, H, Wr, 2)
+  const T* scale;     // (H, Wr)
+  int64_t n;
+
+  bool wide_loads_aligned() const { return reinterpret_cast<uintptr_t>(spectrum) % 16 == 0; }
+
+  template <int V>
+  struct Chunk {
+    T z_re[V], z_im[V];  // the standardized spectrum
+  };
+
+  template <int V>
+  PV_HD void load(const Standardization& s, int64_t b, int64_t i, Chunk<V>& c) const {
+    const Vec<T, 2 * V> z = chunks::load<2 * V>(spectrum + 2 * (b * n + i));
+    const T mean_re = T(s.mean_re), mean_im = T(s.mean_im), inv_t = T(s.inv_t);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      c.z_re[j] = (z.v[2 * j] - mean_re) * inv_t;
+      c.z_im[j] = (z.v[2 * j + 1] - mean_im) * inv_t;
+    }
+  }
+
+  template <int V>
+  PV_HD void bin(const Chunk<V>& c, int j, uint32_t hk, T* re, T* im) const {
+    *re = c.z_re[j] * scale[hk];
+    *im = c.z_im[j] * scale[hk];
+  }
+
+  template <int V>
+  PV_HD void store_grad(const Chunk<V>& c, int64_t b, int64_t i, const uint32_t* hk, const T* g_re, const T* g_im,
+                        T* out, double* acc) const {
+    Vec<T, 2 * V> g;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const T gr = g_re[j] * scale[hk[j]], gi = g_im[j] * scale[hk[j]];
+      g.v[2 * j] = gr;
+      g.v[2 * j + 1] = gi;
+      acc[0] += gr;
+      acc[1] += gi;
+      acc[2] += double(gr) * c.z_re[j] + double(gi) * c.z_im[j];
+    }
+    chunks::store<2 * V>(out + 2 * (b * n + i), g);
+  }
+};
+
+// One bin of the head, alone: the conjugate partner of a bin in a self-conjugate column.
+template <typename Head, typename T>
+PV_HD void single_bin(const Head& head, const Standardization& s, int64_t b, int64_t i, uint32_t hk, T* re, T* im) {
+  typename Head::template Chunk<1> c;
+  head.template load<1>(s, b, i, c);
+  head.template bin<1>(c, 0, hk, re, im);
+}
+
+// Bin i of a self-conjugate column as irfft2 sees it, (X[h] + conj X[-h]) / 2; cuFFT's c2r, unlike
+// MKL's, is not that projection of a non-Hermitian input, so the spectrum is stored this way.
+template <typename Head, typename T>
+PV_HD void hermitian_bin(const Head& head, const Standardization& s, const SpectrumCursor& at, int64_t b, int64_t i,
+                         T* re, T* im) {
+  const uint32_t partner = uint32_t(math::conjugate_row(at.h, at.height));
+  T pre, pim;
+  single_bin(head, s, b, i + (int64_t(partner) - int64_t(at.h)) * at.half_width, partner * at.half_width + at.k,
+             &pre, &pim);
+  math::hermitian_part(*re, *im, pre, pim, re, im);
+}
+
+// ---------------------------------------------------------------------------
+// Forward
+// ---------------------------------------------------------------------------
+
+// Σv, Σv_im, Σ|v|² of values [i, i + V) of sample b (kComplex: pairs).
+template <int V, bool kComplex, typename T>
+PV_HD void moments_chunk(const T* v, int64_t n, int64_t b, int64_t i, double* acc) {
+  if constexpr (kComplex) {
+    const Vec<T, 2 * V> z = load<2 * V>(v + 2 * (b * n + i));
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const double re = z.v[2 * j], im = z.v[2 * j + 1];
+      acc[0] += re;
+      acc[1] += im;
+      acc[2] += re * re + im * im;
+    }
+  } else {
+    const Vec<T, V> x = load<V>(v + b * n + i);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const double a = x.v[j];
+      acc[0] += a;
+      acc[2] += a * a;
+    }
+  }
+}
+
+// Bins [i, i + V) of sample b into x (interleaved re, im), and the image moments by Parseval into
+// acc: acc[0] += Σ w|F|² (w = 2 off the self-conjugate columns), acc[1] += Re X[0, 0].
+template <int V, typename T, typename Head>
+PV_HD void spectrum_chunk(const Head& head, const Geometry& g, const Standardization& s, int64_t b, int64_t i, T* x,
+                          double* acc) {
+  typename Head::template Chunk<V> c;
+  head.template load<V>(s, b, i, c);
+  SpectrumCursor at(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height));
+  Vec<T, 2 * V> out;
+#pragma unroll
+  for (int j = 0; j < V; ++j, at.advance()) {
+    T re, im;
+    head.template bin<V>(c, j, at.hk(), &re, &im);
+    if (math::is_self_conjugate_column(at.k, g.width)) {
+      hermitian_bin(head, s, at, b, i + j, &re, &im);
+      acc[0] += double(re) * re + double(im) * im;
+      if (at.h == 0 && at.k == 0) acc[1] += re;
+    } else {
+      acc[0] += 2.0 * (double(re) * re + double(im) * im);
+    }
+    out.v[2 * j] = re;
+    out.v[2 * j + 1] = im;
+  }
+  store<2 * V>(x + 2 * (b * g.spectrum_numel() + i), out);
+}
+
+// Pixels [p, p + V) of sample b, every channel (C <= kMaxC): x̂ replaces the unnormalized inverse
+// transform x in place (input_scale = 1/(H·W)), and out = lo + span·sigmoid(K^T x̂).
+template <int V, int kMaxC, typename T>
+PV_HD void image_forward_chunk(T* x, T* out, const T (&k)[kMaxC][kMaxC], int channels, int64_t plane, int64_t b,
+                               int64_t p, T input_scale, T mean, T inv_t, T lo, T span) {
+  T xh[kMaxC][V];
+#pragma unroll
+  for (int c = 0; c < kMaxC; ++c)
+    if (c < channels) {
+      T* at = x + (b * channels + c) * plane + p;
+      Vec<T, V> v = load<V>(at);
+#pragma unroll
+      for (int j = 0; j < V; ++j) xh[c][j] = v.v[j] = (v.v[j] * input_scale - mean) * inv_t;
+      store<V>(at, v);
+    }
+#pragma unroll
+  for (int d = 0; d < kMaxC; ++d)
+    if (d < channels) {
+      Vec<T, V> o;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        T y = 0;
+#pragma unroll
+        for (int c = 0; c < kMaxC; ++c)
+          if (c < channels) y += xh[c][j] * k[c][d];
+        o.v[j] = lo + span * math::sigmoid(y);
+      }
+      store<V>(out + (b * channels + d) * plane + p, o);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Backward
+// ---------------------------------------------------------------------------
+
+// ∂L/∂x̂ at pixels [p, p + V) of sample b, every channel, into grad_x; Σ∂L/∂x̂ and Σ∂L/∂x̂·x̂ into acc.
+template <int V, int kMaxC, typename T>
+PV_HD void image_backward_chunk(const T* grad_out, const T* x_hat, T* grad_x, const T (&k)[kMaxC][kMaxC], int channels,
+                                int64_t plane, int64_t b, int64_t p, T span, double* acc) {
+  // Every load first, so that all of them are in flight together.
+  Vec<T, V> xh[kMaxC], go[kMaxC];
+#pragma unroll
+  for (int c = 0; c < kMaxC; ++c)
+    if (c < channels) {
+      xh[c] = load<V>(x_hat + (b * channels + c) * plane + p);
+      go[c] = load<V>(grad_out + (b * channels + c) * plane + p);
+    }
+  T gx[kMaxC][V];
+#pragma unroll
+  for (int c = 0; c < kMaxC; ++c)
+#pragma unroll
+    for (int j = 0; j < V; ++j) gx[c][j] = 0;
+#pragma unroll
+  for (int d = 0; d < kMaxC; ++d)
+    if (d < channels) {
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        T y = 0;
+#pragma unroll
+        for (int c = 0; c < kMaxC; ++c)
+          if (c < channels) y += xh[c].v[j] * k[c][d];
+        const T sg = math::sigmoid(y);
+        const T gy = go[d].v[j] * span * sg * (T(1) - sg);
+#pragma unroll
+        for (int c = 0; c < kMaxC; ++c) gx[c][j] += k[c][d] * gy;
+      }
+    }
+#pragma unroll
+  for (int c = 0; c < kMaxC; ++c)
+    if (c < channels) {
+      Vec<T, V> v;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        v.v[j] = gx[c][j];
+        acc[0] += gx[c][j];
+        acc[1] += double(gx[c][j]) * xh[c].v[j];
+      }
+      store<V>(grad_x + (b * channels + c) * plane + p, v);
+    }
+}
+
+// ∂L/∂v̂ at bins [i, i + V) of sample b from G = rfft2(∂L/∂x̂) (interleaved), with the image
+// standardization backward folded in (tail); Σg, Σg_im, Σ⟨g, v̂⟩ into acc for the head's own.
+template <int V, typename T, typename Head>
+PV_HD void spectrum_grad_chunk(const Head& head, const Geometry& g, const Standardization& s, const TailGrads& tail,
+                               int64_t b, int64_t i, const T* big_g, T* grad, double* acc) {
+  typename Head::template Chunk<V> c;
+  head.template load<V>(s, b, i, c);
+  const Vec<T, 2 * V> G = load<2 * V>(big_g + 2 * (b * g.spectrum_numel() + i));
+  SpectrumCursor at(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height));
+  T g_re[V], g_im[V];
+  uint32_t hk[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j, at.advance()) {
+    hk[j] = at.hk();
+    T re, im;
+    head.template bin<V>(c, j, hk[j], &re, &im);
+    if (math::is_self_conjugate_column(at.k, g.width)) {
+      hermitian_bin(head, s, at, b, i + j, &re, &im);
+      math::tail_spectrum_grad(tail.self_conjugate, at.h == 0 && at.k == 0, G.v[2 * j], G.v[2 * j + 1], re, im,
+                               &g_re[j], &g_im[j]);
+    } else {
+      math::tail_spectrum_grad(tail.interior, false, G.v[2 * j], G.v[2 * j + 1], re, im, &g_re[j], &g_im[j]);
+    }
+  }
+  head.template store_grad<V>(c, b, i, hk, g_re, g_im, grad, acc);
+}
+
+// The head's standardization backward, g_v = scale·g + shift + along·v̂, in place on values
+// [i, i + V) of sample b (kComplex: pairs).
+template <int V, bool kComplex, typename T>
+PV_HD void head_standardization_grad_chunk(const T* v, T* grad, int64_t n, int64_t b, int64_t i,
+                                           const Standardization& s, const math::StandardizationGrad& sg) {
+  constexpr int kValues = kComplex ? 2 * V : V;
+  const int64_t offset = (kComplex ? 2 : 1) * (b * n + i);
+  const Vec<T, kValues> x = load<kValues>(v + offset);
+  Vec<T, kValues> gv = load<kValues>(grad + offset);
+  const T scale = T(sg.scale), along = T(sg.along), inv_t = T(s.inv_t);
+#pragma unroll
+  for (int j = 0; j < kValues; ++j) {
+    const bool imaginary = kComplex && (j % 2 == 1);
+    const T mean = T(imaginary ? s.mean_im : s.mean_re), shift = T(imaginary ? sg.shift_im : sg.shift_re);
+    gv.v[j] = scale * gv.v[j] + shift + along * ((x.v[j] - mean) * inv_t);
+  }
+  store<kValues>(grad + offset, gv);
+}
+
+}  // namespace chunks
+}  // namespace phasevis
