@@ -28,6 +28,7 @@ if ! $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
   tail -40 "$OUT/build.log"; exit 1
 fi
 echo "build: $(( $(date +%s) - start )) s" | tee -a "$OUT/device.txt"
+$PY -c 'from phasevis_ext import _C; print("direct cuFFT:", _C.with_direct_cufft)' | tee -a "$OUT/device.txt"
 
 # Wheels the device image lacks (the embedded model), carried in benchmarks/wheels/ when needed.
 if compgen -G "benchmarks/wheels/*.whl" > /dev/null; then

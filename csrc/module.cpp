@@ -2,6 +2,12 @@
 // library loads; this module only reports how the library was built.
 #include <torch/extension.h>
 
+#ifdef PHASEVIS_WITH_CUDA
+namespace phasevis::cuda_fft {
+bool direct();
+}
+#endif
+
 namespace {
 
 const char* cpu_kernel_isa() {
@@ -20,7 +26,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_kernel_isa", &cpu_kernel_isa, "Which compiled clone of the CPU kernels this CPU runs.");
 #ifdef PHASEVIS_WITH_CUDA
   m.attr("with_cuda") = true;
+  m.attr("with_direct_cufft") = phasevis::cuda_fft::direct();
 #else
   m.attr("with_cuda") = false;
+  m.attr("with_direct_cufft") = false;
 #endif
 }

@@ -47,6 +47,41 @@ def test_cuda_matches_cpu_kernel():
     torch.testing.assert_close(gpu.cpu(), cpu, atol=5e-5, rtol=0)
 
 
+@pytest.mark.parametrize("offset", [1, 2])
+def test_cuda_unaligned_views(offset):
+    """Inputs that start off a 16-byte boundary take the one-element chunks; same values and grads."""
+    b, c, h, w = 2, 3, 32, 30
+    half = w // 2 + 1
+    for fn, numel, shape, other in [
+        (pv.maco_synthesis, b * c * h * half, (b, c, h, half), torch.rand(c, h, half, device="cuda") + 0.1),
+        (pv.fourier_synthesis, b * c * h * half * 2, (b, c, h, half, 2), pv.fourier_scale((h, w), device="cuda")),
+    ]:
+        buffer = torch.randn(numel + offset, device="cuda", requires_grad=True)
+        head = buffer[offset:].view(shape)
+        assert head.data_ptr() % 16 != 0
+        head_ref = head.detach().cpu().double().requires_grad_(True)
+        out = fn(head, other, size=(h, w), backend="ext")
+        out_ref = fn(head_ref, other.cpu().double(), size=(h, w), backend="torch")
+        torch.testing.assert_close(out.cpu().double(), out_ref, atol=5e-5, rtol=0)
+        grad_out = torch.randn_like(out_ref)
+        out.backward(grad_out.to(out))
+        out_ref.backward(grad_out)
+        grad = buffer.grad[offset:].view(shape).cpu().double()
+        torch.testing.assert_close(grad, head_ref.grad, atol=5e-5 * max(head_ref.grad.abs().max().item(), 1.0), rtol=0)
+
+
+def test_cuda_on_a_side_stream():
+    """The kernels and the cuFFT plans run on the current stream, whichever it is."""
+    phase, magnitude = maco_inputs(4, 3, 128, 128, device="cuda")
+    want = pv.maco_synthesis(phase, magnitude, size=(128, 128), backend="ext")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        got = pv.maco_synthesis(phase, magnitude, size=(128, 128), backend="ext")
+    torch.cuda.current_stream().wait_stream(side)
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
 def test_cuda_per_sample_magnitude():
     phase, magnitude = maco_inputs(3, 3, 32, 32, device="cuda", per_sample=True)
     _compare(pv.maco_synthesis, phase, magnitude, (32, 32), 5e-5)

@@ -5,9 +5,8 @@
 //
 // Per-sample reductions are two-stage (block partials, then one fixed-order sum per sample), so
 // results are deterministic, and every statistic stays on the device: no host sync anywhere,
-// which lets a whole optimization step be captured in a CUDA graph. The FFTs go through ATen's
-// cuFFT path (at::_fft_c2r/_fft_r2c), which caches plans per shape, dtype and device and runs on
-// the current stream.
+// which lets a whole optimization step be captured in a CUDA graph. The FFTs are cuFFT 2-D plans
+// on scratch buffers (csrc/cuda/fft.cu), cached per shape, precision and device, on the current stream.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
@@ -22,6 +21,7 @@
 #include "../synthesis_checks.h"
 #include "../synthesis_chunks.h"
 #include "../synthesis_math.h"
+#include "fft.h"
 
 namespace phasevis {
 namespace {
@@ -317,9 +317,9 @@ SynthesisOutputs forward(const Head& head, const at::Tensor& head_values, const 
     image_totals = sum_partials<2>(energy, g.batch, nb);
   });
 
-  // Unnormalized c2r (fft_norm_mode::none): torch.fft.irfft2's 1/(H·W) would be one more pass
-  // over the image; image_forward_kernel applies it while reading.
-  at::Tensor x = at::_fft_c2r(spectrum, at::IntArrayRef{2, 3}, /*normalization=*/0, g.width).contiguous();
+  // Unnormalized: torch.fft.irfft2's 1/(H·W) would be one more pass over the image;
+  // image_forward_kernel applies it while reading.
+  at::Tensor x = cuda_fft::irfft2_consuming(spectrum, g.width);
   at::Tensor out = at::empty_like(x);
   at::Tensor image_stats = at::empty({g.batch, 2}, head_stats.options());
   const T input_scale = T(1.0 / double(plane));
@@ -370,9 +370,8 @@ at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geome
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     image_grad_totals = sum_partials<2>(partials, g.batch, ib);
   }
-  // Unnormalized r2c, as torch.fft.rfft2's default "backward" norm is, without its wrappers.
-  const at::Tensor big_g =
-      at::_fft_r2c(grad_x, at::IntArrayRef{2, 3}, /*normalization=*/0, /*onesided=*/true).contiguous();
+  // Unnormalized, as torch.fft.rfft2's default "backward" norm is.
+  const at::Tensor big_g = cuda_fft::rfft2_consuming(grad_x);
 
   at::Tensor grad = at::empty_like(head_values);
   const at::Tensor hs = head_stats.contiguous(), is = image_stats.contiguous();
