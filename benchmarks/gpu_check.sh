@@ -3,7 +3,8 @@
 # builds the CUDA kernels against that machine's own torch (no .venv there), runs the CUDA tests,
 # the synthesis benchmark and, when its model wheels were carried, the end-to-end benchmark.
 # Everything lands under $OUT: build.log, cuda_tests.txt, synthesis.{md,json}, profile_synthesis.txt
-# (device time per kernel), end_to_end.{md,json}, model_pass.md, error_paths.txt.
+# (device time per kernel), variants.md (ATen's FFTs, one-element chunks), end_to_end.{md,json},
+# model_pass.md, error_paths.txt.
 # SKIP_TESTS=1, SKIP_SYNTH=1 skip steps; PROFILE=1 adds a per-op profile of a visualize step and
 # RECOGNITION=1 the class-recognition benchmark against Horama.
 #   usage (device tool): bash benchmarks/gpu_check.sh
@@ -37,7 +38,14 @@ fi
 
 if [ -z "${SKIP_TESTS:-}" ]; then
   $PY benchmarks/error_paths.py > "$OUT/error_paths.txt" 2>&1 || status=1
-  timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py ${EXTRA_TESTS:-} > "$OUT/cuda_tests.txt" 2>&1 || status=1
+  if ! timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py ${EXTRA_TESTS:-} > "$OUT/cuda_tests.txt" 2>&1; then
+    status=1
+    # Which change broke it: rerun with ATen's FFTs, then with one-element chunks.
+    PHASEVIS_CUDA_FFT=aten timeout 120 $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda_ops.py \
+      > "$OUT/cuda_tests_aten_fft.txt" 2>&1; tail -2 "$OUT/cuda_tests_aten_fft.txt"
+    PHASEVIS_CUDA_CHUNK=1 timeout 120 $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda_ops.py \
+      > "$OUT/cuda_tests_narrow_chunks.txt" 2>&1; tail -2 "$OUT/cuda_tests_narrow_chunks.txt"
+  fi
   tail -3 "$OUT/cuda_tests.txt"
 fi
 
@@ -49,6 +57,12 @@ fi
 
 if [ -z "${SKIP_SYNTH:-}" ]; then
   timeout 60 $PY benchmarks/profile_synthesis.py --device cuda > "$OUT/profile_synthesis.txt" 2>&1 || status=1
+  # The same build with ATen's FFTs, and with one-element chunks: what each change is worth.
+  for variant in PHASEVIS_CUDA_FFT=aten PHASEVIS_CUDA_CHUNK=1; do
+    echo "## $variant" >> "$OUT/variants.md"
+    env "$variant" timeout 60 $PY benchmarks/synthesis.py --device cuda --sizes 224 1024 --batches 1 8 --no-compile \
+      >> "$OUT/variants.md" 2>&1 || status=1
+  done
 fi
 
 if [ -f benchmarks/end_to_end.py ] && $PY -c 'import efficientnet_lite_pytorch' 2>/dev/null; then

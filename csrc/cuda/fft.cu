@@ -15,6 +15,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <cstdlib>
+#include <string>
+
 #ifdef PHASEVIS_DIRECT_CUFFT
 #include <cufft.h>
 
@@ -106,7 +109,12 @@ int64_t leading_batch(const at::Tensor& t) {
 
 bool direct() {
 #ifdef PHASEVIS_DIRECT_CUFFT
-  return true;
+  // PHASEVIS_CUDA_FFT=aten: ATen's path in a build that has the direct one, to compare the two.
+  static const bool use_direct = [] {
+    const char* choice = std::getenv("PHASEVIS_CUDA_FFT");
+    return choice == nullptr || std::string(choice) != "aten";
+  }();
+  return use_direct;
 #else
   return false;
 #endif
@@ -117,7 +125,7 @@ at::Tensor irfft2_consuming(at::Tensor& spectrum, int64_t width) {
               "irfft2_consuming needs a contiguous (..., H, width // 2 + 1) spectrum");
 #ifdef PHASEVIS_DIRECT_CUFFT
   const int64_t batch = leading_batch(spectrum), height = spectrum.size(-2);
-  if (direct_fits(batch, height, width)) {
+  if (direct() && direct_fits(batch, height, width)) {
     const c10::cuda::CUDAGuard guard(spectrum.device());
     std::vector<int64_t> sizes = spectrum.sizes().vec();
     sizes.back() = width;
@@ -138,7 +146,7 @@ at::Tensor rfft2_consuming(at::Tensor& image) {
   TORCH_CHECK(image.is_contiguous() && image.dim() >= 2, "rfft2_consuming needs a contiguous (..., H, W) image");
 #ifdef PHASEVIS_DIRECT_CUFFT
   const int64_t batch = leading_batch(image), height = image.size(-2), width = image.size(-1);
-  if (direct_fits(batch, height, width)) {
+  if (direct() && direct_fits(batch, height, width)) {
     const c10::cuda::CUDAGuard guard(image.device());
     std::vector<int64_t> sizes = image.sizes().vec();
     sizes.back() = width / 2 + 1;

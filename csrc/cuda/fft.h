@@ -15,7 +15,8 @@ at::Tensor irfft2_consuming(at::Tensor& spectrum, int64_t width);
 // The image is scratch afterwards too, which leaves cuFFT free in how it uses it.
 at::Tensor rfft2_consuming(at::Tensor& image);
 
-// Whether the transforms call cuFFT directly (built with its headers) or go through ATen.
+// Whether the transforms call cuFFT directly (built with its headers, and PHASEVIS_CUDA_FFT is not
+// "aten") or go through ATen.
 bool direct();
 
 }  // namespace cuda_fft

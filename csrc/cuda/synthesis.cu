@@ -16,6 +16,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "../synthesis_checks.h"
@@ -279,10 +281,19 @@ void with_chunk_width(bool wide, F&& f) {
   }
 }
 
+// PHASEVIS_CUDA_CHUNK=1: one-element chunks everywhere, to compare with the wide ones.
+bool wide_chunks_allowed() {
+  static const bool allowed = [] {
+    const char* choice = std::getenv("PHASEVIS_CUDA_CHUNK");
+    return choice == nullptr || std::string(choice) != "1";
+  }();
+  return allowed;
+}
+
 // Wide chunks need whole chunks per sample (every chunk then stays inside one sample and one
 // channel plane) and 16-byte aligned pointers; tensors ATen allocates are, views may not be.
 bool wide_chunks_fit(int64_t per_sample, std::initializer_list<const void*> pointers) {
-  if (per_sample % chunks::kWide != 0) return false;
+  if (!wide_chunks_allowed() || per_sample % chunks::kWide != 0) return false;
   for (const void* p : pointers)
     if (!aligned_for_wide_chunks(p)) return false;
   return true;
