@@ -2,10 +2,12 @@
 //
 // Memory passes per call (B·C·H·Wr "spectrum" elements, B·C·H·W "image" elements):
 //   forward:  spectrum: 1 read (moments) + 1 read/1 write (X, with the image moments by Parseval)
-//             irfft2, then image: 1 read + 2 writes (x̂ in place, out)
+//             unnormalized irfft2, then image: 1 read + 1 write (out; x̂ is formed on the fly)
 //   backward: image: 2 reads + 1 write (∂L/∂x̂ and its sums), rfft2, then spectrum: 2 reads + 1 write
 //             (∂L/∂v̂ with the image standardization folded in) + 1 read/1 write (head standardization)
-// Backward keeps x̂ (one image-sized tensor), the per-sample statistics and the inputs.
+// Backward keeps x, the unnormalized inverse transform (one image-sized tensor), rather than x̂:
+// x̂ = (x/(H·W) - mean)·inv_t is two flops away, and not storing it saves an image-sized write.
+// It also keeps the per-sample statistics and the inputs.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -109,18 +111,17 @@ PV_CPU_CLONES double fourier_spectrum_row(const T* __restrict z, const T* __rest
   return sq - self_conjugate_energy(x, n, interior_end);
 }
 
-// x̂ in place and out = lo + span·sigmoid(x̂·K) for one image row of all channels. kC = 0: any C.
+// out = lo + span·sigmoid(x̂·K) for one image row of all channels, x̂ = (x·input_scale - mean)·inv_t
+// from the unnormalized inverse transform x. kC = 0: any C.
 template <typename T, int kC>
-PV_CPU_CLONES void image_forward_row(T* __restrict x, T* __restrict out, const T* __restrict k, int64_t channels,
-                                     int64_t plane, int64_t n, T mean, T inv_t, T lo, T span) {
+PV_CPU_CLONES void image_forward_row(const T* __restrict x, T* __restrict out, const T* __restrict k,
+                                     int64_t channels, int64_t plane, int64_t n, T input_scale, T mean, T inv_t, T lo,
+                                     T span) {
   if constexpr (kC > 0) {
 #pragma omp simd
     for (int64_t w = 0; w < n; ++w) {
       T xh[kC];
-      for (int c = 0; c < kC; ++c) {
-        xh[c] = (x[c * plane + w] - mean) * inv_t;
-        x[c * plane + w] = xh[c];
-      }
+      for (int c = 0; c < kC; ++c) xh[c] = (x[c * plane + w] * input_scale - mean) * inv_t;
       for (int d = 0; d < kC; ++d) {
         T y = 0;
         for (int c = 0; c < kC; ++c) y += xh[c] * k[c * kC + d];
@@ -128,28 +129,30 @@ PV_CPU_CLONES void image_forward_row(T* __restrict x, T* __restrict out, const T
       }
     }
   } else {
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t w = 0; w < n; ++w) x[c * plane + w] = (x[c * plane + w] - mean) * inv_t;
-    for (int64_t d = 0; d < channels; ++d)
-      for (int64_t w = 0; w < n; ++w) {
+    std::vector<T> xh(channels);
+    for (int64_t w = 0; w < n; ++w) {
+      for (int64_t c = 0; c < channels; ++c) xh[c] = (x[c * plane + w] * input_scale - mean) * inv_t;
+      for (int64_t d = 0; d < channels; ++d) {
         T y = 0;
-        for (int64_t c = 0; c < channels; ++c) y += x[c * plane + w] * k[c * channels + d];
+        for (int64_t c = 0; c < channels; ++c) y += xh[c] * k[c * channels + d];
         out[d * plane + w] = lo + span * math::sigmoid(y);
       }
+    }
   }
 }
 
-// ∂L/∂x̂ = K·(∂L/∂out ⊙ span·σ'(y)) for one image row; accumulates Σ∂L/∂x̂ and Σ∂L/∂x̂·x̂.
+// ∂L/∂x̂ = K·(∂L/∂out ⊙ span·σ'(y)) for one image row, x̂ formed from x as in image_forward_row;
+// accumulates Σ∂L/∂x̂ and Σ∂L/∂x̂·x̂.
 template <typename T, int kC>
-PV_CPU_CLONES void image_backward_row(const T* __restrict grad_out, const T* __restrict x_hat, T* __restrict grad_x,
-                                      const T* __restrict k, int64_t channels, int64_t plane, int64_t n, T span,
-                                      double* sums) {
+PV_CPU_CLONES void image_backward_row(const T* __restrict grad_out, const T* __restrict x, T* __restrict grad_x,
+                                      const T* __restrict k, int64_t channels, int64_t plane, int64_t n,
+                                      T input_scale, T mean, T inv_t, T span, double* sums) {
   double sum = 0.0, dot = 0.0;
   if constexpr (kC > 0) {
 #pragma omp simd reduction(+ : sum, dot)
     for (int64_t w = 0; w < n; ++w) {
       T xh[kC], gy[kC];
-      for (int c = 0; c < kC; ++c) xh[c] = x_hat[c * plane + w];
+      for (int c = 0; c < kC; ++c) xh[c] = (x[c * plane + w] * input_scale - mean) * inv_t;
       for (int d = 0; d < kC; ++d) {
         T y = 0;
         for (int c = 0; c < kC; ++c) y += xh[c] * k[c * kC + d];
@@ -165,11 +168,12 @@ PV_CPU_CLONES void image_backward_row(const T* __restrict grad_out, const T* __r
       }
     }
   } else {
-    std::vector<T> gy(channels);
+    std::vector<T> gy(channels), xh(channels);
     for (int64_t w = 0; w < n; ++w) {
+      for (int64_t c = 0; c < channels; ++c) xh[c] = (x[c * plane + w] * input_scale - mean) * inv_t;
       for (int64_t d = 0; d < channels; ++d) {
         T y = 0;
-        for (int64_t c = 0; c < channels; ++c) y += x_hat[c * plane + w] * k[c * channels + d];
+        for (int64_t c = 0; c < channels; ++c) y += xh[c] * k[c * channels + d];
         const T s = math::sigmoid(y);
         gy[d] = grad_out[d * plane + w] * span * s * (T(1) - s);
       }
@@ -178,7 +182,7 @@ PV_CPU_CLONES void image_backward_row(const T* __restrict grad_out, const T* __r
         for (int64_t d = 0; d < channels; ++d) g += k[c * channels + d] * gy[d];
         grad_x[c * plane + w] = g;
         sum += g;
-        dot += double(g) * x_hat[c * plane + w];
+        dot += double(g) * xh[c];
       }
     }
   }
@@ -336,28 +340,30 @@ void for_each_image_row(const Geometry& g, RowFn fn) {
   });
 }
 
-// irfft2, then x̂ (kept for backward) and the image. Returns {out, x_hat, image_stats}.
+// Unnormalized irfft2 (kept for backward), then the image. Returns {out, x, image_stats}.
 template <typename T>
 std::vector<at::Tensor> tail_forward(const at::Tensor& spectrum, const Geometry& g,
                                      const std::vector<double>& interior_sq_per_row, const at::Tensor& color_matrix,
                                      double lo, double hi, double eps) {
   const auto stats = image_standardization(reinterpret_cast<const T*>(spectrum.const_data_ptr()), g,
                                            interior_sq_per_row, eps);
-  at::Tensor x = at::fft_irfft2(spectrum, at::IntArrayRef{g.height, g.width}, {-2, -1}, "backward").contiguous();
+  // norm "forward" leaves the inverse unscaled; image_forward_row applies the 1/(H·W).
+  at::Tensor x = at::fft_irfft2(spectrum, at::IntArrayRef{g.height, g.width}, {-2, -1}, "forward").contiguous();
   at::Tensor out = at::empty_like(x);
-  T* xp = x.data_ptr<T>();
+  const T* xp = x.const_data_ptr<T>();
   T* op = out.data_ptr<T>();
   const T* k = color_matrix.const_data_ptr<T>();
   const int64_t plane = g.height * g.width;
+  const T input_scale = T(1.0 / double(plane));
   for_each_image_row<T>(g, [&](int64_t b, int64_t h, int64_t) {
-    const int64_t offset = b * g.channels * plane + h * g.width;
+    const int64_t o = b * g.channels * plane + h * g.width;
     const T mean = T(stats[b].mean_re), inv_t = T(stats[b].inv_t), tlo = T(lo), span = T(hi - lo);
     if (g.channels == 3)
-      image_forward_row<T, 3>(xp + offset, op + offset, k, 3, plane, g.width, mean, inv_t, tlo, span);
+      image_forward_row<T, 3>(xp + o, op + o, k, 3, plane, g.width, input_scale, mean, inv_t, tlo, span);
     else if (g.channels == 1)
-      image_forward_row<T, 1>(xp + offset, op + offset, k, 1, plane, g.width, mean, inv_t, tlo, span);
+      image_forward_row<T, 1>(xp + o, op + o, k, 1, plane, g.width, input_scale, mean, inv_t, tlo, span);
     else
-      image_forward_row<T, 0>(xp + offset, op + offset, k, g.channels, plane, g.width, mean, inv_t, tlo, span);
+      image_forward_row<T, 0>(xp + o, op + o, k, g.channels, plane, g.width, input_scale, mean, inv_t, tlo, span);
   });
   return {out, x, stats_tensor(stats, false)};
 }
@@ -365,31 +371,34 @@ std::vector<at::Tensor> tail_forward(const at::Tensor& spectrum, const Geometry&
 // Backward of the tail up to the spectrum: G = rfft2(∂L/∂x̂) and, per sample, the coefficients
 // that turn G into ∂L/∂X (see math::tail_spectrum_grad).
 template <typename T>
-std::pair<at::Tensor, std::vector<TailGrad>> tail_backward(const at::Tensor& grad_out, const at::Tensor& x_hat,
+std::pair<at::Tensor, std::vector<TailGrad>> tail_backward(const at::Tensor& grad_out, const at::Tensor& x_in,
                                                            const at::Tensor& image_stats,
                                                            const at::Tensor& color_matrix, const Geometry& g,
                                                            double lo, double hi, double eps) {
   at::Tensor go = grad_out.contiguous();
-  at::Tensor xh = x_hat.contiguous();
-  at::Tensor grad_x = at::empty_like(xh);
+  at::Tensor x = x_in.contiguous();
+  at::Tensor grad_x = at::empty_like(x);
   const T* gop = go.const_data_ptr<T>();
-  const T* xhp = xh.const_data_ptr<T>();
+  const T* xp = x.const_data_ptr<T>();
   T* gxp = grad_x.data_ptr<T>();
   const T* k = color_matrix.const_data_ptr<T>();
   const int64_t plane = g.height * g.width;
-  const T span = T(hi - lo);
+  const T span = T(hi - lo), input_scale = T(1.0 / double(plane));
+  const auto stats = stats_from_tensor(image_stats, eps);
   std::vector<double> per_row(g.batch * g.height * 2);
   for_each_image_row<T>(g, [&](int64_t b, int64_t h, int64_t r) {
     const int64_t o = b * g.channels * plane + h * g.width;
+    const T mean = T(stats[b].mean_re), inv_t = T(stats[b].inv_t);
+    double* sums = &per_row[r * 2];
     if (g.channels == 3)
-      image_backward_row<T, 3>(gop + o, xhp + o, gxp + o, k, 3, plane, g.width, span, &per_row[r * 2]);
+      image_backward_row<T, 3>(gop + o, xp + o, gxp + o, k, 3, plane, g.width, input_scale, mean, inv_t, span, sums);
     else if (g.channels == 1)
-      image_backward_row<T, 1>(gop + o, xhp + o, gxp + o, k, 1, plane, g.width, span, &per_row[r * 2]);
+      image_backward_row<T, 1>(gop + o, xp + o, gxp + o, k, 1, plane, g.width, input_scale, mean, inv_t, span, sums);
     else
-      image_backward_row<T, 0>(gop + o, xhp + o, gxp + o, k, g.channels, plane, g.width, span, &per_row[r * 2]);
+      image_backward_row<T, 0>(gop + o, xp + o, gxp + o, k, g.channels, plane, g.width, input_scale, mean, inv_t,
+                               span, sums);
   });
   const auto sums = sum_rows_per_sample(per_row, g.batch, g.height, 2);
-  const auto stats = stats_from_tensor(image_stats, eps);
   std::vector<TailGrad> tails(g.batch);
   for (int64_t b = 0; b < g.batch; ++b) {
     const auto sg = math::standardization_grad(sums[b * 2], 0.0, sums[b * 2 + 1], g.image_numel(), stats[b]);
@@ -456,14 +465,14 @@ SynthesisOutputs maco_forward_impl(const at::Tensor& phase_in, const at::Tensor&
 
 template <typename T>
 at::Tensor maco_backward_impl(const at::Tensor& grad_out, const at::Tensor& phase_in, const at::Tensor& magnitude_in,
-                              const at::Tensor& x_hat, const at::Tensor& phase_stats, const at::Tensor& image_stats,
+                              const at::Tensor& x, const at::Tensor& phase_stats, const at::Tensor& image_stats,
                               const at::Tensor& color_matrix, double lo, double hi, double eps, int64_t width) {
   const Geometry g = head_geometry(phase_in, phase_in.size(2), width, false);
   const at::Tensor phase = phase_in.contiguous();
   const auto shared_or_not = per_sample_or_shared(magnitude_in, g, "magnitude");
   const at::Tensor& magnitude = shared_or_not.first;
   const int64_t magnitude_stride = shared_or_not.second;
-  const auto tail = tail_backward<T>(grad_out, x_hat, image_stats, color_matrix.contiguous(), g, lo, hi, eps);
+  const auto tail = tail_backward<T>(grad_out, x, image_stats, color_matrix.contiguous(), g, lo, hi, eps);
   const at::Tensor& big_g = tail.first;
   const std::vector<TailGrad>& tails = tail.second;
   const auto stats = stats_from_tensor(phase_stats, eps);
@@ -535,13 +544,13 @@ SynthesisOutputs fourier_forward_impl(const at::Tensor& spectrum_in, const at::T
 
 template <typename T>
 at::Tensor fourier_backward_impl(const at::Tensor& grad_out, const at::Tensor& spectrum_in,
-                                 const at::Tensor& scale_in, const at::Tensor& x_hat,
+                                 const at::Tensor& scale_in, const at::Tensor& x,
                                  const at::Tensor& spectrum_stats, const at::Tensor& image_stats,
                                  const at::Tensor& color_matrix, double lo, double hi, double eps, int64_t width) {
   const Geometry g = head_geometry(spectrum_in, spectrum_in.size(2), width, true);
   const at::Tensor z = spectrum_in.contiguous();
   const at::Tensor scale = scale_in.expand({g.height, g.half_width}).contiguous();
-  const auto tail = tail_backward<T>(grad_out, x_hat, image_stats, color_matrix.contiguous(), g, lo, hi, eps);
+  const auto tail = tail_backward<T>(grad_out, x, image_stats, color_matrix.contiguous(), g, lo, hi, eps);
   const at::Tensor& big_g = tail.first;
   const std::vector<TailGrad>& tails = tail.second;
   const auto stats = stats_from_tensor(spectrum_stats, eps);
@@ -600,13 +609,13 @@ SynthesisOutputs maco_synthesis_cpu(const at::Tensor& phase, const at::Tensor& m
 }
 
 at::Tensor maco_synthesis_backward_cpu(const at::Tensor& grad_out, const at::Tensor& phase,
-                                       const at::Tensor& magnitude, const at::Tensor& x_hat,
+                                       const at::Tensor& magnitude, const at::Tensor& x,
                                        const at::Tensor& phase_stats, const at::Tensor& image_stats,
                                        const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  const Geometry g = check_backward_args(Head::kMaco, grad_out, phase, magnitude, x_hat, phase_stats,
+  const Geometry g = check_backward_args(Head::kMaco, grad_out, phase, magnitude, x, phase_stats,
                                          image_stats, color_matrix, c10::DeviceType::CPU);
   return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis_backward_cpu", [&] {
-    return maco_backward_impl<scalar_t>(grad_out, phase, magnitude, x_hat, phase_stats, image_stats, color_matrix,
+    return maco_backward_impl<scalar_t>(grad_out, phase, magnitude, x, phase_stats, image_stats, color_matrix,
                                         lo, hi, eps, g.width);
   });
 }
@@ -622,13 +631,13 @@ SynthesisOutputs fourier_synthesis_cpu(const at::Tensor& spectrum, const at::Ten
 }
 
 at::Tensor fourier_synthesis_backward_cpu(const at::Tensor& grad_out, const at::Tensor& spectrum,
-                                          const at::Tensor& scale, const at::Tensor& x_hat,
+                                          const at::Tensor& scale, const at::Tensor& x,
                                           const at::Tensor& spectrum_stats, const at::Tensor& image_stats,
                                           const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  const Geometry g = check_backward_args(Head::kFourier, grad_out, spectrum, scale, x_hat,
+  const Geometry g = check_backward_args(Head::kFourier, grad_out, spectrum, scale, x,
                                          spectrum_stats, image_stats, color_matrix, c10::DeviceType::CPU);
   return AT_DISPATCH_FLOATING_TYPES(spectrum.scalar_type(), "fourier_synthesis_backward_cpu", [&] {
-    return fourier_backward_impl<scalar_t>(grad_out, spectrum, scale, x_hat, spectrum_stats, image_stats,
+    return fourier_backward_impl<scalar_t>(grad_out, spectrum, scale, x, spectrum_stats, image_stats,
                                            color_matrix, lo, hi, eps, g.width);
   });
 }
@@ -636,19 +645,20 @@ at::Tensor fourier_synthesis_backward_cpu(const at::Tensor& grad_out, const at::
 }  // namespace
 
 // One place for the whole op surface. Each forward returns the image plus what its backward
-// needs (x̂ and the per-sample statistics), so that nothing is recomputed.
+// needs (x, the unnormalized inverse transform, and the per-sample statistics), so that nothing
+// is recomputed but x̂'s two flops per element.
 TORCH_LIBRARY(phasevis, m) {
   m.def(
       "maco_synthesis(Tensor phase, Tensor magnitude, int height, int width, float lo, float hi, "
-      "Tensor color_matrix, float eps) -> (Tensor image, Tensor x_hat, Tensor phase_stats, Tensor image_stats)");
+      "Tensor color_matrix, float eps) -> (Tensor image, Tensor x, Tensor phase_stats, Tensor image_stats)");
   m.def(
-      "maco_synthesis_backward(Tensor grad_out, Tensor phase, Tensor magnitude, Tensor x_hat, Tensor phase_stats, "
+      "maco_synthesis_backward(Tensor grad_out, Tensor phase, Tensor magnitude, Tensor x, Tensor phase_stats, "
       "Tensor image_stats, Tensor color_matrix, float lo, float hi, float eps) -> Tensor");
   m.def(
       "fourier_synthesis(Tensor spectrum, Tensor scale, int height, int width, float lo, float hi, "
-      "Tensor color_matrix, float eps) -> (Tensor image, Tensor x_hat, Tensor spectrum_stats, Tensor image_stats)");
+      "Tensor color_matrix, float eps) -> (Tensor image, Tensor x, Tensor spectrum_stats, Tensor image_stats)");
   m.def(
-      "fourier_synthesis_backward(Tensor grad_out, Tensor spectrum, Tensor scale, Tensor x_hat, "
+      "fourier_synthesis_backward(Tensor grad_out, Tensor spectrum, Tensor scale, Tensor x, "
       "Tensor spectrum_stats, Tensor image_stats, Tensor color_matrix, float lo, float hi, float eps) -> Tensor");
 }
 

@@ -38,16 +38,16 @@ struct SynthesisFunction : public torch::autograd::Function<SynthesisFunction<Op
                                int64_t width, double lo, double hi, const at::Tensor& color_matrix, double eps) {
     static auto op = c10::Dispatcher::singleton().findSchemaOrThrow(Ops::kForward, "").template typed<ForwardSignature>();
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [image, x_hat, head_stats, image_stats] = op.call(head, fixed, height, width, lo, hi, color_matrix, eps);
-    ctx->save_for_backward({head, fixed, x_hat, head_stats, image_stats, color_matrix});
+    auto [image, x, head_stats, image_stats] = op.call(head, fixed, height, width, lo, hi, color_matrix, eps);
+    ctx->save_for_backward({head, fixed, x, head_stats, image_stats, color_matrix});
     ctx->saved_data["lo"] = lo;
     ctx->saved_data["hi"] = hi;
     ctx->saved_data["eps"] = eps;
-    ctx->mark_non_differentiable({x_hat, head_stats, image_stats});
-    // Otherwise autograd fills zero gradients for x̂ and the statistics: an image-sized memset
+    ctx->mark_non_differentiable({x, head_stats, image_stats});
+    // Otherwise autograd fills zero gradients for x and the statistics: an image-sized memset
     // and three kernel launches per backward, for tensors no loss depends on.
     ctx->set_materialize_grads(false);
-    return {image, x_hat, head_stats, image_stats};
+    return {image, x, head_stats, image_stats};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

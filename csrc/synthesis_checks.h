@@ -65,13 +65,13 @@ inline void check_same(const at::Tensor& t, const at::Tensor& like, const char* 
   TORCH_CHECK(t.device() == like.device(), name, " must be on ", like.device(), ", got ", t.device());
 }
 
-inline void check_backward_inputs(const at::Tensor& grad_out, const at::Tensor& head, const at::Tensor& x_hat,
+inline void check_backward_inputs(const at::Tensor& grad_out, const at::Tensor& head, const at::Tensor& x,
                                   const Geometry& g) {
   const std::vector<int64_t> image_shape{g.batch, g.channels, g.height, g.width};
   TORCH_CHECK(grad_out.sizes() == image_shape, "grad_out must have shape ", image_shape, ", got ", grad_out.sizes());
-  TORCH_CHECK(x_hat.sizes() == image_shape, "x_hat must have shape ", image_shape, ", got ", x_hat.sizes());
+  TORCH_CHECK(x.sizes() == image_shape, "x must have shape ", image_shape, ", got ", x.sizes());
   check_same(grad_out, head, "grad_out");
-  check_same(x_hat, head, "x_hat");
+  check_same(x, head, "x");
 }
 
 inline void check_device(const at::Tensor& t, const char* name, c10::DeviceType type) {
@@ -111,13 +111,13 @@ inline Geometry check_forward_args(Head which, const at::Tensor& head, const at:
 }
 
 inline Geometry check_backward_args(Head which, const at::Tensor& grad_out, const at::Tensor& head,
-                                    const at::Tensor& fixed, const at::Tensor& x_hat, const at::Tensor& head_stats,
+                                    const at::Tensor& fixed, const at::Tensor& x, const at::Tensor& head_stats,
                                     const at::Tensor& image_stats, const at::Tensor& color_matrix,
                                     c10::DeviceType device) {
-  TORCH_CHECK(x_hat.dim() == 4, "x_hat must be (B, C, H, W)");
+  TORCH_CHECK(x.dim() == 4, "x must be (B, C, H, W)");
   const int64_t height = head.dim() > 2 ? head.size(2) : 0;
-  const Geometry g = check_forward_args(which, head, fixed, height, x_hat.size(3), color_matrix, device);
-  check_backward_inputs(grad_out, head, x_hat, g);
+  const Geometry g = check_forward_args(which, head, fixed, height, x.size(3), color_matrix, device);
+  check_backward_inputs(grad_out, head, x, g);
   check_stats(head_stats, g, head_names(which).stats_columns, head_names(which).stats);
   check_stats(image_stats, g, 2, "image_stats");
   return g;

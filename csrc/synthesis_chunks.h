@@ -286,21 +286,26 @@ PV_HD void spectrum_chunk(const Head& head, const Geometry& g, const Standardiza
   store<2 * V>(x + 2 * (b * g.spectrum_numel() + i), out);
 }
 
-// Pixels [p, p + V) of sample b, every channel (C <= kMaxC): x̂ replaces the unnormalized inverse
-// transform x in place (input_scale = 1/(H·W)), and out = lo + span·sigmoid(K^T x̂).
+// x̂ = (x·input_scale - mean)·inv_t at pixels [p, p + V) of channel c of sample b, from the
+// unnormalized inverse transform x (input_scale = 1/(H·W)).
+template <int V, typename T>
+PV_HD Vec<T, V> standardized_pixels(const T* x, int channels, int64_t plane, int64_t b, int c, int64_t p,
+                                    T input_scale, T mean, T inv_t) {
+  Vec<T, V> v = load<V>(x + (b * channels + c) * plane + p);
+#pragma unroll
+  for (int j = 0; j < V; ++j) v.v[j] = (v.v[j] * input_scale - mean) * inv_t;
+  return v;
+}
+
+// out = lo + span·sigmoid(K^T x̂) at pixels [p, p + V) of sample b, every channel (C <= kMaxC).
+// x̂ is not stored: the backward forms it again from x.
 template <int V, int kMaxC, typename T>
-PV_HD void image_forward_chunk(T* x, T* out, const T (&k)[kMaxC][kMaxC], int channels, int64_t plane, int64_t b,
-                               int64_t p, T input_scale, T mean, T inv_t, T lo, T span) {
-  T xh[kMaxC][V];
+PV_HD void image_forward_chunk(const T* x, T* out, const T (&k)[kMaxC][kMaxC], int channels, int64_t plane,
+                               int64_t b, int64_t p, T input_scale, T mean, T inv_t, T lo, T span) {
+  Vec<T, V> xh[kMaxC];
 #pragma unroll
   for (int c = 0; c < kMaxC; ++c)
-    if (c < channels) {
-      T* at = x + (b * channels + c) * plane + p;
-      Vec<T, V> v = load<V>(at);
-#pragma unroll
-      for (int j = 0; j < V; ++j) xh[c][j] = v.v[j] = (v.v[j] * input_scale - mean) * inv_t;
-      store<V>(at, v);
-    }
+    if (c < channels) xh[c] = standardized_pixels<V>(x, channels, plane, b, c, p, input_scale, mean, inv_t);
 #pragma unroll
   for (int d = 0; d < kMaxC; ++d)
     if (d < channels) {
@@ -310,7 +315,7 @@ PV_HD void image_forward_chunk(T* x, T* out, const T (&k)[kMaxC][kMaxC], int cha
         T y = 0;
 #pragma unroll
         for (int c = 0; c < kMaxC; ++c)
-          if (c < channels) y += xh[c][j] * k[c][d];
+          if (c < channels) y += xh[c].v[j] * k[c][d];
         o.v[j] = lo + span * math::sigmoid(y);
       }
       store<V>(out + (b * channels + d) * plane + p, o);
@@ -322,17 +327,24 @@ PV_HD void image_forward_chunk(T* x, T* out, const T (&k)[kMaxC][kMaxC], int cha
 // ---------------------------------------------------------------------------
 
 // ∂L/∂x̂ at pixels [p, p + V) of sample b, every channel, into grad_x; Σ∂L/∂x̂ and Σ∂L/∂x̂·x̂ into acc.
+// x̂ is formed from x as in the forward.
 template <int V, int kMaxC, typename T>
-PV_HD void image_backward_chunk(const T* grad_out, const T* x_hat, T* grad_x, const T (&k)[kMaxC][kMaxC], int channels,
-                                int64_t plane, int64_t b, int64_t p, T span, double* acc) {
+PV_HD void image_backward_chunk(const T* grad_out, const T* x, T* grad_x, const T (&k)[kMaxC][kMaxC], int channels,
+                                int64_t plane, int64_t b, int64_t p, T input_scale, T mean, T inv_t, T span,
+                                double* acc) {
   // Every load first, so that all of them are in flight together.
   Vec<T, V> xh[kMaxC], go[kMaxC];
 #pragma unroll
   for (int c = 0; c < kMaxC; ++c)
     if (c < channels) {
-      xh[c] = load<V>(x_hat + (b * channels + c) * plane + p);
+      xh[c] = load<V>(x + (b * channels + c) * plane + p);
       go[c] = load<V>(grad_out + (b * channels + c) * plane + p);
     }
+#pragma unroll
+  for (int c = 0; c < kMaxC; ++c)
+    if (c < channels)
+#pragma unroll
+      for (int j = 0; j < V; ++j) xh[c].v[j] = (xh[c].v[j] * input_scale - mean) * inv_t;
   T gx[kMaxC][V];
 #pragma unroll
   for (int c = 0; c < kMaxC; ++c)

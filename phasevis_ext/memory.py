@@ -3,7 +3,7 @@ so that a request too large for the machine fails fast with what would fit inste
 killed by the kernel (CPU) or running out of device memory halfway (GPU).
 
 The estimate per unit is: the image parameters with their gradient and two optimizer states, the
-synthesis buffers (image, x̂, their gradients, the spectrum), and per crop the model's activations
+synthesis buffers (image, x, their gradients, the spectrum), and per crop the model's activations
 measured by one probe forward of a single crop, doubled for what autograd keeps and the gradients
 of the backward. It errs high; `memory_budget` can be set by hand.
 """
@@ -70,7 +70,7 @@ def activation_bytes_per_crop(model: nn.Module, input_size: int, device: torch.d
 def unit_bytes(model, *, input_size: int, crops: int, image_size: tuple[int, int], device, amp) -> int:
     pixels = 3 * image_size[0] * image_size[1]
     params = 4 * 4 * pixels  # parameters (at most one per pixel), gradient, two optimizer states
-    synthesis = 6 * 4 * pixels  # image, x̂, their gradients, the complex spectrum
+    synthesis = 6 * 4 * pixels  # image, x, their gradients, the complex spectrum
     crops_in = 2 * 4 * crops * 3 * input_size * input_size  # the crops and their gradient
     activations = 2 * crops * activation_bytes_per_crop(model, input_size, device, amp)
     return params + synthesis + crops_in + activations

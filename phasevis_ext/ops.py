@@ -1,7 +1,7 @@
 """The native ops: loading the extension, fake kernels and autograd.
 
-The synthesis ops return the image together with what their backward needs (x̂ and per-sample
-statistics); the functions here expose only the image. `crop_resize` is the CPU kernel behind
+The synthesis ops return the image together with what their backward needs (x, the unnormalized
+inverse transform, and per-sample statistics); the functions here expose only the image. `crop_resize` is the CPU kernel behind
 the batched crops (the values of torchvision's roi_align, with a parallel backward).
 """
 from __future__ import annotations
@@ -73,11 +73,11 @@ if _C is not None:
         return _fake_outputs(spectrum, scale, color_matrix, height, width, 3)
 
     @torch.library.register_fake("phasevis::maco_synthesis_backward")
-    def _(grad_out, phase, magnitude, x_hat, phase_stats, image_stats, color_matrix, lo, hi, eps):
+    def _(grad_out, phase, magnitude, x, phase_stats, image_stats, color_matrix, lo, hi, eps):
         return torch.empty_like(phase)
 
     @torch.library.register_fake("phasevis::fourier_synthesis_backward")
-    def _(grad_out, spectrum, scale, x_hat, spectrum_stats, image_stats, color_matrix, lo, hi, eps):
+    def _(grad_out, spectrum, scale, x, spectrum_stats, image_stats, color_matrix, lo, hi, eps):
         return torch.empty_like(spectrum)
 
     # The synthesis ops' autograd is registered in C++ (csrc/synthesis_autograd.cpp): on small

@@ -298,10 +298,10 @@ def run_wrapper(spec) -> str:
 def run_raw(spec) -> str:
     head, other, k = build(spec)
     args = raw_args(spec, head, other, k)
-    image, x_hat, head_stats, image_stats = forward_op(spec)(*args)
+    image, x, head_stats, image_stats = forward_op(spec)(*args)
     grad_out = random_like(image, spec["tensor_seed"] + 1)
     lo, hi = spec["values_range"]
-    grad = backward_op(spec)(grad_out, head, other, x_hat, head_stats, image_stats, k, lo, hi, spec["eps"])
+    grad = backward_op(spec)(grad_out, head, other, x, head_stats, image_stats, k, lo, hi, spec["eps"])
     if spec["eps"] == 0 and spec["values"] in ("constant_head", "zero_other"):
         # 0/0 standardization: the op's NaN and the reference's rounding noise are equally right
         return "ok"
@@ -511,10 +511,10 @@ def _stats_faults(name: str) -> dict:
 
 
 def _other_width(a, s):
-    """x_hat and grad_out of the other width that shares Wr (or an impossible one for W = 1)."""
-    b, c, h, w = a["x_hat"].shape
+    """x and grad_out of the other width that shares Wr (or an impossible one for W = 1)."""
+    b, c, h, w = a["x"].shape
     w2 = w + 1 if w % 2 == 0 else w - 1
-    return {**a, "x_hat": a["x_hat"].new_ones(b, c, h, w2), "grad_out": a["grad_out"].new_ones(b, c, h, w2)}
+    return {**a, "x": a["x"].new_ones(b, c, h, w2), "grad_out": a["grad_out"].new_ones(b, c, h, w2)}
 
 
 # Backward faults: name -> (expectation, fault). "raise": one of RAW_ERRORS; "same": the result equals
@@ -525,10 +525,10 @@ BACKWARD_FAULTS = {
     "grad_out_rank3": ("raise", edit(grad_out=lambda t, s: t[0])),
     "grad_out_other_float": ("raise", edit(grad_out=lambda t, s: other_float(t))),
     "grad_out_int": ("raise", edit(grad_out=lambda t, s: t.long())),
-    "x_hat_height": ("raise", edit(x_hat=lambda t, s: grow(t, 2))),
-    "x_hat_rank3": ("raise", edit(x_hat=lambda t, s: t[0])),
-    "x_hat_scalar": ("raise", edit(x_hat=lambda t, s: t.new_tensor(1.0))),
-    "x_hat_other_float": ("raise", edit(x_hat=lambda t, s: other_float(t))),
+    "x_height": ("raise", edit(x=lambda t, s: grow(t, 2))),
+    "x_rank3": ("raise", edit(x=lambda t, s: t[0])),
+    "x_scalar": ("raise", edit(x=lambda t, s: t.new_tensor(1.0))),
+    "x_other_float": ("raise", edit(x=lambda t, s: other_float(t))),
     "head_scalar": ("raise", edit(head=lambda t, s: t.new_tensor(1.0))),
     "head_rank_low": ("raise", edit(head=lambda t, s: t[0])),
     "head_height": ("raise", edit(head=lambda t, s: grow(t, 2))),
@@ -545,12 +545,12 @@ BACKWARD_FAULTS = {
     **_stats_faults("head_stats"),
     **_stats_faults("image_stats"),
     "grad_out_transposed": ("same", edit(grad_out=lambda t, s: transposed_copy(t))),
-    "x_hat_transposed": ("same", edit(x_hat=lambda t, s: transposed_copy(t))),
+    "x_transposed": ("same", edit(x=lambda t, s: transposed_copy(t))),
     "head_channels_last": ("same", edit(head=lambda t, s: with_layout(t, "channels_last"))),
     "k_transposed": ("same", edit(k=lambda t, s: t.t().contiguous().t())),
     "grad_out_nan": ("any", edit(grad_out=lambda t, s: poked(t, math.nan))),
-    "x_hat_inf": ("any", edit(x_hat=lambda t, s: poked(t, math.inf))),
-    "x_hat_other_width": ("any", _other_width),
+    "x_inf": ("any", edit(x=lambda t, s: poked(t, math.inf))),
+    "x_other_width": ("any", _other_width),
     "k_nan": ("any", edit(k=lambda t, s: poked(t, math.nan))),
     "eps_nan": ("any", put(eps=math.nan)),
     "eps_negative": ("any", put(eps=-1.0)),
@@ -600,8 +600,8 @@ def run_raw_fault(spec) -> str:
 def run_backward_fault(spec) -> str:
     head, other, k = build(spec)
     lo, hi = spec["values_range"]
-    image, x_hat, head_stats, image_stats = forward_op(spec)(*raw_args(spec, head, other, k))
-    valid = dict(grad_out=random_like(image, spec["tensor_seed"] + 1), head=head, other=other, x_hat=x_hat,
+    image, x, head_stats, image_stats = forward_op(spec)(*raw_args(spec, head, other, k))
+    valid = dict(grad_out=random_like(image, spec["tensor_seed"] + 1), head=head, other=other, x=x,
                  head_stats=head_stats, image_stats=image_stats, k=k, lo=lo, hi=hi, eps=spec["eps"])
     expect, fault = BACKWARD_FAULTS[spec["fault"]]
     try:

@@ -114,11 +114,11 @@ def test_opcheck_fourier(dtype):
 
 def test_opcheck_backward_ops():
     phase, magnitude = maco_inputs(2, 3, 8, 8)
-    out, x_hat, phase_stats, image_stats = torch.ops.phasevis.maco_synthesis(phase, magnitude, *op_args(8, 8, 3, torch.float32, "cpu"))
+    out, x, phase_stats, image_stats = torch.ops.phasevis.maco_synthesis(phase, magnitude, *op_args(8, 8, 3, torch.float32, "cpu"))
     k = pv.default_color_matrix(3)
     torch.library.opcheck(
         torch.ops.phasevis.maco_synthesis_backward.default,
-        (torch.randn_like(out), phase, magnitude, x_hat, phase_stats, image_stats, k, -1.0, 2.0, 1e-4),
+        (torch.randn_like(out), phase, magnitude, x, phase_stats, image_stats, k, -1.0, 2.0, 1e-4),
     )
 
 
@@ -160,9 +160,9 @@ def test_autograd_is_the_cpp_kernel_and_only_the_image_is_differentiable(op):
         head, fixed = fourier_inputs(2, 3, 8, 8, dtype=torch.float64)
         head = torch.view_as_real(head) if head.is_complex() else head
     head = head.clone().requires_grad_(True)
-    image, x_hat, head_stats, image_stats = getattr(torch.ops.phasevis, op)(
+    image, x, head_stats, image_stats = getattr(torch.ops.phasevis, op)(
         head, fixed, 8, 8, 0.0, 1.0, pv.default_color_matrix(3, dtype=torch.float64), 1e-4)
-    assert image.requires_grad and not (x_hat.requires_grad or head_stats.requires_grad or image_stats.requires_grad)
+    assert image.requires_grad and not (x.requires_grad or head_stats.requires_grad or image_stats.requires_grad)
     (grad,) = torch.autograd.grad(image.sum(), head)
     assert grad.shape == head.shape and torch.isfinite(grad).all()
     with torch.no_grad():

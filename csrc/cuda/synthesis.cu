@@ -152,9 +152,9 @@ __device__ void load_color_matrix(const T* __restrict k, int channels, T (&kk)[k
 }
 
 // x holds the unnormalized inverse transform (H·W times the image): the 1/(H·W) is applied here
-// instead of in a separate ATen pass. C <= kRegisterChannels: a pixel's channels stay in registers.
+// instead of in a separate pass. C <= kRegisterChannels: a pixel's channels stay in registers.
 template <typename T, int V>
-__global__ void image_forward_kernel(T* __restrict x, T* __restrict out, const T* __restrict k, Geometry g,
+__global__ void image_forward_kernel(const T* __restrict x, T* __restrict out, const T* __restrict k, Geometry g,
                                      const double* __restrict image_totals, double eps, T input_scale, T lo, T span,
                                      double* __restrict image_stats) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
@@ -170,9 +170,9 @@ __global__ void image_forward_kernel(T* __restrict x, T* __restrict out, const T
                                                       T(s.mean_re), T(s.inv_t), lo, span);
 }
 
-// Any C: the channels go through memory.
+// Any C: x̂ is formed again for each output channel (C > kRegisterChannels is rare).
 template <typename T>
-__global__ void image_forward_any_channels_kernel(T* __restrict x, T* __restrict out, const T* __restrict k,
+__global__ void image_forward_any_channels_kernel(const T* __restrict x, T* __restrict out, const T* __restrict k,
                                                   Geometry g, const double* __restrict image_totals, double eps,
                                                   T input_scale, T lo, T span, double* __restrict image_stats) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
@@ -184,43 +184,48 @@ __global__ void image_forward_any_channels_kernel(T* __restrict x, T* __restrict
   }
   const T mean = T(s.mean_re), inv_t = T(s.inv_t);
   for (int64_t p = first_chunk<1>(); p < plane; p += chunk_stride<1>()) {
-    T* xs = x + b * c_count * plane + p;
+    const T* xs = x + b * c_count * plane + p;
     T* os = out + b * c_count * plane + p;
-    for (int c = 0; c < c_count; ++c) xs[c * plane] = (xs[c * plane] * input_scale - mean) * inv_t;
     for (int d = 0; d < c_count; ++d) {
       T y = 0;
-      for (int c = 0; c < c_count; ++c) y += xs[c * plane] * k[c * c_count + d];
+      for (int c = 0; c < c_count; ++c) y += (xs[c * plane] * input_scale - mean) * inv_t * k[c * c_count + d];
       os[d * plane] = lo + span * math::sigmoid(y);
     }
   }
 }
 
 template <typename T, int V>
-__global__ void image_backward_kernel(const T* __restrict grad_out, const T* __restrict x_hat, T* __restrict grad_x,
-                                      const T* __restrict k, Geometry g, T span, double* __restrict partials) {
+__global__ void image_backward_kernel(const T* __restrict grad_out, const T* __restrict x, T* __restrict grad_x,
+                                      const T* __restrict k, Geometry g, const double* __restrict image_stats,
+                                      double eps, T span, double* __restrict partials) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
+  const Standardization s = chunks::stored_standardization(image_stats + b * 2, false, eps);
   T kk[kRegisterChannels][kRegisterChannels];
   load_color_matrix(k, int(g.channels), kk);
   double acc[2] = {0.0, 0.0};  // Σ∂L/∂x̂, Σ∂L/∂x̂·x̂
   for (int64_t p = first_chunk<V>(); p < plane; p += chunk_stride<V>())
-    chunks::image_backward_chunk<V, kRegisterChannels>(grad_out, x_hat, grad_x, kk, int(g.channels), plane, b, p,
-                                                       span, acc);
+    chunks::image_backward_chunk<V, kRegisterChannels>(grad_out, x, grad_x, kk, int(g.channels), plane, b, p,
+                                                       T(1.0 / double(plane)), T(s.mean_re), T(s.inv_t), span, acc);
   block_sum_store<2>(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
 }
 
 template <typename T>
-__global__ void image_backward_any_channels_kernel(const T* __restrict grad_out, const T* __restrict x_hat,
-                                                   T* __restrict grad_x, const T* __restrict k, Geometry g, T span,
+__global__ void image_backward_any_channels_kernel(const T* __restrict grad_out, const T* __restrict x,
+                                                   T* __restrict grad_x, const T* __restrict k, Geometry g,
+                                                   const double* __restrict image_stats, double eps, T span,
                                                    double* __restrict partials) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
   const int c_count = int(g.channels);
+  const Standardization s = chunks::stored_standardization(image_stats + b * 2, false, eps);
+  const T input_scale = T(1.0 / double(plane)), mean = T(s.mean_re), inv_t = T(s.inv_t);
+  const auto x_hat = [&](int64_t i) { return (x[i] * input_scale - mean) * inv_t; };
   double acc[2] = {0.0, 0.0};
   for (int64_t p = first_chunk<1>(); p < plane; p += chunk_stride<1>()) {
     const int64_t base = b * c_count * plane + p;
     for (int c = 0; c < c_count; ++c) grad_x[base + c * plane] = 0;
     for (int d = 0; d < c_count; ++d) {
       T y = 0;
-      for (int c = 0; c < c_count; ++c) y += x_hat[base + c * plane] * k[c * c_count + d];
+      for (int c = 0; c < c_count; ++c) y += x_hat(base + c * plane) * k[c * c_count + d];
       const T sg = math::sigmoid(y);
       const T gy = grad_out[base + d * plane] * span * sg * (T(1) - sg);
       for (int c = 0; c < c_count; ++c) grad_x[base + c * plane] += k[c * c_count + d] * gy;
@@ -228,7 +233,7 @@ __global__ void image_backward_any_channels_kernel(const T* __restrict grad_out,
     for (int c = 0; c < c_count; ++c) {
       const T gc = grad_x[base + c * plane];
       acc[0] += gc;
-      acc[1] += double(gc) * x_hat[base + c * plane];
+      acc[1] += double(gc) * x_hat(base + c * plane);
     }
   }
   block_sum_store<2>(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
@@ -352,23 +357,24 @@ SynthesisOutputs forward(const Head& head, const at::Tensor& head_values, const 
 
 template <typename T, typename Head>
 at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geometry& g, const at::Tensor& grad_out,
-                    const at::Tensor& x_hat, const at::Tensor& head_stats, const at::Tensor& image_stats,
+                    const at::Tensor& x_in, const at::Tensor& head_stats, const at::Tensor& image_stats,
                     const at::Tensor& color_matrix, double lo, double hi, double eps) {
   check_spectrum_index_range(g);
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t n = g.spectrum_numel(), plane = g.height * g.width;
 
-  const at::Tensor go = grad_out.contiguous(), xh = x_hat.contiguous();
-  at::Tensor grad_x = at::empty_like(xh);
+  const at::Tensor go = grad_out.contiguous(), x = x_in.contiguous();
+  const at::Tensor hs = head_stats.contiguous(), is = image_stats.contiguous();
+  at::Tensor grad_x = at::empty_like(x);
   at::Tensor image_grad_totals;
   if (g.channels <= kRegisterChannels) {
-    with_chunk_width(wide_chunks_fit(plane, {go.data_ptr(), xh.data_ptr(), grad_x.data_ptr()}), [&](auto width) {
+    with_chunk_width(wide_chunks_fit(plane, {go.data_ptr(), x.data_ptr(), grad_x.data_ptr()}), [&](auto width) {
       constexpr int V = decltype(width)::value;
       const int ib = blocks_per_sample(plane / V, g.batch);
       at::Tensor partials = workspace(head_values, g.batch, ib, 2);
       image_backward_kernel<T, V><<<dim3(ib, g.batch), kThreads, 0, stream>>>(
-          go.data_ptr<T>(), xh.data_ptr<T>(), grad_x.data_ptr<T>(), color_matrix.data_ptr<T>(), g, T(hi - lo),
-          partials.data_ptr<double>());
+          go.data_ptr<T>(), x.data_ptr<T>(), grad_x.data_ptr<T>(), color_matrix.data_ptr<T>(), g,
+          is.data_ptr<double>(), eps, T(hi - lo), partials.data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       image_grad_totals = sum_partials<2>(partials, g.batch, ib);
     });
@@ -376,8 +382,8 @@ at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geome
     const int ib = blocks_per_sample(plane, g.batch);
     at::Tensor partials = workspace(head_values, g.batch, ib, 2);
     image_backward_any_channels_kernel<T><<<dim3(ib, g.batch), kThreads, 0, stream>>>(
-        go.data_ptr<T>(), xh.data_ptr<T>(), grad_x.data_ptr<T>(), color_matrix.data_ptr<T>(), g, T(hi - lo),
-        partials.data_ptr<double>());
+        go.data_ptr<T>(), x.data_ptr<T>(), grad_x.data_ptr<T>(), color_matrix.data_ptr<T>(), g,
+        is.data_ptr<double>(), eps, T(hi - lo), partials.data_ptr<double>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     image_grad_totals = sum_partials<2>(partials, g.batch, ib);
   }
@@ -385,7 +391,6 @@ at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geome
   const at::Tensor big_g = cuda_fft::rfft2_consuming(grad_x);
 
   at::Tensor grad = at::empty_like(head_values);
-  const at::Tensor hs = head_stats.contiguous(), is = image_stats.contiguous();
   with_chunk_width(head.wide_loads_aligned() && wide_chunks_fit(n, {big_g.const_data_ptr(), grad.data_ptr()}),
                    [&](auto width) {
     constexpr int V = decltype(width)::value;
@@ -420,10 +425,10 @@ SynthesisOutputs maco_synthesis_cuda(const at::Tensor& phase_in, const at::Tenso
 }
 
 at::Tensor maco_synthesis_backward_cuda(const at::Tensor& grad_out, const at::Tensor& phase_in,
-                                        const at::Tensor& magnitude_in, const at::Tensor& x_hat,
+                                        const at::Tensor& magnitude_in, const at::Tensor& x,
                                         const at::Tensor& phase_stats, const at::Tensor& image_stats,
                                         const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  const Geometry g = check_backward_args(Head::kMaco, grad_out, phase_in, magnitude_in, x_hat, phase_stats,
+  const Geometry g = check_backward_args(Head::kMaco, grad_out, phase_in, magnitude_in, x, phase_stats,
                                          image_stats, color_matrix, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(phase_in.device());
   const at::Tensor phase = phase_in.contiguous(), k = color_matrix.contiguous();
@@ -431,7 +436,7 @@ at::Tensor maco_synthesis_backward_cuda(const at::Tensor& grad_out, const at::Te
   return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis_backward_cuda", [&] {
     const chunks::MacoHead<scalar_t> head{phase.data_ptr<scalar_t>(), magnitude.first.data_ptr<scalar_t>(),
                                           magnitude.second, g.spectrum_numel()};
-    return backward<scalar_t>(head, phase, g, grad_out, x_hat, phase_stats, image_stats, k, lo, hi, eps);
+    return backward<scalar_t>(head, phase, g, grad_out, x, phase_stats, image_stats, k, lo, hi, eps);
   });
 }
 
@@ -450,17 +455,17 @@ SynthesisOutputs fourier_synthesis_cuda(const at::Tensor& spectrum_in, const at:
 }
 
 at::Tensor fourier_synthesis_backward_cuda(const at::Tensor& grad_out, const at::Tensor& spectrum_in,
-                                           const at::Tensor& scale_in, const at::Tensor& x_hat,
+                                           const at::Tensor& scale_in, const at::Tensor& x,
                                            const at::Tensor& spectrum_stats, const at::Tensor& image_stats,
                                            const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  const Geometry g = check_backward_args(Head::kFourier, grad_out, spectrum_in, scale_in, x_hat,
+  const Geometry g = check_backward_args(Head::kFourier, grad_out, spectrum_in, scale_in, x,
                                          spectrum_stats, image_stats, color_matrix, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(spectrum_in.device());
   const at::Tensor z = spectrum_in.contiguous(), k = color_matrix.contiguous();
   const at::Tensor scale = scale_in.expand({g.height, g.half_width}).contiguous();
   return AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "fourier_synthesis_backward_cuda", [&] {
     const chunks::FourierHead<scalar_t> head{z.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(), g.spectrum_numel()};
-    return backward<scalar_t>(head, z, g, grad_out, x_hat, spectrum_stats, image_stats, k, lo, hi, eps);
+    return backward<scalar_t>(head, z, g, grad_out, x, spectrum_stats, image_stats, k, lo, hi, eps);
   });
 }
 

@@ -109,7 +109,7 @@ static void test_spectrum_cursor() {
 // plain loops over the chunks and the FFTs by ATen's CPU ones. VS, VI: the chunk widths of the
 // spectrum-side and image-side kernels, as the CUDA driver picks them.
 struct Emulated {
-  at::Tensor out, x_hat, head_stats, image_stats, grad;
+  at::Tensor out, x, head_stats, image_stats, grad;
 };
 
 template <int VS, int VI, typename T, typename Head>
@@ -140,23 +140,26 @@ static Emulated emulate_cuda(const Head& head, const at::Tensor& values, const G
     for (int64_t i = 0; i < n; i += VS)
       chunks::spectrum_chunk<VS>(head, g, s, b, i, reinterpret_cast<T*>(spectrum.data_ptr()), energy[b].data());
   }
-  e.x_hat = at::_fft_c2r(spectrum, at::IntArrayRef{2, 3}, 0, g.width).contiguous();
-  e.out = at::empty_like(e.x_hat);
+  e.x = at::_fft_c2r(spectrum, at::IntArrayRef{2, 3}, 0, g.width).contiguous();
+  e.out = at::empty_like(e.x);
   for (int64_t b = 0; b < g.batch; ++b) {
     const auto s = chunks::image_standardization(energy[b].data(), g, eps);
     e.image_stats[b][0] = s.mean_re;
     e.image_stats[b][1] = s.std;
     for (int64_t p = 0; p < plane; p += VI)
-      chunks::image_forward_chunk<VI, 4>(e.x_hat.data_ptr<T>(), e.out.data_ptr<T>(), kk, channels, plane, b, p,
+      chunks::image_forward_chunk<VI, 4>(e.x.data_ptr<T>(), e.out.data_ptr<T>(), kk, channels, plane, b, p,
                                          T(1.0 / double(plane)), T(s.mean_re), T(s.inv_t), T(lo), T(hi - lo));
   }
 
-  at::Tensor grad_x = at::empty_like(e.x_hat);
+  at::Tensor grad_x = at::empty_like(e.x);
   std::vector<std::array<double, 2>> image_grad_totals(g.batch, {0.0, 0.0});
-  for (int64_t b = 0; b < g.batch; ++b)
+  for (int64_t b = 0; b < g.batch; ++b) {
+    const auto s = chunks::stored_standardization(e.image_stats.data_ptr<double>() + b * 2, false, eps);
     for (int64_t p = 0; p < plane; p += VI)
-      chunks::image_backward_chunk<VI, 4>(grad_out.data_ptr<T>(), e.x_hat.data_ptr<T>(), grad_x.data_ptr<T>(), kk,
-                                          channels, plane, b, p, T(hi - lo), image_grad_totals[b].data());
+      chunks::image_backward_chunk<VI, 4>(grad_out.data_ptr<T>(), e.x.data_ptr<T>(), grad_x.data_ptr<T>(), kk,
+                                          channels, plane, b, p, T(1.0 / double(plane)), T(s.mean_re), T(s.inv_t),
+                                          T(hi - lo), image_grad_totals[b].data());
+  }
   const at::Tensor big_g = at::_fft_r2c(grad_x, at::IntArrayRef{2, 3}, 0, true).contiguous();
   e.grad = at::empty_like(values);
   for (int64_t b = 0; b < g.batch; ++b) {
@@ -228,7 +231,7 @@ static void test_cuda_chunks_against_cpu_op(at::ScalarType dtype, double toleran
         fourier_bwd.call(go, z, scale, std::get<1>(fourier_want), std::get<2>(fourier_want),
                          std::get<3>(fourier_want), k, lo, hi, eps);
     const auto compare = [&](const Emulated& e, const Outputs& want, const at::Tensor& grad_want) {
-      for (double err : {relative_error(e.out, std::get<0>(want)), relative_error(e.x_hat, std::get<1>(want)),
+      for (double err : {relative_error(e.out, std::get<0>(want)), relative_error(e.x, std::get<1>(want)),
                          relative_error(e.head_stats, std::get<2>(want)),
                          relative_error(e.image_stats, std::get<3>(want)), relative_error(e.grad, grad_want)}) {
         worst = std::fmax(worst, err);
