@@ -137,7 +137,7 @@ struct MacoHead {
     const Vec<T, V> ph = chunks::load<V>(phase + b * n + i);
     const Vec<T, V> m = chunks::load<V>(magnitude + b * magnitude_stride + i);
     const T mean = T(s.mean_re), inv_t = T(s.inv_t);
-#pragma unroll
+PV_UNROLL
     for (int j = 0; j < V; ++j) {
       c.v_hat[j] = (ph.v[j] - mean) * inv_t;
       math::fast_sincos(c.v_hat[j], &c.sn[j], &c.cs[j]);
@@ -155,7 +155,7 @@ struct MacoHead {
   PV_HD void store_grad(const Chunk<V>& c, int64_t b, int64_t i, const uint32_t* /*hk*/, const T* g_re,
                         const T* g_im, T* out, double* acc) const {
     Vec<T, V> g;
-#pragma unroll
+PV_UNROLL
     for (int j = 0; j < V; ++j) {
       g.v[j] = math::maco_phase_grad(c.mag[j], c.sn[j], c.cs[j], g_re[j], g_im[j]);
       acc[0] += g.v[j];
@@ -183,7 +183,7 @@ struct FourierHead {
   PV_HD void load(const Standardization& s, int64_t b, int64_t i, Chunk<V>& c) const {
     const Vec<T, 2 * V> z = chunks::load<2 * V>(spectrum + 2 * (b * n + i));
     const T mean_re = T(s.mean_re), mean_im = T(s.mean_im), inv_t = T(s.inv_t);
-#pragma unroll
+PV_UNROLL
     for (int j = 0; j < V; ++j) {
       c.z_re[j] = (z.v[2 * j] - mean_re) * inv_t;
       c.z_im[j] = (z.v[2 * j + 1] - mean_im) * inv_t;
@@ -200,7 +200,7 @@ struct FourierHead {
   PV_HD void store_grad(const Chunk<V>& c, int64_t b, int64_t i, const uint32_t* hk, const T* g_re, const T* g_im,
                         T* out, double* acc) const {
     Vec<T, 2 * V> g;
-#pragma unroll
+PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const T gr = g_re[j] * scale[hk[j]], gi = g_im[j] * scale[hk[j]];
       g.v[2 * j] = gr;
@@ -242,7 +242,7 @@ template <int V, bool kComplex, typename T>
 PV_HD void moments_chunk(const T* v, int64_t n, int64_t b, int64_t i, double* acc) {
   if constexpr (kComplex) {
     const Vec<T, 2 * V> z = load<2 * V>(v + 2 * (b * n + i));
-#pragma unroll
+PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const double re = z.v[2 * j], im = z.v[2 * j + 1];
       acc[0] += re;
@@ -251,7 +251,7 @@ PV_HD void moments_chunk(const T* v, int64_t n, int64_t b, int64_t i, double* ac
     }
   } else {
     const Vec<T, V> x = load<V>(v + b * n + i);
-#pragma unroll
+PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const double a = x.v[j];
       acc[0] += a;
@@ -269,7 +269,7 @@ PV_HD void spectrum_chunk(const Head& head, const Geometry& g, const Standardiza
   head.template load<V>(s, b, i, c);
   SpectrumCursor at(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height));
   Vec<T, 2 * V> out;
-#pragma unroll
+PV_UNROLL
   for (int j = 0; j < V; ++j, at.advance()) {
     T re, im;
     head.template bin<V>(c, j, at.hk(), &re, &im);
@@ -292,7 +292,7 @@ template <int V, typename T>
 PV_HD Vec<T, V> standardized_pixels(const T* x, int channels, int64_t plane, int64_t b, int c, int64_t p,
                                     T input_scale, T mean, T inv_t) {
   Vec<T, V> v = load<V>(x + (b * channels + c) * plane + p);
-#pragma unroll
+PV_UNROLL
   for (int j = 0; j < V; ++j) v.v[j] = (v.v[j] * input_scale - mean) * inv_t;
   return v;
 }
@@ -303,17 +303,17 @@ template <int V, int kMaxC, typename T>
 PV_HD void image_forward_chunk(const T* x, T* out, const T (&k)[kMaxC][kMaxC], int channels, int64_t plane,
                                int64_t b, int64_t p, T input_scale, T mean, T inv_t, T lo, T span) {
   Vec<T, V> xh[kMaxC];
-#pragma unroll
+PV_UNROLL
   for (int c = 0; c < kMaxC; ++c)
     if (c < channels) xh[c] = standardized_pixels<V>(x, channels, plane, b, c, p, input_scale, mean, inv_t);
-#pragma unroll
+PV_UNROLL
   for (int d = 0; d < kMaxC; ++d)
     if (d < channels) {
       Vec<T, V> o;
-#pragma unroll
+PV_UNROLL
       for (int j = 0; j < V; ++j) {
         T y = 0;
-#pragma unroll
+PV_UNROLL
         for (int c = 0; c < kMaxC; ++c)
           if (c < channels) y += xh[c].v[j] * k[c][d];
         o.v[j] = lo + span * math::sigmoid(y);
@@ -334,42 +334,42 @@ PV_HD void image_backward_chunk(const T* grad_out, const T* x, T* grad_x, const 
                                 double* acc) {
   // Every load first, so that all of them are in flight together.
   Vec<T, V> xh[kMaxC], go[kMaxC];
-#pragma unroll
+PV_UNROLL
   for (int c = 0; c < kMaxC; ++c)
     if (c < channels) {
       xh[c] = load<V>(x + (b * channels + c) * plane + p);
       go[c] = load<V>(grad_out + (b * channels + c) * plane + p);
     }
-#pragma unroll
+PV_UNROLL
   for (int c = 0; c < kMaxC; ++c)
     if (c < channels)
-#pragma unroll
+PV_UNROLL
       for (int j = 0; j < V; ++j) xh[c].v[j] = (xh[c].v[j] * input_scale - mean) * inv_t;
   T gx[kMaxC][V];
-#pragma unroll
+PV_UNROLL
   for (int c = 0; c < kMaxC; ++c)
-#pragma unroll
+PV_UNROLL
     for (int j = 0; j < V; ++j) gx[c][j] = 0;
-#pragma unroll
+PV_UNROLL
   for (int d = 0; d < kMaxC; ++d)
     if (d < channels) {
-#pragma unroll
+PV_UNROLL
       for (int j = 0; j < V; ++j) {
         T y = 0;
-#pragma unroll
+PV_UNROLL
         for (int c = 0; c < kMaxC; ++c)
           if (c < channels) y += xh[c].v[j] * k[c][d];
         const T sg = math::sigmoid(y);
         const T gy = go[d].v[j] * span * sg * (T(1) - sg);
-#pragma unroll
+PV_UNROLL
         for (int c = 0; c < kMaxC; ++c) gx[c][j] += k[c][d] * gy;
       }
     }
-#pragma unroll
+PV_UNROLL
   for (int c = 0; c < kMaxC; ++c)
     if (c < channels) {
       Vec<T, V> v;
-#pragma unroll
+PV_UNROLL
       for (int j = 0; j < V; ++j) {
         v.v[j] = gx[c][j];
         acc[0] += gx[c][j];
@@ -390,7 +390,7 @@ PV_HD void spectrum_grad_chunk(const Head& head, const Geometry& g, const Standa
   SpectrumCursor at(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height));
   T g_re[V], g_im[V];
   uint32_t hk[V];
-#pragma unroll
+PV_UNROLL
   for (int j = 0; j < V; ++j, at.advance()) {
     hk[j] = at.hk();
     T re, im;
@@ -416,7 +416,7 @@ PV_HD void head_standardization_grad_chunk(const T* v, T* grad, int64_t n, int64
   const Vec<T, kValues> x = load<kValues>(v + offset);
   Vec<T, kValues> gv = load<kValues>(grad + offset);
   const T scale = T(sg.scale), along = T(sg.along), inv_t = T(s.inv_t);
-#pragma unroll
+PV_UNROLL
   for (int j = 0; j < kValues; ++j) {
     const bool imaginary = kComplex && (j % 2 == 1);
     const T mean = T(imaginary ? s.mean_im : s.mean_re), shift = T(imaginary ? sg.shift_im : sg.shift_re);

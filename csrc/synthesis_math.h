@@ -19,6 +19,13 @@
 #define PV_HD inline
 #endif
 
+// Unrolling for the device pass; host compilers unroll these fixed trip counts at -O3 unasked.
+#if defined(__CUDA_ARCH__)
+#define PV_UNROLL _Pragma("unroll")
+#else
+#define PV_UNROLL
+#endif
+
 // The CPU kernels are compiled once per ISA and picked at load time (GCC ifunc), so a
 // wheel built here runs on any x86-64 yet uses AVX-512 where the CPU has it.
 #if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \

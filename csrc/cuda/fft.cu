@@ -61,7 +61,8 @@ Plan& cached_plan(const PlanKey& key) {
   std::unique_ptr<Plan>& slot = cache[key];
   if (!slot) {
     auto plan = std::make_unique<Plan>();
-    const auto [device, is_double, inverse, batch, height, width] = key;
+    const bool is_double = std::get<1>(key), inverse = std::get<2>(key);
+    const int64_t batch = std::get<3>(key), height = std::get<4>(key), width = std::get<5>(key);
     const cufftType type = inverse ? (is_double ? CUFFT_Z2D : CUFFT_C2R) : (is_double ? CUFFT_D2Z : CUFFT_R2C);
     long long n[2] = {height, width};
     check_cufft(cufftCreate(&plan->handle), "plan creation");

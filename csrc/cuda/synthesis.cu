@@ -15,6 +15,8 @@
 
 #include <cuda_runtime.h>
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -39,9 +41,14 @@ constexpr int kRegisterChannels = 4;
 // fits, else about one full-occupancy wave of the whole GPU shared by the samples (a cap that
 // keeps the second reduction stage trivial).
 int multiprocessor_count() {
-  int device = 0, count = 0;
+  int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
+  static std::array<std::atomic<int>, 64> known{};  // per device; 0: not asked yet
+  const bool cached = device >= 0 && device < int(known.size());
+  if (cached && known[device].load(std::memory_order_relaxed) > 0) return known[device].load(std::memory_order_relaxed);
+  int count = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  if (cached) known[device].store(count, std::memory_order_relaxed);
   return count;
 }
 
