@@ -9,7 +9,8 @@
 // (stream-ordered, so CUDA-graph capture works once the plan exists); a plan's stream and work area
 // are set and the transform enqueued under the plan's lock, as several threads may share it. Plans
 // are never destroyed while the process runs: a destroyed plan's tables could still be in use by
-// enqueued work. Built without cufft.h (PHASEVIS_DIRECT_CUFFT unset), everything goes through ATen.
+// enqueued work. Built without cufft.h (PHASEVIS_DIRECT_CUFFT unset), or for a shape cuFFT cannot
+// plan, the transforms go through ATen.
 #include "fft.h"
 
 #include <c10/cuda/CUDAGuard.h>
@@ -54,43 +55,49 @@ struct Plan {
 // (device, double precision, inverse, batch, H, W)
 using PlanKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t>;
 
-Plan& cached_plan(const PlanKey& key) {
+// The cached plan for these sizes, or nullptr where cuFFT could not make one (remembered, so the
+// caller goes through ATen for that shape from then on, with one warning).
+Plan* cached_plan(const PlanKey& key) {
   static std::mutex cache_mutex;
   static std::map<PlanKey, std::unique_ptr<Plan>> cache;
   const std::lock_guard<std::mutex> lock(cache_mutex);
-  std::unique_ptr<Plan>& slot = cache[key];
-  if (!slot) {
-    auto plan = std::make_unique<Plan>();
-    const bool is_double = std::get<1>(key), inverse = std::get<2>(key);
-    const int64_t batch = std::get<3>(key), height = std::get<4>(key), width = std::get<5>(key);
-    const cufftType type = inverse ? (is_double ? CUFFT_Z2D : CUFFT_C2R) : (is_double ? CUFFT_D2Z : CUFFT_R2C);
-    long long n[2] = {height, width};
-    check_cufft(cufftCreate(&plan->handle), "plan creation");
-    // The work area comes from the caching allocator at each call, not from cuFFT's own cudaMalloc.
-    check_cufft(cufftSetAutoAllocation(plan->handle, 0), "setting the work area to manual");
-    const cufftResult made = cufftMakePlanMany64(plan->handle, 2, n, nullptr, 1, 0, nullptr, 1, 0, type, batch,
-                                                 &plan->work_size);
-    if (made != CUFFT_SUCCESS) {
-      cufftDestroy(plan->handle);  // never used, safe to destroy
-      check_cufft(made, "plan making");
-    }
-    slot = std::move(plan);
+  const auto found = cache.find(key);
+  if (found != cache.end()) return found->second.get();
+  auto plan = std::make_unique<Plan>();
+  const bool is_double = std::get<1>(key), inverse = std::get<2>(key);
+  const int64_t batch = std::get<3>(key), height = std::get<4>(key), width = std::get<5>(key);
+  const cufftType type = inverse ? (is_double ? CUFFT_Z2D : CUFFT_C2R) : (is_double ? CUFFT_D2Z : CUFFT_R2C);
+  long long n[2] = {height, width};
+  cufftResult result = cufftCreate(&plan->handle);
+  const bool created = result == CUFFT_SUCCESS;
+  // The work area comes from the caching allocator at each call, not from cuFFT's own cudaMalloc.
+  if (result == CUFFT_SUCCESS) result = cufftSetAutoAllocation(plan->handle, 0);
+  if (result == CUFFT_SUCCESS)
+    result = cufftMakePlanMany64(plan->handle, 2, n, nullptr, 1, 0, nullptr, 1, 0, type, batch, &plan->work_size);
+  if (result != CUFFT_SUCCESS) {
+    if (created) cufftDestroy(plan->handle);  // never executed, safe to destroy
+    TORCH_WARN("phasevis: cuFFT could not plan a ", height, "x", width, " transform of batch ", batch,
+               " (cufftResult ", int(result), "); using ATen's FFT for it");
+    plan.reset();
   }
-  return *slot;
+  return (cache[key] = std::move(plan)).get();
 }
 
-// Runs `exec` on the plan for these sizes, on the current stream, with a work area.
+// Runs `exec` on the plan for these sizes, on the current stream, with a work area. False, with
+// nothing run, where there is no plan.
 template <typename Exec>
-void run(const at::Tensor& like, bool inverse, int64_t batch, int64_t height, int64_t width, Exec&& exec) {
+bool run(const at::Tensor& like, bool inverse, int64_t batch, int64_t height, int64_t width, Exec&& exec) {
   const PlanKey key{like.get_device(), like.scalar_type() == at::kDouble || like.scalar_type() == at::kComplexDouble,
                     inverse, batch, height, width};
-  Plan& plan = cached_plan(key);
+  Plan* plan = cached_plan(key);
+  if (plan == nullptr) return false;
   const at::Tensor work =
-      at::empty({int64_t(std::max<size_t>(plan.work_size, 1))}, like.options().dtype(at::kByte));
-  const std::lock_guard<std::mutex> lock(plan.mutex);
-  check_cufft(cufftSetStream(plan.handle, c10::cuda::getCurrentCUDAStream()), "setting the stream");
-  check_cufft(cufftSetWorkArea(plan.handle, work.data_ptr()), "setting the work area");
-  check_cufft(exec(plan.handle), inverse ? "c2r execution" : "r2c execution");
+      at::empty({int64_t(std::max<size_t>(plan->work_size, 1))}, like.options().dtype(at::kByte));
+  const std::lock_guard<std::mutex> lock(plan->mutex);
+  check_cufft(cufftSetStream(plan->handle, c10::cuda::getCurrentCUDAStream()), "setting the stream");
+  check_cufft(cufftSetWorkArea(plan->handle, work.data_ptr()), "setting the work area");
+  check_cufft(exec(plan->handle), inverse ? "c2r execution" : "r2c execution");
+  return true;
 }
 
 // cuFFT's 2-D plans want both sizes above 1 and int-sized batches; other shapes go through ATen.
@@ -131,13 +138,13 @@ at::Tensor irfft2_consuming(at::Tensor& spectrum, int64_t width) {
     std::vector<int64_t> sizes = spectrum.sizes().vec();
     sizes.back() = width;
     at::Tensor image = at::empty(sizes, spectrum.options().dtype(c10::toRealValueType(spectrum.scalar_type())));
-    run(spectrum, /*inverse=*/true, batch, height, width, [&](cufftHandle plan) {
+    const bool ran = run(spectrum, /*inverse=*/true, batch, height, width, [&](cufftHandle plan) {
       return spectrum.scalar_type() == at::kComplexDouble
                  ? cufftExecZ2D(plan, reinterpret_cast<cufftDoubleComplex*>(spectrum.data_ptr()),
                                 image.data_ptr<double>())
                  : cufftExecC2R(plan, reinterpret_cast<cufftComplex*>(spectrum.data_ptr()), image.data_ptr<float>());
     });
-    return image;
+    if (ran) return image;
   }
 #endif
   return aten_irfft2(spectrum, width);
@@ -152,14 +159,14 @@ at::Tensor rfft2_consuming(at::Tensor& image) {
     std::vector<int64_t> sizes = image.sizes().vec();
     sizes.back() = width / 2 + 1;
     at::Tensor spectrum = at::empty(sizes, image.options().dtype(c10::toComplexType(image.scalar_type())));
-    run(image, /*inverse=*/false, batch, height, width, [&](cufftHandle plan) {
+    const bool ran = run(image, /*inverse=*/false, batch, height, width, [&](cufftHandle plan) {
       return image.scalar_type() == at::kDouble
                  ? cufftExecD2Z(plan, image.data_ptr<double>(),
                                 reinterpret_cast<cufftDoubleComplex*>(spectrum.data_ptr()))
                  : cufftExecR2C(plan, image.data_ptr<float>(),
                                 reinterpret_cast<cufftComplex*>(spectrum.data_ptr()));
     });
-    return spectrum;
+    if (ran) return spectrum;
   }
 #endif
   return aten_rfft2(image);
