@@ -137,7 +137,7 @@ struct MacoHead {
     const Vec<T, V> ph = chunks::load<V>(phase + b * n + i);
     const Vec<T, V> m = chunks::load<V>(magnitude + b * magnitude_stride + i);
     const T mean = T(s.mean_re), inv_t = T(s.inv_t);
-PV_UNROLL
+    PV_UNROLL
     for (int j = 0; j < V; ++j) {
       c.v_hat[j] = (ph.v[j] - mean) * inv_t;
       math::fast_sincos(c.v_hat[j], &c.sn[j], &c.cs[j]);
@@ -155,7 +155,7 @@ PV_UNROLL
   PV_HD void store_grad(const Chunk<V>& c, int64_t b, int64_t i, const uint32_t* /*hk*/, const T* g_re,
                         const T* g_im, T* out, double* acc) const {
     Vec<T, V> g;
-PV_UNROLL
+    PV_UNROLL
     for (int j = 0; j < V; ++j) {
       g.v[j] = math::maco_phase_grad(c.mag[j], c.sn[j], c.cs[j], g_re[j], g_im[j]);
       acc[0] += g.v[j];
@@ -183,7 +183,7 @@ struct FourierHead {
   PV_HD void load(const Standardization& s, int64_t b, int64_t i, Chunk<V>& c) const {
     const Vec<T, 2 * V> z = chunks::load<2 * V>(spectrum + 2 * (b * n + i));
     const T mean_re = T(s.mean_re), mean_im = T(s.mean_im), inv_t = T(s.inv_t);
-PV_UNROLL
+    PV_UNROLL
     for (int j = 0; j < V; ++j) {
       c.z_re[j] = (z.v[2 * j] - mean_re) * inv_t;
       c.z_im[j] = (z.v[2 * j + 1] - mean_im) * inv_t;
@@ -200,7 +200,7 @@ PV_UNROLL
   PV_HD void store_grad(const Chunk<V>& c, int64_t b, int64_t i, const uint32_t* hk, const T* g_re, const T* g_im,
                         T* out, double* acc) const {
     Vec<T, 2 * V> g;
-PV_UNROLL
+    PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const T gr = g_re[j] * scale[hk[j]], gi = g_im[j] * scale[hk[j]];
       g.v[2 * j] = gr;
@@ -242,7 +242,7 @@ template <int V, bool kComplex, typename T>
 PV_HD void moments_chunk(const T* v, int64_t n, int64_t b, int64_t i, double* acc) {
   if constexpr (kComplex) {
     const Vec<T, 2 * V> z = load<2 * V>(v + 2 * (b * n + i));
-PV_UNROLL
+    PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const double re = z.v[2 * j], im = z.v[2 * j + 1];
       acc[0] += re;
@@ -251,7 +251,7 @@ PV_UNROLL
     }
   } else {
     const Vec<T, V> x = load<V>(v + b * n + i);
-PV_UNROLL
+    PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const double a = x.v[j];
       acc[0] += a;
@@ -269,7 +269,7 @@ PV_HD void spectrum_chunk(const Head& head, const Geometry& g, const Standardiza
   head.template load<V>(s, b, i, c);
   SpectrumCursor at(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height));
   Vec<T, 2 * V> out;
-PV_UNROLL
+  PV_UNROLL
   for (int j = 0; j < V; ++j, at.advance()) {
     T re, im;
     head.template bin<V>(c, j, at.hk(), &re, &im);
@@ -292,9 +292,19 @@ template <int V, typename T>
 PV_HD Vec<T, V> standardized_pixels(const T* x, int channels, int64_t plane, int64_t b, int c, int64_t p,
                                     T input_scale, T mean, T inv_t) {
   Vec<T, V> v = load<V>(x + (b * channels + c) * plane + p);
-PV_UNROLL
+  PV_UNROLL
   for (int j = 0; j < V; ++j) v.v[j] = (v.v[j] * input_scale - mean) * inv_t;
   return v;
+}
+
+// y_d = Σ_c x̂_c·K[c, d] at position j of a chunk, the recolored value before the sigmoid.
+template <int V, int kMaxC, typename T>
+PV_HD T recolored(const Vec<T, V> (&xh)[kMaxC], const T (&k)[kMaxC][kMaxC], int channels, int d, int j) {
+  T y = 0;
+  PV_UNROLL
+  for (int c = 0; c < kMaxC; ++c)
+    if (c < channels) y += xh[c].v[j] * k[c][d];
+  return y;
 }
 
 // out = lo + span·sigmoid(K^T x̂) at pixels [p, p + V) of sample b, every channel (C <= kMaxC).
@@ -303,21 +313,15 @@ template <int V, int kMaxC, typename T>
 PV_HD void image_forward_chunk(const T* x, T* out, const T (&k)[kMaxC][kMaxC], int channels, int64_t plane,
                                int64_t b, int64_t p, T input_scale, T mean, T inv_t, T lo, T span) {
   Vec<T, V> xh[kMaxC];
-PV_UNROLL
+  PV_UNROLL
   for (int c = 0; c < kMaxC; ++c)
     if (c < channels) xh[c] = standardized_pixels<V>(x, channels, plane, b, c, p, input_scale, mean, inv_t);
-PV_UNROLL
+  PV_UNROLL
   for (int d = 0; d < kMaxC; ++d)
     if (d < channels) {
       Vec<T, V> o;
-PV_UNROLL
-      for (int j = 0; j < V; ++j) {
-        T y = 0;
-PV_UNROLL
-        for (int c = 0; c < kMaxC; ++c)
-          if (c < channels) y += xh[c].v[j] * k[c][d];
-        o.v[j] = lo + span * math::sigmoid(y);
-      }
+      PV_UNROLL
+      for (int j = 0; j < V; ++j) o.v[j] = lo + span * math::sigmoid(recolored<V>(xh, k, channels, d, j));
       store<V>(out + (b * channels + d) * plane + p, o);
     }
 }
@@ -332,50 +336,35 @@ template <int V, int kMaxC, typename T>
 PV_HD void image_backward_chunk(const T* grad_out, const T* x, T* grad_x, const T (&k)[kMaxC][kMaxC], int channels,
                                 int64_t plane, int64_t b, int64_t p, T input_scale, T mean, T inv_t, T span,
                                 double* acc) {
-  // Every load first, so that all of them are in flight together.
+  // Every load before any store, so that all of them are in flight together.
   Vec<T, V> xh[kMaxC], go[kMaxC];
-PV_UNROLL
+  PV_UNROLL
   for (int c = 0; c < kMaxC; ++c)
     if (c < channels) {
-      xh[c] = load<V>(x + (b * channels + c) * plane + p);
+      xh[c] = standardized_pixels<V>(x, channels, plane, b, c, p, input_scale, mean, inv_t);
       go[c] = load<V>(grad_out + (b * channels + c) * plane + p);
     }
-PV_UNROLL
-  for (int c = 0; c < kMaxC; ++c)
-    if (c < channels)
-PV_UNROLL
-      for (int j = 0; j < V; ++j) xh[c].v[j] = (xh[c].v[j] * input_scale - mean) * inv_t;
-  T gx[kMaxC][V];
-PV_UNROLL
-  for (int c = 0; c < kMaxC; ++c)
-PV_UNROLL
-    for (int j = 0; j < V; ++j) gx[c][j] = 0;
-PV_UNROLL
+  Vec<T, V> gx[kMaxC] = {};
+  PV_UNROLL
   for (int d = 0; d < kMaxC; ++d)
     if (d < channels) {
-PV_UNROLL
+      PV_UNROLL
       for (int j = 0; j < V; ++j) {
-        T y = 0;
-PV_UNROLL
-        for (int c = 0; c < kMaxC; ++c)
-          if (c < channels) y += xh[c].v[j] * k[c][d];
-        const T sg = math::sigmoid(y);
+        const T sg = math::sigmoid(recolored<V>(xh, k, channels, d, j));
         const T gy = go[d].v[j] * span * sg * (T(1) - sg);
-PV_UNROLL
-        for (int c = 0; c < kMaxC; ++c) gx[c][j] += k[c][d] * gy;
+        PV_UNROLL
+        for (int c = 0; c < kMaxC; ++c) gx[c].v[j] += k[c][d] * gy;
       }
     }
-PV_UNROLL
+  PV_UNROLL
   for (int c = 0; c < kMaxC; ++c)
     if (c < channels) {
-      Vec<T, V> v;
-PV_UNROLL
+      PV_UNROLL
       for (int j = 0; j < V; ++j) {
-        v.v[j] = gx[c][j];
-        acc[0] += gx[c][j];
-        acc[1] += double(gx[c][j]) * xh[c].v[j];
+        acc[0] += gx[c].v[j];
+        acc[1] += double(gx[c].v[j]) * xh[c].v[j];
       }
-      store<V>(grad_x + (b * channels + c) * plane + p, v);
+      store<V>(grad_x + (b * channels + c) * plane + p, gx[c]);
     }
 }
 
@@ -390,7 +379,7 @@ PV_HD void spectrum_grad_chunk(const Head& head, const Geometry& g, const Standa
   SpectrumCursor at(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height));
   T g_re[V], g_im[V];
   uint32_t hk[V];
-PV_UNROLL
+  PV_UNROLL
   for (int j = 0; j < V; ++j, at.advance()) {
     hk[j] = at.hk();
     T re, im;
@@ -416,7 +405,7 @@ PV_HD void head_standardization_grad_chunk(const T* v, T* grad, int64_t n, int64
   const Vec<T, kValues> x = load<kValues>(v + offset);
   Vec<T, kValues> gv = load<kValues>(grad + offset);
   const T scale = T(sg.scale), along = T(sg.along), inv_t = T(s.inv_t);
-PV_UNROLL
+  PV_UNROLL
   for (int j = 0; j < kValues; ++j) {
     const bool imaginary = kComplex && (j % 2 == 1);
     const T mean = T(imaginary ? s.mean_im : s.mean_re), shift = T(imaginary ? sg.shift_im : sg.shift_re);
