@@ -326,6 +326,20 @@ PV_HD void image_forward_chunk(const T* x, T* out, const T (&k)[kMaxC][kMaxC], i
     }
 }
 
+// The same for one pixel and any C (more than a kernel keeps in registers; rare): x̂ is formed again
+// for each output channel instead of being held.
+template <typename T>
+PV_HD void image_forward_pixel_any_channels(const T* x, T* out, const T* k, int channels, int64_t plane, int64_t b,
+                                            int64_t p, T input_scale, T mean, T inv_t, T lo, T span) {
+  const T* xs = x + b * channels * plane + p;
+  T* os = out + b * channels * plane + p;
+  for (int d = 0; d < channels; ++d) {
+    T y = 0;
+    for (int c = 0; c < channels; ++c) y += (xs[c * plane] * input_scale - mean) * inv_t * k[c * channels + d];
+    os[d * plane] = lo + span * math::sigmoid(y);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Backward
 // ---------------------------------------------------------------------------
@@ -366,6 +380,28 @@ PV_HD void image_backward_chunk(const T* grad_out, const T* x, T* grad_x, const 
       }
       store<V>(grad_x + (b * channels + c) * plane + p, gx[c]);
     }
+}
+
+// The same for one pixel and any C: ∂L/∂x̂ is accumulated in grad_x itself.
+template <typename T>
+PV_HD void image_backward_pixel_any_channels(const T* grad_out, const T* x, T* grad_x, const T* k, int channels,
+                                             int64_t plane, int64_t b, int64_t p, T input_scale, T mean, T inv_t,
+                                             T span, double* acc) {
+  const int64_t base = b * channels * plane + p;
+  const auto x_hat = [&](int c) { return (x[base + c * plane] * input_scale - mean) * inv_t; };
+  for (int c = 0; c < channels; ++c) grad_x[base + c * plane] = 0;
+  for (int d = 0; d < channels; ++d) {
+    T y = 0;
+    for (int c = 0; c < channels; ++c) y += x_hat(c) * k[c * channels + d];
+    const T sg = math::sigmoid(y);
+    const T gy = grad_out[base + d * plane] * span * sg * (T(1) - sg);
+    for (int c = 0; c < channels; ++c) grad_x[base + c * plane] += k[c * channels + d] * gy;
+  }
+  for (int c = 0; c < channels; ++c) {
+    const T gc = grad_x[base + c * plane];
+    acc[0] += gc;
+    acc[1] += double(gc) * x_hat(c);
+  }
 }
 
 // ∂L/∂v̂ at bins [i, i + V) of sample b from G = rfft2(∂L/∂x̂) (interleaved), with the image

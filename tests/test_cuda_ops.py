@@ -7,7 +7,7 @@ from conftest import requires_cuda_ext
 from synthesis_cases import SHAPES, fourier_inputs, maco_inputs, op_args
 
 pytestmark = [requires_cuda_ext, pytest.mark.cuda]
-CUDA_SHAPES = SHAPES + [(2, 3, 224, 224), (4, 3, 255, 257), (1, 3, 512, 384), (2, 1, 3, 2)]
+CUDA_SHAPES = SHAPES + [(2, 3, 224, 224), (4, 3, 255, 257), (1, 3, 512, 384), (2, 1, 3, 2), (2, 5, 16, 12), (1, 4, 9, 8)]
 
 
 def _compare(fn, head, other, size, atol):

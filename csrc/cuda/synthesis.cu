@@ -177,28 +177,20 @@ __global__ void image_forward_kernel(const T* __restrict x, T* __restrict out, c
                                                       T(s.mean_re), T(s.inv_t), lo, span);
 }
 
-// Any C: x̂ is formed again for each output channel (C > kRegisterChannels is rare).
+// Any C, through memory.
 template <typename T>
 __global__ void image_forward_any_channels_kernel(const T* __restrict x, T* __restrict out, const T* __restrict k,
                                                   Geometry g, const double* __restrict image_totals, double eps,
                                                   T input_scale, T lo, T span, double* __restrict image_stats) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
-  const int c_count = int(g.channels);
   const Standardization s = chunks::image_standardization(image_totals + b * 2, g, eps);
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     image_stats[b * 2] = s.mean_re;
     image_stats[b * 2 + 1] = s.std;
   }
-  const T mean = T(s.mean_re), inv_t = T(s.inv_t);
-  for (int64_t p = first_chunk<1>(); p < plane; p += chunk_stride<1>()) {
-    const T* xs = x + b * c_count * plane + p;
-    T* os = out + b * c_count * plane + p;
-    for (int d = 0; d < c_count; ++d) {
-      T y = 0;
-      for (int c = 0; c < c_count; ++c) y += (xs[c * plane] * input_scale - mean) * inv_t * k[c * c_count + d];
-      os[d * plane] = lo + span * math::sigmoid(y);
-    }
-  }
+  for (int64_t p = first_chunk<1>(); p < plane; p += chunk_stride<1>())
+    chunks::image_forward_pixel_any_channels(x, out, k, int(g.channels), plane, b, p, input_scale, T(s.mean_re),
+                                             T(s.inv_t), lo, span);
 }
 
 template <typename T, int V>
@@ -222,27 +214,11 @@ __global__ void image_backward_any_channels_kernel(const T* __restrict grad_out,
                                                    const double* __restrict image_stats, double eps, T span,
                                                    double* __restrict partials) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
-  const int c_count = int(g.channels);
   const Standardization s = chunks::stored_standardization(image_stats + b * 2, false, eps);
-  const T input_scale = T(1.0 / double(plane)), mean = T(s.mean_re), inv_t = T(s.inv_t);
-  const auto x_hat = [&](int64_t i) { return (x[i] * input_scale - mean) * inv_t; };
   double acc[2] = {0.0, 0.0};
-  for (int64_t p = first_chunk<1>(); p < plane; p += chunk_stride<1>()) {
-    const int64_t base = b * c_count * plane + p;
-    for (int c = 0; c < c_count; ++c) grad_x[base + c * plane] = 0;
-    for (int d = 0; d < c_count; ++d) {
-      T y = 0;
-      for (int c = 0; c < c_count; ++c) y += x_hat(base + c * plane) * k[c * c_count + d];
-      const T sg = math::sigmoid(y);
-      const T gy = grad_out[base + d * plane] * span * sg * (T(1) - sg);
-      for (int c = 0; c < c_count; ++c) grad_x[base + c * plane] += k[c * c_count + d] * gy;
-    }
-    for (int c = 0; c < c_count; ++c) {
-      const T gc = grad_x[base + c * plane];
-      acc[0] += gc;
-      acc[1] += double(gc) * x_hat(base + c * plane);
-    }
-  }
+  for (int64_t p = first_chunk<1>(); p < plane; p += chunk_stride<1>())
+    chunks::image_backward_pixel_any_channels(grad_out, x, grad_x, k, int(g.channels), plane, b, p,
+                                              T(1.0 / double(plane)), T(s.mean_re), T(s.inv_t), span, acc);
   block_sum_store<2>(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
 }
 

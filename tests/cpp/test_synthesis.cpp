@@ -120,8 +120,8 @@ static Emulated emulate_cuda(const Head& head, const at::Tensor& values, const G
   const int64_t n = g.spectrum_numel(), plane = g.height * g.width;
   const int channels = int(g.channels);
   T kk[4][4] = {};
-  for (int c = 0; c < channels; ++c)
-    for (int d = 0; d < channels; ++d) kk[c][d] = k[c][d].item<T>();
+  for (int c = 0; c < std::min(channels, 4); ++c)
+    for (int d = 0; d < std::min(channels, 4); ++d) kk[c][d] = k[c][d].item<T>();
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
   Emulated e;
   e.head_stats = at::empty({g.batch, cols}, f64);
@@ -146,19 +146,36 @@ static Emulated emulate_cuda(const Head& head, const at::Tensor& values, const G
     const auto s = chunks::image_standardization(energy[b].data(), g, eps);
     e.image_stats[b][0] = s.mean_re;
     e.image_stats[b][1] = s.std;
-    for (int64_t p = 0; p < plane; p += VI)
-      chunks::image_forward_chunk<VI, 4>(e.x.data_ptr<T>(), e.out.data_ptr<T>(), kk, channels, plane, b, p,
-                                         T(1.0 / double(plane)), T(s.mean_re), T(s.inv_t), T(lo), T(hi - lo));
+    const T input_scale = T(1.0 / double(plane));
+    for (int64_t p = 0; p < plane; p += VI) {
+      if (channels <= 4)
+        chunks::image_forward_chunk<VI, 4>(e.x.data_ptr<T>(), e.out.data_ptr<T>(), kk, channels, plane, b, p,
+                                           input_scale, T(s.mean_re), T(s.inv_t), T(lo), T(hi - lo));
+      else
+        for (int64_t q = p; q < p + VI; ++q)
+          chunks::image_forward_pixel_any_channels(e.x.data_ptr<T>(), e.out.data_ptr<T>(), k.data_ptr<T>(), channels,
+                                                   plane, b, q, input_scale, T(s.mean_re), T(s.inv_t), T(lo),
+                                                   T(hi - lo));
+    }
   }
 
   at::Tensor grad_x = at::empty_like(e.x);
   std::vector<std::array<double, 2>> image_grad_totals(g.batch, {0.0, 0.0});
   for (int64_t b = 0; b < g.batch; ++b) {
     const auto s = chunks::stored_standardization(e.image_stats.data_ptr<double>() + b * 2, false, eps);
-    for (int64_t p = 0; p < plane; p += VI)
-      chunks::image_backward_chunk<VI, 4>(grad_out.data_ptr<T>(), e.x.data_ptr<T>(), grad_x.data_ptr<T>(), kk,
-                                          channels, plane, b, p, T(1.0 / double(plane)), T(s.mean_re), T(s.inv_t),
-                                          T(hi - lo), image_grad_totals[b].data());
+    const T input_scale = T(1.0 / double(plane));
+    for (int64_t p = 0; p < plane; p += VI) {
+      if (channels <= 4)
+        chunks::image_backward_chunk<VI, 4>(grad_out.data_ptr<T>(), e.x.data_ptr<T>(), grad_x.data_ptr<T>(), kk,
+                                            channels, plane, b, p, input_scale, T(s.mean_re), T(s.inv_t), T(hi - lo),
+                                            image_grad_totals[b].data());
+      else
+        for (int64_t q = p; q < p + VI; ++q)
+          chunks::image_backward_pixel_any_channels(grad_out.data_ptr<T>(), e.x.data_ptr<T>(), grad_x.data_ptr<T>(),
+                                                    k.data_ptr<T>(), channels, plane, b, q, input_scale,
+                                                    T(s.mean_re), T(s.inv_t), T(hi - lo),
+                                                    image_grad_totals[b].data());
+    }
   }
   const at::Tensor big_g = at::_fft_r2c(grad_x, at::IntArrayRef{2, 3}, 0, true).contiguous();
   e.grad = at::empty_like(values);
@@ -211,11 +228,11 @@ static void test_cuda_chunks_against_cpu_op(at::ScalarType dtype, double toleran
   const double lo = -0.5, hi = 1.5, eps = 1e-4;
   at::manual_seed(1);
   double worst = 0;
-  // (B, C, H, W): wide and narrow chunks on either side, odd sizes, W = 1, C = 1 to 4, chunks
-  // that cross a channel plane (1, 4, 3, 4).
+  // (B, C, H, W): wide and narrow chunks on either side, odd sizes, W = 1, C = 1 to 6 (above 4:
+  // the any-channel pixel functions), chunks that cross a channel plane (1, 4, 3, 4).
   for (auto shape : std::vector<std::array<int64_t, 4>>{
            {2, 3, 8, 10}, {1, 3, 9, 13}, {2, 3, 6, 7}, {1, 3, 5, 8}, {2, 1, 8, 1}, {1, 4, 8, 8}, {2, 2, 4, 6},
-           {1, 4, 3, 4}}) {
+           {1, 4, 3, 4}, {1, 5, 6, 8}, {2, 6, 5, 7}}) {
     const Geometry g{shape[0], shape[1], shape[2], shape[3], shape[3] / 2 + 1};
     const at::Tensor k = at::randn({g.channels, g.channels}, dtype) * 0.5 + at::eye(g.channels, dtype);
     const at::Tensor go = at::randn({g.batch, g.channels, g.height, g.width}, dtype);
