@@ -31,6 +31,9 @@ struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) Vec {
   T v[V];
 };
 
+// Whether p may start a wide chunk's vector access (Vec aligns to at most 16 bytes).
+inline bool wide_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 template <int V, typename T>
 PV_HD Vec<T, V> load(const T* p) {
 #if defined(__CUDA_ARCH__)
@@ -122,9 +125,7 @@ struct MacoHead {
   const T* magnitude;  // (C, H, Wr), or (B, C, H, Wr) with magnitude_stride = n
   int64_t magnitude_stride, n;
 
-  bool wide_loads_aligned() const {
-    return reinterpret_cast<uintptr_t>(phase) % 16 == 0 && reinterpret_cast<uintptr_t>(magnitude) % 16 == 0;
-  }
+  bool wide_loads_aligned() const { return wide_aligned(phase) && wide_aligned(magnitude); }
 
   // What a chunk keeps between its bins and their gradient: sin and cos are computed once.
   template <int V>
@@ -172,7 +173,7 @@ struct FourierHead {
   const T* scale;     // (H, Wr)
   int64_t n;
 
-  bool wide_loads_aligned() const { return reinterpret_cast<uintptr_t>(spectrum) % 16 == 0; }
+  bool wide_loads_aligned() const { return wide_aligned(spectrum); }
 
   template <int V>
   struct Chunk {

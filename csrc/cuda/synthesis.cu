@@ -257,8 +257,6 @@ at::Tensor workspace(const at::Tensor& like, int64_t batch, int blocks, int colu
   return at::empty({batch, blocks, columns}, like.options().dtype(at::kDouble));
 }
 
-bool aligned_for_wide_chunks(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Calls f with std::integral_constant<int, V>: the wide chunk width where `wide`, else 1.
 template <typename F>
 void with_chunk_width(bool wide, F&& f) {
@@ -283,7 +281,7 @@ bool wide_chunks_allowed() {
 bool wide_chunks_fit(int64_t per_sample, std::initializer_list<const void*> pointers) {
   if (!wide_chunks_allowed() || per_sample % chunks::kWide != 0) return false;
   for (const void* p : pointers)
-    if (!aligned_for_wide_chunks(p)) return false;
+    if (!chunks::wide_aligned(p)) return false;
   return true;
 }
 
