@@ -53,6 +53,9 @@ def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Modul
             close = difflib.get_close_matches(name, modules, n=5, cutoff=0.5)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ValueError(f"unknown layer {name!r}{hint} (`phasevis layers` lists the names)")
+        if isinstance(modules[name], torch.jit.ScriptModule):
+            raise ValueError(f"layer {name!r} is compiled TorchScript, where hooks cannot run: visualize the model "
+                             "output (logit:...) or load the Python model (--model file.py:factory --weights FILE)")
         resolved[name] = modules[name]
     return resolved
 

@@ -109,13 +109,16 @@ class AtlasResult:
 
 
 def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), channels=None, logits=None,
-        new_run: bool = False, progress: bool | None = None, **visualize_options) -> AtlasResult:
+        new_run: bool = False, progress: bool | None = None, model_name: str | None = None,
+        input_channels: int | None = None, **visualize_options) -> AtlasResult:
     """Visualize every channel of `layers` and the `logits` classes into `out_dir`; see the module doc.
 
     model: an nn.Module (moved to this rank's device and put in eval mode) or a `models.load` name.
     layers: layer names, or one comma-separated string. channels: None (all), "a:b", a range or
         a list of ints, clipped to each layer's channel count. logits: None (none), "a:b", ":" (all), ...
     new_run: archive whatever `out_dir` holds and start over instead of resuming.
+    model_name: how settings.json names the model (default: the name, or the module's class).
+    input_channels: the model's input channels (visualize's `channels`; default: inferred).
     visualize_options: passed to `render.visualize` (param, steps, image_size, crops, seed, batch_size,
         device, ...). device=None means cuda if available, else cpu; "cuda" means cuda:LOCAL_RANK.
     """
@@ -133,9 +136,10 @@ def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), ch
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _rank_device(visualize_options.pop("device", None), local_rank)
-    model_name = model if isinstance(model, str) else type(model).__name__
+    model_name = model_name or (model if isinstance(model, str) else type(model).__name__)
     # A module is moved and put in eval mode, as visualize runs it: no forward pass may update its buffers.
     model = models.load(model, device=device)
+    visualize_options["channels"] = models.input_channels(model, input_channels, visualize_options.get("input_size"))
     rank, world, own_group = _init_distributed(device)
     try:
         # Rank 0 decides alone, before any rank writes, so that all ranks split the same list.
@@ -196,7 +200,7 @@ def _init_distributed(device: torch.device) -> tuple[int, int, bool]:
 
 def _prepare(model, model_name, out_dir: Path, layers, channels, logits, new_run, options):
     settings = image_settings(model, model_name, options)
-    units = _enumerate_units(model, layers, channels, logits, options.get("input_size"))
+    units = _enumerate_units(model, layers, channels, logits, options.get("input_size"), options["channels"])
     settings_id = _digest(json.dumps(settings, sort_keys=True).encode())
     out_dir.mkdir(parents=True, exist_ok=True)
     if new_run:
@@ -214,11 +218,11 @@ def _prepare(model, model_name, out_dir: Path, layers, channels, logits, new_run
     return settings, settings_id, units, pending
 
 
-def _enumerate_units(model, layers, channels, logits, input_size) -> list[Unit]:
+def _enumerate_units(model, layers, channels, logits, input_size, input_channels: int) -> list[Unit]:
     """Units of each layer then the logits, counting channels with one dummy forward pass."""
     size = input_size or models.default_input_size(model)
     param = next(model.parameters(), None)
-    dummy = torch.full((1, 3, size, size), 0.5, device=param.device if param is not None else None)
+    dummy = torch.full((1, input_channels, size, size), 0.5, device=param.device if param is not None else None)
     with capture(model, layers, need_logits=logits is not None) as cap, torch.no_grad():
         acts = cap.run(dummy)
     units = []
@@ -264,7 +268,14 @@ def image_settings(model: nn.Module, model_name: str, options: dict) -> dict[str
         merged["input_size"] = models.default_input_size(model)
     if isinstance(merged["image_size"], int):
         merged["image_size"] = (merged["image_size"],) * 2
-    settings = {"model": model_name, "weights": _weights_digest(model)}
+    if merged["channels"] is None:
+        merged["channels"] = models.input_channels(model, None, merged["input_size"])
+    if merged["spectrum"] not in (None, "default", "imagenet"):
+        # The file's content, not its path, is what makes the images.
+        merged["spectrum"] = {"file": Path(merged["spectrum"]).name,
+                              "sha256": models.file_sha256(merged["spectrum"])[:16]}
+    settings = {"model": model_name, "weights": _weights_digest(model),
+                "weights_file": models.weights_record(model), "input_normalization": models.input_normalization(model)}
     settings.update({k: _jsonable(v) for k, v in sorted(merged.items())})
     return settings
 
@@ -415,9 +426,8 @@ def _safe_name(name: str) -> str:
     return safe if safe == name else f"{safe}-{_digest(name.encode())[:6]}"
 
 
-def _unit_files(unit: Unit) -> dict[str, str]:
-    stem = f"units/{_safe_name(unit.group)}/{'logit' if unit.group == LOGITS_GROUP else 'c'}{unit.index:04d}"
-    return {"image": f"{stem}.png", "rgba": f"{stem}_rgba.png", "record": f"{stem}.json"}
+def _unit_stem(unit: Unit) -> str:
+    return f"units/{_safe_name(unit.group)}/{'logit' if unit.group == LOGITS_GROUP else 'c'}{unit.index:04d}"
 
 
 def _render(model, out_dir: Path, units: list[Unit], settings, settings_id, options, *, device, rank, world,
@@ -436,9 +446,9 @@ def _render(model, out_dir: Path, units: list[Unit], settings, settings_id, opti
             seconds = result.seconds / len(batch)
             written = []
             for i, unit in enumerate(batch):
-                files = _unit_files(unit)
-                export.save_png(result.images[i], out_dir / files["image"])
-                export.save_rgba(result.images[i], result.alpha[i], out_dir / files["rgba"])
+                stem = _unit_stem(unit)
+                files = {**export.save_unit_images(result.images[i], result.alpha[i], out_dir, stem),
+                         "record": f"{stem}.json"}
                 entry = {"unit": unit.id, "group": unit.group, "index": unit.index, "label": unit.label,
                          "objective": result.objectives[i], "score": float(result.scores[i]), "files": files,
                          "settings": settings_id, "seed": settings["seed"], "seconds": round(seconds, 4),
@@ -563,12 +573,15 @@ def add_atlas_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_atlas(args) -> int:
-    from .cli import EXIT_OK, visualize_kwargs
+    from .cli import EXIT_OK, load_model, visualize_kwargs
 
     options = visualize_kwargs(args)
     progress = options.pop("progress")
-    result = run(args.model, args.out, layers=args.layers, channels=args.channels, logits=args.logits,
-                 new_run=args.new_run, progress=progress, **options)
+    input_channels = options.pop("channels", None)
+    model = load_model(args)
+    result = run(model, args.out, layers=args.layers, channels=args.channels, logits=args.logits,
+                 new_run=args.new_run, progress=progress, model_name=args.model, input_channels=input_channels,
+                 **options)
     if result.rank == 0:
         print(f"{result.units} units: {result.skipped} already done, {result.units - result.skipped} rendered "
               f"by {result.world_size} process(es); gallery: {result.gallery}")

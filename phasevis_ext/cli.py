@@ -14,22 +14,42 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEMO_TARGETS = "logit:1,9,130,207,291,323,417,980"
 
 
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that loads a model."""
+    p.add_argument("--model", default="efficientnet_lite0",
+                   help="efficientnet_lite0|1|2, torchvision:NAME, timm:NAME, path/to/file.py:factory (a function "
+                        "returning an nn.Module) or a TorchScript file model.pt (default: %(default)s)")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="state dict or checkpoint (under 'state_dict', 'model', ...; DDP 'module.' keys too), "
+                        "loaded strictly")
+    p.add_argument("--num-classes", type=int, default=None, help="size of the head, where it differs from the zoo's")
+    p.add_argument("--input-channels", type=int, default=None, metavar="C",
+                   help="channels of the model's input (default: inferred from its first convolution or patch "
+                        "embedding); torchvision and timm models are built for them")
+    norm = p.add_mutually_exclusive_group()
+    norm.add_argument("--normalize", type=float, nargs="+", default=None, metavar="MEAN... STD...",
+                      help="per-channel mean values then std values the model expects its input normalized "
+                           "with (default: the named model's own; none for factories and TorchScript)")
+    norm.add_argument("--no-normalize", action="store_true", help="feed images in [0, 1] as they are")
+    p.add_argument("--input-size", type=int, default=None, help="side of the crops fed to the model (default: the model's)")
+
+
 def _add_visualize_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `visualize` and `atlas`: how each unit is rendered."""
-    p.add_argument("--model", default="efficientnet_lite0",
-                   help="efficientnet_lite0|1|2, torchvision:NAME or timm:NAME (default: %(default)s)")
+    _add_model_options(p)
     p.add_argument("--param", default="maco", choices=("maco", "fourier", "pixel"), help="image parameterization")
     p.add_argument("--steps", type=int, default=256, help="optimization steps per unit (default: %(default)s)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per param, 1.0 for maco)")
     p.add_argument("--optimizer", default="nadam", choices=("nadam", "adam"))
     p.add_argument("--image-size", type=int, default=256, help="side of the rendered image (default: %(default)s)")
-    p.add_argument("--input-size", type=int, default=None, help="side of the crops fed to the model (default: the model's)")
     p.add_argument("--crops", type=int, default=6, help="random crops per image per step (default: %(default)s)")
     p.add_argument("--box-size", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="crop side range as fractions of the image side")
     p.add_argument("--noise", type=float, default=None, help="std of the Gaussian noise added to crops")
     p.add_argument("--spectrum", default="default",
-                   help="MACO magnitude: 'default' (shipped), 'imagenet' (needs the xplique 2.0.2 wheel) or a .npy/.npz path")
+                   help="MACO magnitude and colour matrix: 'default' (shipped photos; 1/f for channel counts other "
+                        "than 1 and 3), 'imagenet' (needs the xplique 2.0.2 wheel) or a file from "
+                        "`phasevis spectrum compute`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8, help="units optimized together (default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -61,14 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_visualize_options(vis)
 
     layers = sub.add_parser("layers", help="list a model's hookable layers with their output shapes")
-    layers.add_argument("--model", default="efficientnet_lite0")
-    layers.add_argument("--input-size", type=int, default=None)
+    _add_model_options(layers)
 
     spectrum = sub.add_parser("spectrum", help="compute or plot natural-image magnitude spectra")
     spec_sub = spectrum.add_subparsers(dest="spectrum_command", required=True)
-    compute = spec_sub.add_parser("compute", help="average |rfft2| of a folder of images (decorrelated basis)")
+    compute = spec_sub.add_parser(
+        "compute", help="MACO's magnitude and colour matrix from a folder of your images",
+        description="Reads PNG, JPEG, 8/16-bit TIFF and .npy ((H, W), (C, H, W) or (N, C, H, W) stacks) with any "
+                    "number of channels, and writes the mean |rfft2| in the images' own decorrelated basis with "
+                    "its C x C colour matrix (the square root of their channel covariance). Pass the file to "
+                    "visualize or atlas with --spectrum.")
     compute.add_argument("--images", required=True, help="folder of images")
     compute.add_argument("--size", default="512", help="N or HxW (default: %(default)s)")
+    compute.add_argument("--channels", type=int, default=None,
+                         help="channels per image (default: those of the first image; 3 turns greyscale into RGB)")
+    compute.add_argument("--color-matrix", default="data", choices=("data", "default"),
+                         help="data: from the images' covariance; default: ImageNet's for RGB, identity otherwise")
     compute.add_argument("--out", required=True, help=".npz file to write")
     plot = spec_sub.add_parser("plot", help="log-log radial profiles of spectrum files")
     plot.add_argument("files", nargs="+", help=".npy/.npz spectra")
@@ -94,16 +122,31 @@ def _amp(name: str, device: str):
     return {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+def load_model(args, device=None):
+    """The model the shared model options describe."""
+    from . import models
+
+    normalize = "default"
+    if args.no_normalize:
+        normalize = None
+    elif args.normalize is not None:
+        values = args.normalize
+        if len(values) % 2:
+            raise ValueError(f"--normalize: expected MEAN... STD... (as many of each), got {len(values)} values")
+        normalize = (values[: len(values) // 2], values[len(values) // 2:])
+    zoo = args.model.startswith(("torchvision:", "timm:"))
+    return models.load(args.model, weights=args.weights, num_classes=args.num_classes,
+                       channels=args.input_channels if zoo else None, normalize=normalize, device=device)
+
+
 def visualize_kwargs(args) -> dict:
     """visualize() keyword arguments from the shared options (None means the library default)."""
     import torch
 
-    from .spectrum import natural_magnitude
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = dict(param=args.param, steps=args.steps, lr=args.lr, optimizer=args.optimizer, image_size=args.image_size,
                   input_size=args.input_size, crops=args.crops, seed=args.seed, device=device, amp=_amp(args.amp, device),
-                  batch_size=args.batch_size, progress=not args.no_progress)
+                  batch_size=args.batch_size, progress=not args.no_progress, channels=args.input_channels)
     if args.box_size is not None:
         kwargs["box_size"] = tuple(args.box_size)
     if args.noise is not None:
@@ -114,9 +157,8 @@ def visualize_kwargs(args) -> dict:
         kwargs["model_batch"] = args.model_batch
     if getattr(args, "no_fold_batchnorm", False):
         kwargs["fold_batchnorm"] = False
-    if args.param == "maco" and args.spectrum != "default":
-        size = (args.image_size, args.image_size)
-        kwargs["param_kwargs"] = {"magnitude": natural_magnitude(size, source=args.spectrum, device=device)}
+    if args.spectrum != "default":
+        kwargs["spectrum"] = args.spectrum
     return {k: v for k, v in kwargs.items() if v is not None or k == "amp"}
 
 
@@ -126,7 +168,7 @@ def cmd_visualize(args) -> int:
     from .render import VisualizationInterrupted, visualize
 
     kwargs = visualize_kwargs(args)
-    model = models.load(args.model, device=kwargs["device"])
+    model = load_model(args, kwargs["device"])
     try:
         result = visualize(model, list(args.targets), **kwargs)
     except VisualizationInterrupted as interrupted:
@@ -147,8 +189,8 @@ def cmd_visualize(args) -> int:
 def cmd_layers(args) -> int:
     from . import models
 
-    model = models.load(args.model)
-    print(models.format_layers(models.list_layers(model, args.input_size)))
+    model = load_model(args)
+    print(models.format_layers(models.list_layers(model, args.input_size, args.input_channels)))
     return EXIT_OK
 
 
@@ -156,7 +198,8 @@ def cmd_spectrum(args) -> int:
     from . import spectrum
 
     if args.spectrum_command == "compute":
-        path = spectrum.cli_compute(args.images, args.size, args.out)
+        path = spectrum.cli_compute(args.images, args.size, args.out, channels=args.channels,
+                                    color_matrix=args.color_matrix)
     else:
         path = spectrum.cli_plot(args.files, args.out)
     print(f"wrote {path}")
@@ -179,8 +222,15 @@ COMMANDS = {"visualize": cmd_visualize, "layers": cmd_layers, "spectrum": cmd_sp
             "atlas": cmd_atlas}
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"phasevis: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning  # a user reads the message, not our source line
     from .allocator import tune_glibc_malloc
 
     tune_glibc_malloc()  # our own process: keep step buffers instead of re-faulting them each step

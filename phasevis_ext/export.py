@@ -1,5 +1,9 @@
 """Writing results: PNGs, RGBA PNGs with MACO's transparency, contact sheets, JSON and an offline gallery.
 
+Images of any channel count C are written: C = 3 as RGB PNGs, C = 1 as greyscale PNGs, and any
+other C as the raw (C, H, W) float32 array in an .npy file plus a per-channel sheet PNG (each
+channel a greyscale tile, labelled), which is what the gallery and contact sheets show.
+
 Every file is written to a temporary file in its destination folder and moved into place with
 os.replace, so a reader never sees a half-written file and an interrupted run leaves the old one.
 """
@@ -45,9 +49,9 @@ def _to_uint8(t: torch.Tensor) -> np.ndarray:
 
 
 def _check_image(image) -> torch.Tensor:
-    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] < 1:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a (3, H, W) tensor, got {shape}")
+        raise ValueError(f"image must be a (C, H, W) tensor, got {shape}")
     return image
 
 
@@ -55,9 +59,49 @@ def _save_pil(picture: Image.Image, path) -> Path:
     return _atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 
+CHANNEL_GAP = 4  # pixels between the tiles of a per-channel sheet
+
+
+def _channel_sheet(image: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
+    """Each channel of a (C, H, W) image as a labelled greyscale tile, side by side, 8 per row;
+    with `alpha` (H, W) in [0, 1], every tile carries it as transparency."""
+    channels, height, width = image.shape
+    cols = min(channels, 8)
+    rows = math.ceil(channels / cols)
+    label_height = 12
+    sheet = Image.new("RGBA", (cols * (width + CHANNEL_GAP) - CHANNEL_GAP, rows * (height + label_height)),
+                      (255, 255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for c in range(channels):
+        x, y = (c % cols) * (width + CHANNEL_GAP), (c // cols) * (height + label_height)
+        grey = _to_uint8(image[c])
+        opacity = _to_uint8(alpha) if alpha is not None else np.full_like(grey, 255)
+        sheet.paste(Image.fromarray(np.stack([grey, grey, grey, opacity], axis=-1), "RGBA"), (x, y))
+        draw.text((x + 2, y + height), f"ch {c}", fill="black", font=font)
+    return sheet if alpha is not None else sheet.convert("RGB")
+
+
+def display_image(image: torch.Tensor) -> Image.Image:
+    """How an image of any channel count is shown: RGB, greyscale, or a per-channel sheet."""
+    image = _check_image(image)
+    if image.shape[0] == 3:
+        return Image.fromarray(_to_uint8(image), "RGB")
+    if image.shape[0] == 1:
+        return Image.fromarray(_to_uint8(image[0]), "L")
+    return _channel_sheet(image)
+
+
 def save_png(image: torch.Tensor, path) -> Path:
-    """An RGB (3, H, W) tensor in [0, 1] (values outside are clipped) as an 8-bit PNG."""
-    return _save_pil(Image.fromarray(_to_uint8(_check_image(image)), "RGB"), path)
+    """A (C, H, W) tensor in [0, 1] (values outside are clipped) as an 8-bit PNG: RGB for 3
+    channels, greyscale for 1, a per-channel sheet otherwise."""
+    return _save_pil(display_image(image), path)
+
+
+def save_array(image: torch.Tensor, path) -> Path:
+    """The raw (C, H, W) image as float32 .npy, for channel counts no PNG holds."""
+    array = _check_image(image).detach().float().cpu().numpy()
+    return _atomic_write(path, lambda f: np.save(f, array))
 
 
 def display_alpha(alpha: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
@@ -78,37 +122,59 @@ def display_alpha(alpha: torch.Tensor, percentile: float = 99.0) -> torch.Tensor
 
 
 def save_rgba(image: torch.Tensor, alpha: torch.Tensor, path, percentile: float = 99.0) -> Path:
-    """RGB (3, H, W) with alpha (1, H, W) or (H, W), rescaled by `display_alpha`, as an RGBA PNG."""
+    """(C, H, W) with alpha (1, H, W) or (H, W), rescaled by `display_alpha`, as a PNG with
+    transparency: RGBA for 3 channels, greyscale + alpha for 1, a per-channel sheet otherwise."""
     image = _check_image(image)
     alpha = alpha.reshape(alpha.shape[-2:]) if alpha.dim() == 3 and alpha.shape[0] == 1 else alpha
     if alpha.shape != image.shape[1:]:
         raise ValueError(f"alpha must be (1, H, W) or (H, W) matching the image's {tuple(image.shape[1:])}, "
                          f"got {tuple(alpha.shape)}")
-    rgba = np.concatenate([_to_uint8(image), _to_uint8(display_alpha(alpha, percentile))[..., None]], axis=-1)
-    return _save_pil(Image.fromarray(rgba, "RGBA"), path)
+    shown = display_alpha(alpha, percentile)
+    if image.shape[0] == 3:
+        picture = Image.fromarray(np.concatenate([_to_uint8(image), _to_uint8(shown)[..., None]], axis=-1), "RGBA")
+    elif image.shape[0] == 1:
+        picture = Image.fromarray(np.stack([_to_uint8(image[0]), _to_uint8(shown)], axis=-1), "LA")
+    else:
+        picture = _channel_sheet(image, shown)
+    return _save_pil(picture, path)
+
+
+def save_unit_images(image: torch.Tensor, alpha: torch.Tensor, out_dir, stem: str, percentile: float = 99.0
+                     ) -> dict[str, str]:
+    """A unit's image files under out_dir: {"image": STEM.png, "rgba": STEM_rgba.png} and, for
+    channel counts other than 1 and 3, "array": STEM.npy; paths relative to out_dir."""
+    out_dir = Path(out_dir)
+    files = {"image": f"{stem}.png", "rgba": f"{stem}_rgba.png"}
+    save_png(image, out_dir / files["image"])
+    save_rgba(image, alpha, out_dir / files["rgba"], percentile)
+    if image.shape[0] not in (1, 3):
+        files["array"] = f"{stem}.npy"
+        save_array(image, out_dir / files["array"])
+    return files
 
 
 def contact_sheet(images, labels: Sequence[str] | None = None, path=None, *, cols: int | None = None,
                   pad: int = 4) -> Image.Image:
-    """A grid of (3, H, W) images with optional small labels under each; saved to `path` if given."""
+    """A grid of (C, H, W) images (shown as `display_image` shows them) with optional small labels
+    under each; saved to `path` if given."""
     images = list(images)
     if not images:
         raise ValueError("contact_sheet needs at least one image")
-    images = [_check_image(image) for image in images]
+    tiles = [display_image(image).convert("RGB") for image in images]
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"labels: need one per image ({len(images)}), got {len(labels)}")
     cols = cols or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)
-    height = max(image.shape[1] for image in images)
-    width = max(image.shape[2] for image in images)
+    height = max(tile.height for tile in tiles)
+    width = max(tile.width for tile in tiles)
     font = ImageFont.load_default()
     label_height = 14 if labels is not None else 0
     cell_w, cell_h = width + pad, height + label_height + pad
     sheet = Image.new("RGB", (cols * cell_w + pad, rows * cell_h + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    for index, image in enumerate(images):
+    for index, tile in enumerate(tiles):
         x, y = pad + (index % cols) * cell_w, pad + (index // cols) * cell_h
-        sheet.paste(Image.fromarray(_to_uint8(image), "RGB"), (x, y))
+        sheet.paste(tile, (x, y))
         if labels is not None:
             draw.text((x, y + height + 1), _fit(draw, str(labels[index]), font, width), fill="black", font=font)
     if path is not None:
@@ -179,10 +245,8 @@ def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *, 
     class_names = _default_class_names() if class_names is None else class_names
     files = []
     for index in range(len(result.objectives)):
-        stem = f"unit_{index:04d}"
-        save_png(result.images[index], out_dir / f"{stem}.png")
-        save_rgba(result.images[index], result.alpha[index], out_dir / f"{stem}_rgba.png", percentile)
-        files.append({"image": f"{stem}.png", "rgba": f"{stem}_rgba.png"})
+        files.append(save_unit_images(result.images[index], result.alpha[index], out_dir, f"unit_{index:04d}",
+                                      percentile))
     units = _units(result, class_names, files)
     titles = [_title(unit) for unit in units]
     contact_sheet(result.images, titles, out_dir / "contact_sheet.png")
@@ -206,7 +270,8 @@ _STYLE = """
 body { font-family: sans-serif; margin: 1em; background: #fafafa; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 0; width: 200px; }
-figure img { width: 200px; height: auto; display: block; }
+figure img { width: 100%; height: auto; display: block; }
+figure.channels { width: 480px; }
 .rgba { background: repeating-conic-gradient(#ccc 0% 25%, #fff 0% 50%) 50% / 16px 16px; }
 figcaption { font-size: 12px; overflow-wrap: anywhere; }
 details pre { font-size: 12px; }
@@ -217,20 +282,25 @@ def _gallery_html(units: list[dict], titles: list[str], settings: dict) -> str:
     esc = html.escape
     cards = []
     for unit, title in zip(units, titles):
+        array = unit.get("array")
         cards.append(
-            f'<figure><a href="{esc(unit["image"])}"><img src="{esc(unit["image"])}" alt="{esc(title)}"></a>'
+            f'<figure{" class=channels" if array else ""}><a href="{esc(unit["image"])}">'
+            f'<img src="{esc(unit["image"])}" alt="{esc(title)}"></a>'
             f'<a href="{esc(unit["rgba"])}"><img class="rgba" src="{esc(unit["rgba"])}" '
             f'alt="{esc(title)} with transparency"></a>'
             f'<figcaption><b>{esc(unit["objective"])}</b>'
             + (f' {esc(unit["class_name"])}' if "class_name" in unit else "")
-            + f'<br>score {_format_score(unit["score"])}<br><small>{esc(unit["unit_id"])}</small></figcaption></figure>')
+            + f'<br>score {_format_score(unit["score"])}'
+            + (f' <a href="{esc(array)}">npy</a>' if array else "")
+            + f'<br><small>{esc(unit["unit_id"])}</small></figcaption></figure>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>phasevis gallery</title>
 <style>{_STYLE}</style></head>
 <body>
 <h1>phasevis gallery</h1>
 <p>{len(units)} units. Each unit: the image, then the image with MACO's transparency (the accumulated
-gradient magnitude) over a checkerboard. <a href="contact_sheet.png">Contact sheet</a>,
+gradient magnitude) over a checkerboard. Images with other channel counts than 1 and 3 show one
+greyscale tile per channel; their raw values are in the .npy files. <a href="contact_sheet.png">Contact sheet</a>,
 <a href="results.json">results.json</a>.</p>
 <div class="grid">
 {chr(10).join(cards)}

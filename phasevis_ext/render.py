@@ -35,6 +35,7 @@ from .batchnorm_folding import fold_batchnorm as fold_batchnorm_copy
 from .objectives import Objective, batched_score, parse_targets
 from .memory import plan_batch_size
 from .param import PARAMS, make_param
+from .spectrum import natural_spectrum
 from .transform import DEFAULT_BOX_SIZE, check_box_size, eval_crops, random_crops
 
 # Learning rates per parameterization, with NAdam: Horama's lr=1.0 on MACO's phase of std 1, and
@@ -50,7 +51,7 @@ AMP_DTYPES = (torch.float16, torch.bfloat16)
 class VisualizationResult:
     """One image per objective, index-aligned with `objectives` and `unit_ids`."""
 
-    images: torch.Tensor  # (N, 3, H, W) RGB in [0, 1], on CPU
+    images: torch.Tensor  # (N, C, H, W) in [0, 1], on CPU (C = 3: RGB)
     alpha: torch.Tensor  # (N, 1, H, W) accumulated |d loss / d image| over the run, / its max per image
     alpha_raw: torch.Tensor  # (N, 1, H, W) the accumulated sum itself
     scores: torch.Tensor  # (N,) each objective on its final image, mean over the fixed eval crops
@@ -107,6 +108,8 @@ class _Options:
     channels_last: bool
     model_batch: int
     fold_batchnorm: bool
+    channels: int
+    spectrum: str
 
 
 # Crops per model pass on a CPU: on the 2-core AVX-512 machine, lite0 forward+backward of 48 crops
@@ -141,10 +144,12 @@ def visualize(
     memory_budget: int | None = None,
     model_batch: int | None = None,
     fold_batchnorm: bool = True,
+    channels: int | None = None,
+    spectrum: str | None = None,
 ) -> VisualizationResult:
     """Optimize one image per objective so that the model scores it highly.
 
-    model: an nn.Module taking RGB in [0, 1] (or a `models.load` name); it must already be on
+    model: an nn.Module taking images in [0, 1] (or a `models.load` name); it must already be on
         `device` (default: the device of its parameters). It runs in eval mode with frozen
         parameters for the call; its mode and requires_grad flags are restored afterwards.
     objectives: an Objective, a target string ('_blocks.15:0-7', 'logit:1,207') or a list of them.
@@ -177,6 +182,13 @@ def visualize(
     fold_batchnorm: fold eval-mode BatchNorms into the convolutions before them, in a copy of the
         model (the model itself is untouched; exact up to rounding; convs an objective reads keep
         theirs). See `batchnorm_folding`.
+    channels: input channels of the model; None infers them from its first convolution or patch
+        embedding (`models.input_channels`), and a ValueError asks for them where that fails.
+    spectrum: where MACO's magnitude and the colour matrix (maco, fourier) come from: None or
+        "default", "imagenet", or a file from `phasevis spectrum compute` (see
+        `spectrum.natural_spectrum`; other channel counts than 1 and 3 need such a file, else a
+        1/f power law stands in, with a warning). An explicit param_kwargs magnitude or
+        color_matrix takes precedence.
 
     Ctrl-C (KeyboardInterrupt) during a run raises VisualizationInterrupted carrying the finished
     units and the current chunk's images so far, marked in `result.partial`.
@@ -194,7 +206,7 @@ def visualize(
         model, param=param, steps=steps, lr=lr, optimizer=optimizer, image_size=image_size, input_size=input_size,
         crops=crops, box_size=box_size, normalize=normalize, noise=noise, seed=seed, device=device, amp=amp,
         callback=callback, callback_every=callback_every, param_kwargs=param_kwargs, channels_last=channels_last,
-        model_batch=model_batch, fold_batchnorm=fold_batchnorm)
+        model_batch=model_batch, fold_batchnorm=fold_batchnorm, channels=channels, spectrum=spectrum)
     batch_size = _positive_int(batch_size, "batch_size")
     unit_ids = _check_unit_ids(unit_ids, objectives)
     if progress is None:
@@ -209,7 +221,7 @@ def visualize(
         requested = batch_size
         batch_size = plan_batch_size(model, batch_size=batch_size, input_size=options.input_size, crops=options.crops,
                                      image_size=options.image_size, device=options.device, amp=options.amp,
-                                     budget=memory_budget)
+                                     budget=memory_budget, channels=options.channels)
         if batch_size < requested:
             warnings.warn(f"batch_size {requested} does not fit the memory budget; using {batch_size}", stacklevel=2)
         with tqdm(total=count * options.steps, disable=not progress, desc="visualize", unit="unit-step") as bar:
@@ -246,7 +258,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
     count, device = len(objectives), options.device
     generators = [torch.Generator(device=device).manual_seed(unit_seed(options.seed, uid)) for uid in unit_ids]
     image_param = make_param(options.param, count, options.image_size, generators=generators, device=device,
-                             **options.param_kwargs)
+                             channels=options.channels, **options.param_kwargs)
     optimizer = options.make_optimizer(list(image_param.parameters()), lr=options.lr)
     layers = set().union(*(obj.layers for obj in objectives))
     need_logits = any(obj.needs_logits for obj in objectives)
@@ -375,7 +387,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def _check_options(model, *, param, steps, lr, optimizer, image_size, input_size, crops, box_size, normalize,
                    noise, seed, device, amp, callback, callback_every, param_kwargs, channels_last,
-                   model_batch=None, fold_batchnorm=True) -> _Options:
+                   model_batch=None, fold_batchnorm=True, channels=None, spectrum=None) -> _Options:
     if param not in PARAMS:
         raise ValueError(f"param must be one of {PARAMS}, got {param!r}")
     steps = _positive_int(steps, "steps")
@@ -407,16 +419,19 @@ def _check_options(model, *, param, steps, lr, optimizer, image_size, input_size
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable, got {callback!r}")
     callback_every = _positive_int(callback_every, "callback_every")
+    channels = models.input_channels(model, channels, input_size)
     if normalize is not None:
         try:
             mean, std = (torch.as_tensor(v, dtype=torch.float32, device=device).reshape(1, -1, 1, 1)
                          for v in normalize)
         except (TypeError, ValueError, RuntimeError):
-            raise ValueError(f"normalize must be (mean, std), each a number or 3 numbers, got {normalize!r}") from None
-        if mean.shape[1] not in (1, 3) or std.shape[1] not in (1, 3) or bool((std <= 0).any()):
-            raise ValueError(f"normalize must be (mean, std) with 1 or 3 entries each and std > 0, got {normalize!r}")
+            raise ValueError(f"normalize must be (mean, std), each a number or {channels} numbers, "
+                             f"got {normalize!r}") from None
+        if mean.shape[1] not in (1, channels) or std.shape[1] not in (1, channels) or bool((std <= 0).any()):
+            raise ValueError(f"normalize must be (mean, std) with 1 or {channels} entries each and std > 0, "
+                             f"got {normalize!r}")
         normalize = (mean, std)
-    param_kwargs = dict(param_kwargs or {})
+    param_kwargs = _spectrum_kwargs(param, spectrum, image_size, channels, dict(param_kwargs or {}))
     if model_batch is None:
         model_batch = CPU_MODEL_BATCH if device.type == "cpu" else 2**31 - 1
     model_batch = _positive_int(model_batch, "model_batch")
@@ -424,7 +439,27 @@ def _check_options(model, *, param, steps, lr, optimizer, image_size, input_size
         raise ValueError(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
     return _Options(param, steps, lr, make_optimizer, tuple(image_size), input_size, crops, box_size, normalize,
                     noise, seed, device, amp, callback, callback_every, param_kwargs, bool(channels_last),
-                    model_batch, fold_batchnorm)
+                    model_batch, fold_batchnorm, channels, "default" if spectrum is None else str(spectrum))
+
+
+def _spectrum_kwargs(param: str, spectrum, image_size, channels: int, param_kwargs: dict) -> dict:
+    """param_kwargs with the magnitude (maco) and colour matrix (maco, fourier) of `spectrum` filled in."""
+    if param == "pixel":
+        if spectrum not in (None, "default"):
+            raise ValueError("spectrum applies to param='maco' or 'fourier', not 'pixel'")
+        return param_kwargs
+    wanted = ("magnitude", "color_matrix") if param == "maco" else ("color_matrix",)
+    if all(name in param_kwargs for name in wanted):
+        return param_kwargs
+    if param == "fourier" and spectrum in (None, "default"):
+        return param_kwargs  # the default colour matrix; the fourier image has no magnitude to look up
+    try:
+        found = natural_spectrum(tuple(image_size), channels, source="default" if spectrum is None else spectrum)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise type(err)(f"spectrum: {err}") from None
+    for name in wanted:
+        param_kwargs.setdefault(name, getattr(found, name))
+    return param_kwargs
 
 
 def _check_unit_ids(unit_ids, objectives) -> list[str]:
@@ -474,4 +509,6 @@ def _settings(options: _Options, *, model_name: str, optimizer, batch_size: int)
         "param_kwargs": options.param_kwargs,
         "model_batch": options.model_batch,
         "fold_batchnorm": options.fold_batchnorm,
+        "channels": options.channels,
+        "spectrum": options.spectrum,
     })

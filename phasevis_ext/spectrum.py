@@ -7,8 +7,12 @@ Basis and units, shared by every function here:
 * A spectrum for images of size (H, W) is the mean of |torch.fft.rfft2(dec)| (norm "backward")
   over images with pixel values in [0, 1]: shape (C, H, W//2+1). Its DC bin is H·W times the
   mean decorrelated colour (in absolute value).
-* With channels != 3 there is no colour matrix (the synthesis uses the identity), so the spectrum
-  is the luminance one (Rec. 601 weights) replicated per channel.
+* A spectrum computed from the user's own C-channel images is stored with its own C x C colour
+  matrix K (`data_color_matrix`: the square root of the images' channel covariance, the way
+  lucid's and MACO's ImageNet matrix was made), and is of dec = image @ inv(K) in that basis.
+* Without such a file: 3 channels use the shipped photos' spectrum (ImageNet K), 1 channel
+  their luminance spectrum (Rec. 601 weights), and any other count a 1/f power law
+  (`power_law_magnitude`) with the identity K, with a warning that says how to compute one.
 
 Frequencies are cycles per pixel throughout. For statistics that do not depend on where the
 image is sampled, E|X(f)|² = H·W·S(f) with S the power spectral density per pixel, so a spectrum
@@ -36,6 +40,8 @@ from .image_io import center_crop_resize, iter_images, list_image_files
 
 BASIS = "decorrelated: dec = rgb @ inv(K)"
 GREY_BASIS = "luminance: Y = rgb @ (0.299, 0.587, 0.114)"
+IDENTITY_BASIS = "channels as they are (K = identity)"
+STORED_BASIS = "decorrelated with the stored color_matrix: dec = image @ inv(color_matrix)"
 LUMA = (0.299, 0.587, 0.114)
 DEFAULT_ASSET = Path(__file__).with_name("assets") / "natural_magnitude.npz"
 IMAGENET_FILE = "xplique/features_visualizations/spectrum_decorrelated.npy"
@@ -115,58 +121,128 @@ def image_magnitude(rgb: torch.Tensor, *, grey: bool = False) -> torch.Tensor:
     return torch.fft.rfft2(basis, norm="backward").abs()
 
 
-def compute_magnitude(images, size, *, channels: int = 3, progress: bool = True,
-                      out: str | os.PathLike | None = None, **meta) -> torch.Tensor:
-    """Mean |rfft2| of natural images at `size`, in the basis of this module: (C, H, W//2+1) float64.
+def data_color_matrix(covariance: torch.Tensor) -> torch.Tensor:
+    """K with rgb = dec @ K from a C x C channel covariance, as lucid's ImageNet matrix was made.
 
-    `images` is a folder, a list of paths and/or arrays/tensors, or a batch (see image_io); float
-    pixels are taken to be in [0, 1], integer ones are scaled by their type's maximum. Images
-    are streamed one at a time: centre-cropped to the aspect ratio of `size`, resized with PIL's
-    antialiased Lanczos, transformed, and summed. Unreadable files warn and are skipped. Images
-    smaller than `size` are upsampled, which empties their top frequencies; that warns too.
-    With `out`, writes an .npz (see save_magnitude) with the 3-channel and the luminance spectra,
-    both from this one pass, and `meta` added to the metadata.
+    K = (U·sqrt(S))^T for the eigendecomposition covariance = U·S·U^T (largest eigenvalue first,
+    each eigenvector signed so that its largest entry is positive), divided by its largest
+    column norm of U·sqrt(S) as lucid does: then K^T·K is the covariance up to that scale. A
+    channel that never varies would give a singular K; its eigenvalue is raised to 1e-6 of
+    the largest so that images can still be decorrelated.
     """
-    height, width = parse_size(size)
-    channels = _check_channels(channels)
+    cov = torch.as_tensor(covariance, dtype=torch.float64)
+    values, vectors = torch.linalg.eigh((cov + cov.T) / 2)
+    values, vectors = values.flip(0), vectors.flip(1)
+    top = values[0].clamp(min=torch.finfo(torch.float64).tiny)
+    scales = (values / top).clamp(min=1e-6).sqrt()
+    rows = torch.arange(vectors.shape[1])
+    signs = torch.sign(vectors[vectors.abs().argmax(dim=0), rows])
+    return (vectors * signs).T * scales[:, None]
+
+
+def _prepared_images(images, size, channels, progress, desc):
+    """(name, (C, H, W) float64 tensor at `size`, whether it was upsampled), one image at a time."""
     from tqdm.auto import tqdm
 
+    total = len(images) if hasattr(images, "__len__") else None
+    for name, array in tqdm(iter_images(images, channels), total=total, disable=not progress, desc=desc,
+                            unit="img"):
+        h, w = array.shape[:2]
+        resized = np.ascontiguousarray(center_crop_resize(array, size))
+        yield name, torch.from_numpy(resized).permute(2, 0, 1).double(), min(h / size[0], w / size[1]) < 1
+
+
+def compute_magnitude(images, size, *, channels: int | None = 3, color_matrix="default", progress: bool = True,
+                      out: str | os.PathLike | None = None, **meta) -> torch.Tensor:
+    """Mean |rfft2| of natural images at `size`, in a decorrelated basis: (C, H, W//2+1) float64.
+
+    `images` is a folder, a list of paths and/or arrays/tensors, or a batch (see image_io); float
+    pixels are taken to be in [0, 1], integer ones are scaled by their type's maximum. channels:
+    3 reads RGB (greyscale replicated), None takes the first image's count, any other count
+    needs every image to have it. Images are streamed one at a time: centre-cropped to the
+    aspect ratio of `size`, resized with PIL's antialiased Lanczos, transformed, and summed.
+    Unreadable files warn and are skipped. Images smaller than `size` are upsampled, which
+    empties their top frequencies; that warns too.
+
+    color_matrix: "default" (`color.default_color_matrix(C)`: ImageNet's for 3 channels, the
+    identity otherwise), "data" (`data_color_matrix` of these images' pixel covariance, from a
+    first pass over them), or a C x C tensor.
+    With `out`, writes an .npz (see save_magnitude) with the spectrum, its colour matrix and, for
+    RGB, the luminance spectrum, with `meta` added to the metadata.
+    """
+    height, width = parse_size(size)
+    if channels is not None:
+        channels = _check_channels(channels)
     folder = None
     if isinstance(images, (str, os.PathLike)):
         folder, images = str(images), list_image_files(images)  # listed first so the bar knows the total
-    total = len(images) if hasattr(images, "__len__") else None
-    dec_sum = torch.zeros(3, height, width // 2 + 1, dtype=torch.float64)
-    grey_sum = torch.zeros(1, height, width // 2 + 1, dtype=torch.float64)
+    elif isinstance(color_matrix, str) and color_matrix == "data" and not hasattr(images, "__len__"):
+        images = list(images)  # read twice
+    if isinstance(color_matrix, str):
+        if color_matrix not in ("default", "data"):
+            raise ValueError(f"color_matrix: expected 'default', 'data' or a C x C tensor, got {color_matrix!r}")
+        k = _data_covariance(images, (height, width), channels, progress) if color_matrix == "data" else None
+        k = None if k is None else data_color_matrix(k)
+    else:
+        k = torch.as_tensor(color_matrix, dtype=torch.float64)
+
+    dec_sum = grey_sum = k_inv = None
     count = upsampled = 0
-    for _, rgb in tqdm(iter_images(images), total=total, disable=not progress, desc="spectrum", unit="img"):
-        h, w = rgb.shape[:2]
-        upsampled += min(h / height, w / width) < 1
-        rgb = torch.from_numpy(np.ascontiguousarray(center_crop_resize(rgb, (height, width)))).permute(2, 0, 1)
-        dec_sum += image_magnitude(rgb)
-        grey_sum += image_magnitude(rgb, grey=True)
+    for _, image, small in _prepared_images(images, (height, width), channels, progress, "spectrum"):
+        if dec_sum is None:
+            channels = image.shape[0]
+            k = default_color_matrix(channels, dtype=torch.float64) if k is None else k
+            if k.shape != (channels, channels):
+                raise ValueError(f"color_matrix: expected ({channels}, {channels}) for {channels}-channel images, "
+                                 f"got {tuple(k.shape)}")
+            k_inv = torch.linalg.inv(k)
+            dec_sum = torch.zeros(channels, height, width // 2 + 1, dtype=torch.float64)
+            grey_sum = torch.zeros(1, height, width // 2 + 1, dtype=torch.float64) if channels == 3 else None
+        upsampled += small
+        dec_sum += torch.fft.rfft2(torch.einsum("chw,cd->dhw", image, k_inv), norm="backward").abs()
+        if grey_sum is not None:
+            grey_sum += image_magnitude(image, grey=True)
         count += 1
     if count == 0:
         raise ValueError(f"images: no readable image in {folder!r}" if folder else "images: no readable image")
     if upsampled:
         warnings.warn(f"{upsampled} of {count} images were smaller than {height}x{width} and were upsampled; "
                       "their spectra lack the top frequencies", stacklevel=2)
-    dec, grey = dec_sum / count, grey_sum / count
+    dec = dec_sum / count
     if out is not None:
         meta.setdefault("source", folder or "in-memory images")
-        save_magnitude(out, dec, grey=grey, size=[height, width], image_count=count, **meta)
-    return dec if channels == 3 else grey.expand(channels, -1, -1).clone()
+        save_magnitude(out, dec, grey=None if grey_sum is None else grey_sum / count, color_matrix=k,
+                       size=[height, width], image_count=count, **meta)
+    return dec
+
+
+def _data_covariance(images, size, channels, progress) -> torch.Tensor | None:
+    """Channel covariance of every pixel of the images at `size`; None when there is no image."""
+    total = outer = None
+    pixels = 0
+    for _, image, _ in _prepared_images(images, size, channels, progress, "colour covariance"):
+        flat = image.reshape(image.shape[0], -1)
+        total = flat.sum(1) if total is None else total + flat.sum(1)
+        outer = flat @ flat.T if outer is None else outer + flat @ flat.T
+        pixels += flat.shape[1]
+    if total is None:
+        return None
+    mean = total / pixels
+    return outer / pixels - torch.outer(mean, mean)
 
 
 # --------------------------------------------------------------------------------- storage
 
 class MagnitudeFile(NamedTuple):
-    magnitude: torch.Tensor        # (C, H, W//2+1) float64, in BASIS when C == 3
+    magnitude: torch.Tensor        # (C, H, W//2+1) float64, of dec = image @ inv(color_matrix)
     grey: torch.Tensor | None      # (1, H, W//2+1) luminance spectrum, when stored
     meta: dict                     # size [H, W], image_count, basis, source, ...
+    color_matrix: torch.Tensor | None = None  # (C, C) float64, when stored; else the default K applies
 
 
-def save_magnitude(path, magnitude, *, grey=None, **meta) -> Path:
-    """Writes an .npz: float32 arrays `magnitude` (and `grey`), and `meta` as a JSON string.
+def save_magnitude(path, magnitude, *, grey=None, color_matrix=None, **meta) -> Path:
+    """Writes an .npz: float32 arrays `magnitude` (and `grey`), float64 `color_matrix`, and `meta`
+    as a JSON string.
 
     `size` defaults to (H, 2·(Wr−1)); pass it for odd widths. Metadata must be JSON-serialisable.
     ".npz" is appended to a path without it; the path written is returned.
@@ -176,9 +252,15 @@ def save_magnitude(path, magnitude, *, grey=None, **meta) -> Path:
     size = parse_size(meta.pop("size", (h, 2 * (wr - 1))), "size")
     if size[0] != h or size[1] // 2 + 1 != wr:
         raise ValueError(f"size: {size} does not match a magnitude of shape {tuple(mag.shape)}")
-    meta = {"size": list(size), "basis": BASIS if mag.shape[0] == 3 else GREY_BASIS, "units":
-            "mean |rfft2| (norm='backward') of images with pixel values in [0, 1]", **meta}
     arrays = {"magnitude": mag.float().numpy()}
+    basis = BASIS if mag.shape[0] == 3 else GREY_BASIS if mag.shape[0] == 1 else IDENTITY_BASIS
+    if color_matrix is not None:
+        k = _check_color_matrix(color_matrix, mag.shape[0], "color_matrix")
+        arrays["color_matrix"] = k.numpy()
+        if not torch.equal(k, default_color_matrix(mag.shape[0], dtype=torch.float64)):
+            basis = STORED_BASIS
+    meta = {"size": list(size), "basis": basis, "units":
+            "mean |rfft2| (norm='backward') of images with pixel values in [0, 1]", **meta}
     if grey is not None:
         g = _check_spectrum(grey, "grey")
         if g.shape != (1, h, wr):
@@ -189,6 +271,18 @@ def save_magnitude(path, magnitude, *, grey=None, **meta) -> Path:
         path = path.with_name(path.name + ".npz")
     np.savez_compressed(path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
     return path
+
+
+def _check_color_matrix(k, channels: int, name: str) -> torch.Tensor:
+    k = torch.as_tensor(np.asarray(k) if not isinstance(k, torch.Tensor) else k).to(torch.float64)
+    if k.shape != (channels, channels):
+        raise ValueError(f"{name}: expected ({channels}, {channels}) for a {channels}-channel spectrum, "
+                         f"got {tuple(k.shape)}")
+    if not torch.isfinite(k).all():
+        raise ValueError(f"{name}: contains non-finite values")
+    if torch.linalg.matrix_rank(k) < channels:
+        raise ValueError(f"{name}: is singular; images could not be decorrelated with it")
+    return k
 
 
 def load_magnitude(path) -> MagnitudeFile:
@@ -205,13 +299,17 @@ def load_magnitude(path) -> MagnitudeFile:
                 arrays = {k: data[k] for k in data.files}
             meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
     except Exception as err:  # numpy raises many kinds for a damaged file; all mean the same here
-        raise ValueError(f"source: could not read spectrum file {str(path)!r} ({type(err).__name__}: {err})") from err
+        raise ValueError(f"source: could not read spectrum file {str(path)!r} "
+                         f"({type(err).__name__}: {err})") from err
+    color_matrix = arrays.pop("color_matrix", None)
     if "magnitude" not in arrays:
         if len(arrays) != 1:
             raise ValueError(f"source: {str(path)!r} has no 'magnitude' array (found {sorted(arrays)})")
         arrays = {"magnitude": next(iter(arrays.values()))}
     mag = _check_spectrum(arrays["magnitude"], f"source {str(path)!r}")
     grey = _check_spectrum(arrays["grey"], f"source {str(path)!r} (grey)") if "grey" in arrays else None
+    if color_matrix is not None:
+        color_matrix = _check_color_matrix(color_matrix, mag.shape[0], f"source {str(path)!r} (color_matrix)")
     h, wr = mag.shape[-2:]
     size = meta.get("size", [h, 2 * (wr - 1)])
     if not isinstance(size, list) or len(size) != 2 or size[0] != h or not isinstance(size[1], int) \
@@ -220,7 +318,7 @@ def load_magnitude(path) -> MagnitudeFile:
     if grey is not None and grey.shape != (1, h, wr):
         raise ValueError(f"source: {str(path)!r} grey spectrum has shape {tuple(grey.shape)}, expected {(1, h, wr)}")
     meta["size"] = list(size)
-    return MagnitudeFile(mag, grey, meta)
+    return MagnitudeFile(mag, grey, meta, color_matrix)
 
 
 # -------------------------------------------------------------------------------- resizing
@@ -375,7 +473,7 @@ def load_imagenet_magnitude() -> MagnitudeFile:
     if raw.shape != (3, _IMAGENET_SIZE, _IMAGENET_SIZE // 2 + 1):
         raise ValueError(f"source: {str(path)!r} has shape {tuple(raw.shape)}, expected (3, 512, 257)")
     meta = {"size": [_IMAGENET_SIZE, _IMAGENET_SIZE], "basis": BASIS, "source": f"xplique: {IMAGENET_FILE}"}
-    return MagnitudeFile(_imagenet_to_units(raw), None, meta)
+    return MagnitudeFile(_imagenet_to_units(raw), None, meta, None)
 
 
 def _imagenet_to_units(raw: torch.Tensor) -> torch.Tensor:
@@ -420,48 +518,98 @@ def _load_source(key: tuple) -> MagnitudeFile:
     return load_magnitude(key[1])
 
 
+class Spectrum(NamedTuple):
+    magnitude: torch.Tensor     # (C, H, W//2+1)
+    color_matrix: torch.Tensor  # (C, C): rgb = dec @ color_matrix
+
+
+COMPUTE_HINT = "phasevis spectrum compute --images DIR --out FILE.npz, then --spectrum FILE.npz"
+
+
+def power_law_magnitude(size, channels: int, *, exponent: float = 1.0, dtype=torch.float64) -> torch.Tensor:
+    """(C, H, W//2+1) amplitude sqrt(H·W)·f0/max(f, f0)^exponent, f in cycles per pixel, f0 = 1/max(H, W).
+
+    The textbook natural-image law (amplitude ~ 1/f, power ~ 1/f²), the same for every channel:
+    the fallback when there is no measured spectrum for `channels`. MACO standardizes the image,
+    so only the shape of the law matters, not its scale; the DC bin takes the value at f0.
+    """
+    height, width = parse_size(size)
+    radius = torch.hypot(torch.fft.fftfreq(height, dtype=torch.float64)[:, None],
+                         torch.fft.rfftfreq(width, dtype=torch.float64)[None, :])
+    f0 = 1.0 / max(height, width)
+    amplitude = math.sqrt(height * width) * (f0 / radius.clamp(min=f0)) ** exponent
+    return amplitude.expand(_check_channels(channels), -1, -1).to(dtype).contiguous()
+
+
 @functools.lru_cache(maxsize=16)
-def _natural_magnitude_cpu(key: tuple, size: tuple[int, int], channels: int) -> torch.Tensor:
-    mag, grey, meta = _load_source(key)
+def _natural_spectrum_cpu(key: tuple, size: tuple[int, int], channels: int) -> Spectrum:
+    if key[0] == "default" and channels not in (1, 3):
+        return Spectrum(power_law_magnitude(size, channels), torch.eye(channels, dtype=torch.float64))
+    mag, grey, meta, k = _load_source(key)
     c = mag.shape[0]
-    if channels == 3:
-        if c != 3:
-            raise ValueError(f"channels: 3 needs a 3-channel decorrelated spectrum, source has {c}")
-        base = mag
-    elif c == channels and grey is None:
-        base = mag  # a custom spectrum already in the right number of channels
+    if c == channels:
+        base, k = mag, (default_color_matrix(c, dtype=torch.float64) if k is None else k)
+    elif channels == 1 and (grey is not None or c == 3 and k is None):
+        # Luminance: stored, or derived from ImageNet-decorrelated channels whose powers add.
+        base, k = (grey if grey is not None else _grey_from_decorrelated(mag)), torch.ones(1, 1, dtype=torch.float64)
     else:
-        base = grey if grey is not None else mag if c == 1 else _grey_from_decorrelated(mag) if c == 3 else None
-        if base is None:
-            raise ValueError(f"channels: cannot make {channels} channels from a {c}-channel source without a grey spectrum")
-    resized = resize_magnitude(base, size, source_width=meta["size"][1])
-    return resized if resized.shape[0] == channels else resized.expand(channels, -1, -1).contiguous()
+        where = "the shipped spectrum" if key[0] != "file" else repr(key[1])
+        raise ValueError(f"channels: {where} is for {c}-channel images, not {channels}; compute one from "
+                         f"{channels}-channel images: {COMPUTE_HINT}")
+    return Spectrum(resize_magnitude(base, size, source_width=meta["size"][1]), k)
 
 
-def natural_magnitude(size, channels: int = 3, *, source="default", device=None,
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The natural-image magnitude spectrum for images of `size`: (channels, H, W//2+1).
+def natural_spectrum(size, channels: int = 3, *, source="default", device=None,
+                     dtype: torch.dtype = torch.float32) -> Spectrum:
+    """The magnitude MACO holds fixed for `channels`-channel images of `size`, and its colour matrix.
 
     source: "default" (the package asset, from photos shipped in scikit-image, scikit-learn and
     matplotlib; see scripts/make_default_spectrum.py), "imagenet" (xplique 2.0.2's ImageNet
     spectrum, converted to these units; needs `pip install --no-deps xplique==2.0.2`), or a path to
-    a .npy/.npz file (from save_magnitude, or a bare (C, H, W//2+1) array of 2·(W//2) wide images).
-    With channels != 3 the luminance spectrum is replicated per channel (from the source's grey
-    spectrum when it has one, else derived from the decorrelated channels, whose powers add).
-    Results are cached per (source, size, channels); each call returns a fresh copy.
+    a .npy/.npz file (from `compute_magnitude` / `phasevis spectrum compute`, or a bare
+    (C, H, W//2+1) array of 2·(W//2) wide images).
+    channels: a file serves its own channel count, and 1 when it holds a luminance spectrum.
+    The default serves 3 (ImageNet colour matrix) and 1 (luminance); any other count gets
+    `power_law_magnitude` with the identity matrix and a warning, since no data says better.
+    Results are cached per (source, size, channels); each call returns fresh copies.
     """
     size = parse_size(size)
     channels = _check_channels(channels)
-    return _natural_magnitude_cpu(_source_key(source), size, channels).to(device=device, dtype=dtype, copy=True)
+    key = _source_key(source)
+    if key[0] == "default" and channels not in (1, 3):
+        warnings.warn(f"no natural-image spectrum for {channels}-channel images: MACO uses a 1/f power law with "
+                      f"uncorrelated channels. For a faithful one, {COMPUTE_HINT}", PowerLawSpectrumWarning,
+                      stacklevel=2)
+    mag, k = _natural_spectrum_cpu(key, size, channels)
+    return Spectrum(mag.to(device=device, dtype=dtype, copy=True), k.to(device=device, dtype=dtype, copy=True))
 
 
-natural_magnitude.cache_clear = _natural_magnitude_cpu.cache_clear
+class PowerLawSpectrumWarning(UserWarning):
+    """No measured spectrum for this channel count: a 1/f power law stands in."""
+
+
+def natural_magnitude(size, channels: int = 3, *, source="default", device=None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The magnitude of `natural_spectrum`: (channels, H, W//2+1)."""
+    return natural_spectrum(size, channels, source=source, device=device, dtype=dtype).magnitude
+
+
+def _cache_clear() -> None:
+    _natural_spectrum_cpu.cache_clear()
+
+
+natural_magnitude.cache_clear = _cache_clear
+natural_spectrum.cache_clear = _cache_clear
 
 
 # ------------------------------------------------------------------------------------- CLI
 
-def cli_compute(images, size, out, *, progress: bool = True) -> Path:
-    """`phasevis spectrum compute --images DIR --size 512 --out FILE`: writes FILE (.npz), returns its path."""
+def cli_compute(images, size, out, *, channels: int | None = None, color_matrix: str = "data",
+                progress: bool = True) -> Path:
+    """`phasevis spectrum compute --images DIR --size 512 --out FILE`: writes FILE (.npz), returns its path.
+
+    The images keep their own channel count unless `channels` is given, and the colour matrix
+    comes from their covariance (color_matrix="data") unless "default" is asked for."""
     if isinstance(size, str):  # "512", "256x384" or "256,384" straight from the command line
         try:
             parts = tuple(int(p) for p in size.lower().replace("x", ",").split(","))
@@ -470,7 +618,7 @@ def cli_compute(images, size, out, *, progress: bool = True) -> Path:
         size = parts[0] if len(parts) == 1 else parts
     size = parse_size(size)
     out = Path(out)
-    compute_magnitude(images, size, progress=progress, out=out)
+    compute_magnitude(images, size, channels=channels, color_matrix=color_matrix, progress=progress, out=out)
     return out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
 
 
@@ -479,10 +627,10 @@ def cli_plot(files, out, *, references: bool = True) -> Path:
     .npz/.npy spectrum, with the default and (when xplique is installed) ImageNet spectra for reference."""
     profiles = {}
     for f in files:
-        mag, _, meta = load_magnitude(f)
+        mag, _, meta, _ = load_magnitude(f)
         profiles[Path(f).name] = diagnostics.radial_profile(mag, source_width=meta["size"][1])
     if references:
-        mag, _, meta = load_magnitude(DEFAULT_ASSET)
+        mag, _, meta, _ = load_magnitude(DEFAULT_ASSET)
         profiles["default (photos)"] = diagnostics.radial_profile(mag, source_width=meta["size"][1])
         try:
             profiles["ImageNet (xplique)"] = diagnostics.radial_profile(load_imagenet_magnitude().magnitude)

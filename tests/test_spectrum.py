@@ -115,6 +115,7 @@ def test_default_slope_is_natural():
 
 @pytest.mark.parametrize("size", [1, 7, (17, 31), (31, 17), 255, (300, 401), (64, 1), (1, 64), 513])
 @pytest.mark.parametrize("channels", [3, 1, 4])
+@pytest.mark.filterwarnings("ignore::phasevis_ext.spectrum.PowerLawSpectrumWarning")
 def test_any_size_and_channel_count(size, channels):
     mag = spectrum.natural_magnitude(size, channels)
     h, w = (size, size) if isinstance(size, int) else size
@@ -133,10 +134,15 @@ def test_units_dc_is_the_mean_colour_times_area():
     assert asset.meta["basis"] == spectrum.BASIS
 
 
-def test_channels_other_than_three_replicate_the_grey_spectrum():
+def test_other_channel_counts_fall_back_to_a_power_law_with_a_warning():
+    with pytest.warns(spectrum.PowerLawSpectrumWarning, match="spectrum compute"):
+        four = spectrum.natural_spectrum(64, 4, dtype=torch.float64)
+    torch.testing.assert_close(four.magnitude, spectrum.power_law_magnitude(64, 4))
+    assert torch.equal(four.color_matrix, torch.eye(4, dtype=torch.float64))
+
+
+def test_the_grey_default_is_the_stored_luminance_spectrum():
     grey = spectrum.natural_magnitude(64, 1, dtype=torch.float64)
-    four = spectrum.natural_magnitude(64, 4, dtype=torch.float64)
-    assert all(torch.equal(four[c], grey[0]) for c in range(4))
     # The stored luminance spectrum agrees with the one derived from the decorrelated channels.
     derived = spectrum._grey_from_decorrelated(spectrum.natural_magnitude(64, dtype=torch.float64))
     assert (median_rel_error(profile(derived), profile(grey)) < 0.05).all()
@@ -189,11 +195,17 @@ def test_folder_computation_and_npz_round_trip(tmp_path):
     assert loaded.meta["note"] == "test"
     # The file works as a source, at its own size and any other, grey included.
     torch.testing.assert_close(spectrum.natural_magnitude((48, 40), source=out), mag.float(), rtol=1e-6, atol=1e-3)
-    assert spectrum.natural_magnitude(33, 2, source=str(out)).shape == (2, 33, 17)
+    assert spectrum.natural_magnitude(33, 1, source=str(out)).shape == (1, 33, 17)
+    with pytest.raises(ValueError, match="is for 3-channel images, not 2"):
+        spectrum.natural_magnitude(33, 2, source=str(out))
     # And the CLI entry point writes the same thing.
-    written = spectrum.cli_compute(str(folder), "48x40", tmp_path / "cli", progress=False)
+    written = spectrum.cli_compute(str(folder), "48x40", tmp_path / "cli", color_matrix="default", progress=False)
     assert written.name == "cli.npz"
     torch.testing.assert_close(spectrum.load_magnitude(written).magnitude, loaded.magnitude)
+    # By default the command decorrelates with the images' own matrix, and stores it.
+    own = spectrum.load_magnitude(spectrum.cli_compute(str(folder), "48x40", tmp_path / "own", progress=False))
+    assert own.meta["basis"] == spectrum.STORED_BASIS
+    assert not torch.allclose(own.color_matrix, default_color_matrix(3, dtype=torch.float64), atol=1e-3)
 
 
 def test_inputs_in_memory_agree():
