@@ -6,6 +6,7 @@ through `phasevis` the way a user would; nothing is downloaded.
 """
 import json
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -58,7 +59,9 @@ def zoo(tmp_path_factory):
     torch.save(namespace["vit"]().state_dict(), root / "vit.pth")
     torch.save({"model": torchvision.models.resnet18(num_classes=7).state_dict()}, root / "resnet18.pth")
     torch.save(torchvision.models.resnet18(num_classes=7).state_dict(), root / "resnet18_other.pth")
-    torch.jit.save(torch.jit.script(grey.eval()), root / "grey.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, and still what users have
+        torch.jit.save(torch.jit.script(grey.eval()), root / "grey.pt")
     (root / "garbage.pth").write_bytes(b"not a checkpoint at all")
     return root
 
@@ -347,3 +350,18 @@ def test_export_of_any_channel_count(tmp_path):
         assert Image.open(tmp_path / files["image"]).mode == mode
     sheet = export.contact_sheet([torch.rand(c, 16, 16) for c in (1, 3, 5)])
     assert sheet.mode == "RGB"
+
+
+def test_zoo_models_built_for_other_channel_counts(tmp_path):
+    with pytest.warns(UserWarning, match="no known input statistics"):
+        net = models.load("torchvision:resnet18", channels=4, num_classes=5, pretrained=False)
+    assert models.input_channels(net, input_size=32) == 4
+    assert models.input_normalization(net) is None
+    assert net(torch.rand(2, 4, 32, 32)).shape == (2, 5)
+    # Its checkpoint goes back into the same architecture, and not into the RGB one.
+    torch.save(net.state_dict(), tmp_path / "r4.pth")
+    with pytest.warns(UserWarning):
+        again = models.load("torchvision:resnet18", channels=4, num_classes=5, weights=tmp_path / "r4.pth")
+    assert torch.equal(again.conv1.weight, net.conv1.weight)
+    with pytest.raises(ValueError, match=r"conv1.weight \(64, 4, 7, 7\) in the file, \(64, 3, 7, 7\)"):
+        models.load("torchvision:resnet18", num_classes=5, weights=tmp_path / "r4.pth")
