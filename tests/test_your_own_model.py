@@ -145,6 +145,17 @@ def test_five_channel_cnn_writes_arrays_and_channel_sheets(zoo, tmp_path, capsys
         sheet = Image.open(tmp_path / "out" / unit["image"])
         assert sheet.width > 5 * 32  # five tiles side by side
         assert unit["array"] in page
+    # The atlas keeps the arrays too, and its index names them.
+    code, _, err = run_cli(capsys, "atlas", "--model", f"{zoo}/nets.py:cnn5", "--weights", zoo / "five.ckpt",
+                           "--spectrum", tmp_path / "bands.npz", "--no-normalize", "--layers", "3",
+                           "--channels", "0:2", "--out", tmp_path / "atlas", *FAST)
+    assert code == 0, err
+    index = json.loads((tmp_path / "atlas" / "index.json").read_text())
+    settings = index["settings"]
+    assert settings["channels"] == 5 and settings["input_normalization"] is None
+    assert settings["spectrum"] == {"file": "bands.npz", "sha256": models.file_sha256(tmp_path / "bands.npz")[:16]}
+    for entry in index["units"]:
+        assert np.load(tmp_path / "atlas" / entry["files"]["array"]).shape == (5, 32, 32)
 
 
 def test_five_channels_without_a_spectrum_warn_and_use_a_power_law(zoo, tmp_path, capsys):
@@ -365,3 +376,20 @@ def test_zoo_models_built_for_other_channel_counts(tmp_path):
     assert torch.equal(again.conv1.weight, net.conv1.weight)
     with pytest.raises(ValueError, match=r"conv1.weight \(64, 4, 7, 7\) in the file, \(64, 3, 7, 7\)"):
         models.load("torchvision:resnet18", num_classes=5, weights=tmp_path / "r4.pth")
+
+
+def test_timm_vit_checkpoint_with_a_channel_objective_on_tokens(tmp_path, capsys):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(2)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5)
+    torch.save({"state_dict": net.state_dict()}, tmp_path / "vit_tiny.pth")
+    code, _, err = run_cli(capsys, "visualize", "blocks.1:0-1", "logit:4", "--model", "timm:vit_tiny_patch16_224",
+                           "--num-classes", "5", "--weights", tmp_path / "vit_tiny.pth", "--out", tmp_path / "out",
+                           "--steps", "2", "--crops", "2", "--image-size", "64", "--no-progress")
+    assert code == 0, err
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["settings"]["input_size"] == 224 and results["settings"]["channels"] == 3
+    assert len(results["units"]) == 3 and all(np.isfinite(u["score"]) for u in results["units"])
+    code, _, err = run_cli(capsys, "visualize", "logit:0", "--model", "timm:vit_tiny_patch16_224",
+                           "--weights", tmp_path / "vit_tiny.pth", "--out", tmp_path / "out", *FAST)
+    assert code == 2 and "--num-classes" in err
