@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
+from .checks import InvalidArgument, InvalidArgumentType
+
 LOGITS = "logits"
 
 
@@ -38,7 +40,7 @@ def as_bchw(act: torch.Tensor) -> torch.Tensor:
             if side > 0 and side * side == n - prefix:
                 return tokens[:, :, prefix:].unflatten(2, (side, side))
         return tokens[:, :, None, :]
-    raise ValueError(f"unsupported activation shape {tuple(act.shape)}: expected (B,C,H,W), (B,N,D) or (B,C)")
+    raise InvalidArgument(f"unsupported activation shape {tuple(act.shape)}: expected (B,C,H,W), (B,N,D) or (B,C)")
 
 
 def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
@@ -48,13 +50,13 @@ def resolve_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Modul
     resolved = {}
     for name in names:
         if name == LOGITS:
-            raise ValueError(f"{LOGITS!r} is reserved for the model output; ask for it with need_logits=True")
+            raise InvalidArgument(f"{LOGITS!r} is reserved for the model output; ask for it with need_logits=True")
         if name not in modules:
             close = difflib.get_close_matches(name, modules, n=5, cutoff=0.5)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"unknown layer {name!r}{hint} (`phasevis layers` lists the names)")
+            raise InvalidArgument(f"unknown layer {name!r}{hint} (`phasevis layers` lists the names)")
         if isinstance(modules[name], torch.jit.ScriptModule):
-            raise ValueError(f"layer {name!r} is compiled TorchScript, where hooks cannot run: visualize the model "
+            raise InvalidArgument(f"layer {name!r} is compiled TorchScript, where hooks cannot run: visualize the model "
                              "output (logit:...) or load the Python model (--model file.py:factory --weights FILE)")
         resolved[name] = modules[name]
     return resolved
@@ -111,7 +113,7 @@ class Capture:
 
     def _on_output(self, name: str, out: torch.Tensor | None) -> None:
         if out is None:
-            raise TypeError(f"layer {name!r} did not return a tensor; pick another layer")
+            raise InvalidArgumentType(f"layer {name!r} did not return a tensor; pick another layer")
         self._calls[name] = self._calls.get(name, 0) + 1
         expected = self._calls_per_forward
         if expected is not None and self._calls[name] == expected[name]:

@@ -68,8 +68,10 @@ from tqdm.auto import tqdm
 
 from . import export, models
 from .activations import LOGITS, as_bchw, capture
+from . import checks
+from .checks import InvalidArgument, InvalidArgumentType
 from .objectives import channel, logit
-from .render import DEFAULT_LR, visualize
+from .render import DEFAULT_LR, _model_device, resolve_amp, visualize
 
 LOGITS_GROUP = "logits"
 INDEX_FORMAT = 1
@@ -126,12 +128,12 @@ def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), ch
     layers = [s.strip() for s in layers.split(",") if s.strip()] if isinstance(layers, str) else list(layers)
     unknown = set(visualize_options) - (set(inspect.signature(visualize).parameters) - _OWN_OPTIONS)
     if unknown:
-        raise TypeError(f"atlas.run: unexpected options {sorted(unknown)}")
+        raise InvalidArgumentType(f"atlas.run: unexpected options {sorted(unknown)}")
     if not layers and logits is None:
-        raise ValueError("atlas: nothing to do; give layers and/or logits")
+        raise InvalidArgument("atlas: nothing to do; give layers and/or logits")
     batch_size = visualize_options.get("batch_size", 8)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        raise InvalidArgument(f"batch_size must be an int >= 1, got {batch_size!r}")
     progress = sys.stderr.isatty() if progress is None else progress
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -209,7 +211,7 @@ def _prepare(model, model_name, out_dir: Path, layers, channels, logits, new_run
     if stored_path.exists():
         stored = json.loads(stored_path.read_text(encoding="utf-8"))
         if stored != settings and any(True for _ in _read_shards(out_dir)):
-            raise ValueError(_mismatch_message(out_dir, stored, settings))
+            raise InvalidArgument(_mismatch_message(out_dir, stored, settings))
     _write_json(stored_path, settings)  # also replaces the settings of a folder with nothing done yet
     for temp in (*out_dir.glob("units/*/.*.tmp"), *out_dir.glob(".*.tmp")):
         temp.unlink(missing_ok=True)  # left by a killed run; no rank is writing yet
@@ -228,33 +230,13 @@ def _enumerate_units(model, layers, channels, logits, input_size, input_channels
     units = []
     for name in layers:
         count = as_bchw(acts[name]).shape[1]
-        units += [Unit(f"{name}:c{c}", name, c) for c in _select(channels, count, f"layer {name!r}", "channels")]
+        units += [Unit(f"{name}:c{c}", name, c) for c in checks.indices(channels, f"channels of layer {name!r}", count)]
     if logits is not None:
         count = as_bchw(acts[LOGITS]).shape[1]
         names = export._default_class_names() if count == 1000 else None  # 1000 classes: assume ImageNet's
         units += [Unit(f"logit:{i}", LOGITS_GROUP, i, names[i] if names else None)
-                  for i in _select(logits, count, "the model output", "logits")]
+                  for i in checks.indices(logits, "logits", count)]
     return units
-
-
-def _select(spec, count: int, where: str, what: str) -> list[int]:
-    """Indices from None (all), "a:b" / "a:" / ":b" / "a", a range or a list, clipped to count."""
-    if spec is None or spec == ":":
-        return list(range(count))
-    if isinstance(spec, int):
-        spec = [spec]
-    if isinstance(spec, str):
-        match = re.fullmatch(r"\s*(\d*)\s*(:?)\s*(\d*)\s*", spec)
-        if not match or not (match[1] or match[3]) or (match[3] and not match[2]):
-            raise ValueError(f"{what}: expected 'a:b', 'a:', ':b' or 'a', got {spec!r}")
-        start = int(match[1] or 0)
-        stop = (int(match[3]) if match[3] else count) if match[2] else start + 1
-        indices = list(range(start, min(stop, count)))
-    else:
-        indices = [i for i in spec if 0 <= i < count]
-    if not indices:
-        raise ValueError(f"{what} {spec!r} selects nothing: {where} has {count}")
-    return indices
 
 
 def image_settings(model: nn.Module, model_name: str, options: dict) -> dict[str, Any]:
@@ -268,6 +250,8 @@ def image_settings(model: nn.Module, model_name: str, options: dict) -> dict[str
         merged["input_size"] = models.default_input_size(model)
     if isinstance(merged["image_size"], int):
         merged["image_size"] = (merged["image_size"],) * 2
+    # The dtype "auto" stands for here, so that "auto" and its value name the same images.
+    merged["amp"] = resolve_amp(merged["amp"], _model_device(model))
     if merged["channels"] is None:
         merged["channels"] = models.input_channels(model, None, merged["input_size"])
     if merged["spectrum"] not in (None, "default", "imagenet"):

@@ -19,6 +19,8 @@ from collections import Counter
 import torch
 from torch import fx, nn
 
+from .checks import InvalidArgument
+
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -82,7 +84,7 @@ def fold_batchnorm(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
     among them keeps its BatchNorm.
     """
     if model.training:
-        raise ValueError("fold_batchnorm: the model must be in eval mode (train-mode BatchNorm uses batch statistics)")
+        raise InvalidArgument("fold_batchnorm: the model must be in eval mode (train-mode BatchNorm uses batch statistics)")
     keep = set(keep)
     modules = dict(model.named_modules())
     pairs = [(c, b) for c, b in conv_batchnorm_pairs(model) if c not in keep and _foldable(modules[c], modules[b])]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from .checks import InvalidArgument
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,8 +55,8 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="units optimized together (default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--amp", default="auto", choices=("auto", "none", "bfloat16", "float16"),
-                   help="autocast for the model pass; auto: bfloat16 on CPUs with native bf16 (measured 2x faster "
-                        "for lite0), none elsewhere (fp32 was faster than bf16 on an H100)")
+                   help="autocast for the model pass; auto: bfloat16 on CPUs with native bf16, none elsewhere "
+                        "(the library's default too)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                    help="memory the run may use, in GiB (default: most of what is free); the batch shrinks to fit")
@@ -113,15 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _amp(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        native_bf16 = device == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return torch.bfloat16 if native_bf16 else None
-    return {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
 def load_model(args, device=None):
     """The model the shared model options describe."""
     from . import models
@@ -132,7 +124,7 @@ def load_model(args, device=None):
     elif args.normalize is not None:
         values = args.normalize
         if len(values) % 2:
-            raise ValueError(f"--normalize: expected MEAN... STD... (as many of each), got {len(values)} values")
+            raise InvalidArgument(f"--normalize: expected MEAN... STD... (as many of each), got {len(values)} values")
         normalize = (values[: len(values) // 2], values[len(values) // 2:])
     zoo = args.model.startswith(("torchvision:", "timm:"))
     return models.load(args.model, weights=args.weights, num_classes=args.num_classes,
@@ -145,7 +137,7 @@ def visualize_kwargs(args) -> dict:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = dict(param=args.param, steps=args.steps, lr=args.lr, optimizer=args.optimizer, image_size=args.image_size,
-                  input_size=args.input_size, crops=args.crops, seed=args.seed, device=device, amp=_amp(args.amp, device),
+                  input_size=args.input_size, crops=args.crops, seed=args.seed, device=device, amp=args.amp,
                   batch_size=args.batch_size, progress=not args.no_progress, channels=args.input_channels)
     if args.box_size is not None:
         kwargs["box_size"] = tuple(args.box_size)
@@ -159,11 +151,11 @@ def visualize_kwargs(args) -> dict:
         kwargs["fold_batchnorm"] = False
     if args.spectrum != "default":
         kwargs["spectrum"] = args.spectrum
-    return {k: v for k, v in kwargs.items() if v is not None or k == "amp"}
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def cmd_visualize(args) -> int:
-    from . import export, models
+    from . import export
     from .imagenet_classes import IMAGENET_CLASSES
     from .render import VisualizationInterrupted, visualize
 

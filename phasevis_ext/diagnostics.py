@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import InvalidArgument
+
 DEFAULT_BAND = (0.01, 0.1)
 
 
@@ -69,10 +71,10 @@ def fit_power_law(freqs: np.ndarray, values: np.ndarray, band=DEFAULT_BAND):
     """
     lo, hi = band
     if not (0 < lo < hi):
-        raise ValueError(f"band: expected 0 < low < high, got {band!r}")
+        raise InvalidArgument(f"band: expected 0 < low < high, got {band!r}")
     inside = (freqs >= lo) & (freqs <= hi)
     if inside.sum() < 2:
-        raise ValueError(f"band: {band!r} holds fewer than 2 radial bins (lowest {freqs.min():.4g}, "
+        raise InvalidArgument(f"band: {band!r} holds fewer than 2 radial bins (lowest {freqs.min():.4g}, "
                          f"highest {freqs.max():.4g} cycles/pixel)")
     x = np.log10(freqs[inside])
     w = 1.0 / freqs[inside]
@@ -104,7 +106,7 @@ def radial_power(images, *, band=DEFAULT_BAND, bin_width: float | None = None) -
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or min(x.shape) == 0:
-        raise ValueError(f"images: expected (H, W), (C, H, W) or (B, C, H, W), got shape {x.shape}")
+        raise InvalidArgument(f"images: expected (H, W), (C, H, W) or (B, C, H, W), got shape {x.shape}")
     h, w = x.shape[-2:]
     x = x - x.mean(axis=(-2, -1), keepdims=True)
     power = (np.abs(np.fft.rfft2(x)) ** 2).mean(axis=0) / (h * w)
@@ -124,11 +126,11 @@ def radial_profile(magnitude, *, source_width: int | None = None, band=DEFAULT_B
     if m.ndim == 2:
         m = m[None]
     if m.ndim != 3 or min(m.shape) == 0:
-        raise ValueError(f"magnitude: expected (C, H, W//2+1), got shape {m.shape}")
+        raise InvalidArgument(f"magnitude: expected (C, H, W//2+1), got shape {m.shape}")
     h, wr = m.shape[-2:]
     w = 2 * (wr - 1) if source_width is None else int(source_width)
     if w // 2 + 1 != wr or w < 1:
-        raise ValueError(f"source_width: {w} does not match {wr} rfft columns (need width // 2 + 1 == {wr})")
+        raise InvalidArgument(f"source_width: {w} does not match {wr} rfft columns (need width // 2 + 1 == {wr})")
     if normalize:
         m = m / np.sqrt(h * w)
     freqs, radial = radial_average(m, h, w, bin_width)
@@ -143,7 +145,7 @@ def plot_radial_profiles(named_profiles: Mapping[str, RadialProfile | RadialPowe
     from matplotlib.figure import Figure  # a bare Figure never touches pyplot's global backend
 
     if not named_profiles:
-        raise ValueError("named_profiles: nothing to plot")
+        raise InvalidArgument("named_profiles: nothing to plot")
     channels = max(_values(p).shape[0] for p in named_profiles.values())
     if channel_names is None:
         channel_names = ["dec 0 (achromatic)", "dec 1 (red-blue)", "dec 2 (green-magenta)"] if channels == 3 else \

@@ -13,7 +13,6 @@ import html
 import json
 import math
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-_LOGIT = re.compile(r"logit\((\d+)\)")
+from .checks import InvalidArgument
+
 
 
 def _atomic_write(path, write: Callable, mode: str = "wb") -> Path:
@@ -51,7 +51,7 @@ def _to_uint8(t: torch.Tensor) -> np.ndarray:
 def _check_image(image) -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] < 1:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a (C, H, W) tensor, got {shape}")
+        raise InvalidArgument(f"image must be a (C, H, W) tensor, got {shape}")
     return image
 
 
@@ -111,7 +111,7 @@ def display_alpha(alpha: torch.Tensor, percentile: float = 99.0) -> torch.Tensor
     transparent. A map with no positive value gives a fully opaque alpha (nothing to show).
     """
     if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+        raise InvalidArgument(f"percentile must be in (0, 100], got {percentile}")
     alpha = alpha.detach().float().cpu()
     level = torch.quantile(alpha.flatten(), percentile / 100)
     if level <= 0:
@@ -127,7 +127,7 @@ def save_rgba(image: torch.Tensor, alpha: torch.Tensor, path, percentile: float 
     image = _check_image(image)
     alpha = alpha.reshape(alpha.shape[-2:]) if alpha.dim() == 3 and alpha.shape[0] == 1 else alpha
     if alpha.shape != image.shape[1:]:
-        raise ValueError(f"alpha must be (1, H, W) or (H, W) matching the image's {tuple(image.shape[1:])}, "
+        raise InvalidArgument(f"alpha must be (1, H, W) or (H, W) matching the image's {tuple(image.shape[1:])}, "
                          f"got {tuple(alpha.shape)}")
     shown = display_alpha(alpha, percentile)
     if image.shape[0] == 3:
@@ -159,10 +159,10 @@ def contact_sheet(images, labels: Sequence[str] | None = None, path=None, *, col
     under each; saved to `path` if given."""
     images = list(images)
     if not images:
-        raise ValueError("contact_sheet needs at least one image")
+        raise InvalidArgument("contact_sheet needs at least one image")
     tiles = [display_image(image).convert("RGB") for image in images]
     if labels is not None and len(labels) != len(images):
-        raise ValueError(f"labels: need one per image ({len(images)}), got {len(labels)}")
+        raise InvalidArgument(f"labels: need one per image ({len(images)}), got {len(labels)}")
     cols = cols or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)
     height = max(tile.height for tile in tiles)
@@ -191,12 +191,12 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "..."
 
 
-def class_label(description: str, class_names: Sequence[str] | None) -> str | None:
-    """The class name of a 'logit(i)' objective, when class_names knows index i."""
-    match = _LOGIT.fullmatch(description)
-    if match is None or not class_names:
+def class_label(unit, class_names: Sequence[str] | None) -> str | None:
+    """The class name of a logit unit (an `objectives.Unit`, or its (kind, layer, index) list
+    from JSON), when class_names knows its index."""
+    if unit is None or not class_names or unit[0] != "logit":
         return None
-    index = int(match[1])
+    index = unit[2]
     return class_names[index] if index < len(class_names) else None
 
 
@@ -210,13 +210,16 @@ def _default_class_names() -> Sequence[str] | None:
 
 def _units(result, class_names, files=None) -> list[dict]:
     units = []
-    for index, (description, unit_id) in enumerate(zip(result.objectives, result.unit_ids)):
+    refs = getattr(result, "units", None) or [None] * len(result.objectives)
+    for index, (description, unit_id, ref) in enumerate(zip(result.objectives, result.unit_ids, refs)):
         score = float(result.scores[index])
         unit = {"index": index, "unit_id": unit_id, "objective": description,
                 "score": score if math.isfinite(score) else None}
         if getattr(result, "partial", None) is not None and bool(result.partial[index]):
             unit["partial"] = True  # cut short by Ctrl-C: the image is what the run had reached
-        name = class_label(description, class_names)
+        if ref is not None:
+            unit["unit"] = {"kind": ref[0], "layer": ref[1], "index": ref[2]}
+        name = class_label(ref, class_names)
         if name is not None:
             unit["class_name"] = name
         if files is not None:

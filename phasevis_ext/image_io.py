@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .checks import InvalidArgument, InvalidArgumentType
+
 # PIL opens 16-bit greyscale files in these modes; their range is 0..65535.
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
@@ -36,7 +38,7 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     """Every non-hidden file under `folder`, sorted so runs are reproducible."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"images: {str(folder)!r} is not a folder")
+        raise InvalidArgument(f"images: {str(folder)!r} is not a folder")
     return sorted(
         p for p in folder.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
@@ -86,13 +88,13 @@ def read_npy(path: str | os.PathLike) -> list[np.ndarray]:
     """The images of an .npy file as (H, W, C) float32 arrays (see the module doc for layouts)."""
     array = np.load(path, allow_pickle=False)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or np.iscomplexobj(array):
-        raise ValueError(f"expected a real numeric array, got dtype {array.dtype}")
+        raise InvalidArgument(f"expected a real numeric array, got dtype {array.dtype}")
     if array.ndim == 2:
         array = array[None, None]
     elif array.ndim == 3:
         array = array[None]
     if array.ndim != 4 or 0 in array.shape:
-        raise ValueError(f"expected (H, W), (C, H, W) or (N, C, H, W), got shape {array.shape}")
+        raise InvalidArgument(f"expected (H, W), (C, H, W) or (N, C, H, W), got shape {array.shape}")
     return [np.ascontiguousarray(_scaled(image).transpose(1, 2, 0)) for image in array]
 
 
@@ -106,11 +108,11 @@ def as_rgb_array(image) -> np.ndarray:
     elif isinstance(image, np.ndarray):
         array = image
     else:
-        raise TypeError(f"images: expected a path, numpy array or torch tensor, got {type(image).__name__}")
+        raise InvalidArgumentType(f"images: expected a path, numpy array or torch tensor, got {type(image).__name__}")
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
-        raise ValueError(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor with C in 1, 3, 4; "
+        raise InvalidArgument(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor with C in 1, 3, 4; "
                          f"got shape {tuple(image.shape)}")
     array = _scaled(array)
     if array.shape[-1] == 1:
@@ -127,11 +129,11 @@ def as_array(image) -> np.ndarray:
     elif isinstance(image, np.ndarray):
         array = image
     else:
-        raise TypeError(f"images: expected a path, numpy array or torch tensor, got {type(image).__name__}")
+        raise InvalidArgumentType(f"images: expected a path, numpy array or torch tensor, got {type(image).__name__}")
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or 0 in array.shape:
-        raise ValueError(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor, got shape "
+        raise InvalidArgument(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor, got shape "
                          f"{tuple(image.shape)}")
     return _scaled(array)
 
@@ -141,7 +143,7 @@ def _with_channels(name: str, array: np.ndarray, channels: int) -> np.ndarray:
         return array
     if channels == 3 and array.shape[-1] == 1:
         return np.repeat(array, 3, axis=-1)  # a greyscale photo among colour ones
-    raise ValueError(f"images: {name} has {array.shape[-1]} channels where the others have {channels}; "
+    raise InvalidArgument(f"images: {name} has {array.shape[-1]} channels where the others have {channels}; "
                      "a spectrum is computed from images with one channel count")
 
 

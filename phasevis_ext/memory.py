@@ -15,13 +15,15 @@ import os
 import torch
 from torch import nn
 
+from .checks import InvalidArgument
+
 GIB = 1024**3
 # Part of the free memory a run may plan for: the rest is headroom for the allocator, the
 # framework's workspaces and whatever else the process holds.
 FREE_FRACTION = {"cpu": 0.7, "cuda": 0.85}
 
 
-class MemoryBudgetError(ValueError):
+class MemoryBudgetError(InvalidArgument):
     """A run that cannot fit its memory budget even with one unit per batch."""
 
 
@@ -83,7 +85,7 @@ def plan_batch_size(model, *, batch_size: int, input_size: int, crops: int, imag
     """The largest batch size <= `batch_size` whose estimate fits `budget` (bytes; None: automatic)."""
     budget = default_budget(device) if budget is None else int(budget)
     if budget <= 0:
-        raise ValueError(f"memory_budget must be positive, got {budget}")
+        raise InvalidArgument(f"memory_budget must be positive, got {budget}")
     per_unit = unit_bytes(model, input_size=input_size, crops=crops, image_size=image_size, device=device, amp=amp,
                           channels=channels)
     fits = budget // per_unit

@@ -42,6 +42,7 @@ import torchvision
 from torch import nn
 
 from .activations import forward_hooks
+from .checks import InvalidArgument, InvalidArgumentType, positive_int
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -98,7 +99,7 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
         _check_load_options(name, weights, num_classes, channels)
         net, stats, size = name, None, None
     elif not isinstance(name, str):
-        raise TypeError(f"model: expected a name or an nn.Module, got {type(name).__name__}")
+        raise InvalidArgumentType(f"model: expected a name or an nn.Module, got {type(name).__name__}")
     else:
         net, stats, size = _build(name, weights=weights, num_classes=num_classes, channels=channels,
                                   pretrained=pretrained and weights is None)
@@ -117,7 +118,7 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
 
 def _check_load_options(module, weights, num_classes, channels) -> None:
     if num_classes is not None or channels is not None:
-        raise ValueError("num_classes and channels apply to models built by name, not to an nn.Module")
+        raise InvalidArgument("num_classes and channels apply to models built by name, not to an nn.Module")
 
 
 def _build(name: str, *, weights, num_classes, channels, pretrained: bool):
@@ -125,7 +126,7 @@ def _build(name: str, *, weights, num_classes, channels, pretrained: bool):
     factory = _FACTORY_SPEC.fullmatch(name)
     if name in _EFFICIENTNET_LITE:
         if num_classes is not None or channels is not None:
-            raise ValueError(f"num_classes and channels do not apply to {name}; use torchvision:, timm: or a factory")
+            raise InvalidArgument(f"num_classes and channels do not apply to {name}; use torchvision:, timm: or a factory")
         return _load_efficientnet_lite(name, pretrained), ((0.5,) * 3, (0.5,) * 3), _EFFICIENTNET_LITE[name][3]
     if name.startswith("torchvision:"):
         net, mean, std, size = _load_torchvision(name.removeprefix("torchvision:"), pretrained, num_classes, channels)
@@ -133,13 +134,13 @@ def _build(name: str, *, weights, num_classes, channels, pretrained: bool):
         net, mean, std, size = _load_timm(name.removeprefix("timm:"), pretrained, num_classes, channels)
     elif factory is not None:
         if channels is not None:
-            raise ValueError("channels does not apply to a factory model: build it with its channels")
+            raise InvalidArgument("channels does not apply to a factory model: build it with its channels")
         return _from_factory(factory[1], factory[2], num_classes), None, None
     elif Path(name).suffix in TORCHSCRIPT_SUFFIXES or Path(name).is_file():
         if num_classes is not None or channels is not None:
-            raise ValueError("num_classes and channels do not apply to a TorchScript model")
+            raise InvalidArgument("num_classes and channels do not apply to a TorchScript model")
         if weights is not None:
-            raise ValueError("weights: a TorchScript file carries its own weights; leave --weights out")
+            raise InvalidArgument("weights: a TorchScript file carries its own weights; leave --weights out")
         return _from_torchscript(name), None, None
     else:
         raise _unknown_model(name)
@@ -186,21 +187,20 @@ def input_channels(model: nn.Module, channels: int | None = None, input_size: in
     ValueError asks for `channels`. A given `channels` that the model rejects is a ValueError too.
     """
     if channels is not None:
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be an int >= 1, got {channels!r}")
+        positive_int(channels, "channels")
     known = getattr(model, _CHANNELS_ATTR, None)
     conv = first_convolution(model)
     guess = channels or known or (conv[1] if conv else None)
     if guess is None:
-        raise ValueError(f"channels: cannot infer the input channels of {type(model).__name__} (no convolution "
+        raise InvalidArgument(f"channels: cannot infer the input channels of {type(model).__name__} (no convolution "
                          "or patch embedding found); pass channels=C (--input-channels C on the command line)")
     error = _probe(model, guess, input_size or default_input_size(model))
     if error is None:
         return guess
     if channels is not None:
         where = f"; its first convolution {conv[0]!r} takes {conv[1]}" if conv and conv[1] != channels else ""
-        raise ValueError(f"channels: the model does not run on {channels}-channel images{where} ({error})")
-    raise ValueError(f"channels: cannot infer the input channels of {type(model).__name__}: its first convolution "
+        raise InvalidArgument(f"channels: the model does not run on {channels}-channel images{where} ({error})")
+    raise InvalidArgument(f"channels: cannot infer the input channels of {type(model).__name__}: its first convolution "
                      f"{conv[0]!r} takes {guess}, but a forward pass with {guess} channels failed ({error}); "
                      "pass channels=C (--input-channels C on the command line)")
 
@@ -284,7 +284,7 @@ def _normalization(normalize, default):
     """(mean, std) tuples to apply, or None."""
     if isinstance(normalize, str):
         if normalize != "default":
-            raise ValueError(f"normalize must be 'default', None or (mean, std), got {normalize!r}")
+            raise InvalidArgument(f"normalize must be 'default', None or (mean, std), got {normalize!r}")
         return default
     if normalize is None or normalize is False:
         return None
@@ -292,9 +292,9 @@ def _normalization(normalize, default):
         mean, std = normalize
         mean, std = (tuple(float(v) for v in ([x] if isinstance(x, (int, float)) else x)) for x in (mean, std))
     except (TypeError, ValueError):
-        raise ValueError(f"normalize must be (mean, std), each a number or one per channel, got {normalize!r}") from None
+        raise InvalidArgument(f"normalize must be (mean, std), each a number or one per channel, got {normalize!r}") from None
     if len(mean) != len(std) or not all(s > 0 for s in std) or not all(map(_finite, mean + std)):
-        raise ValueError(f"normalize: mean and std need the same number of finite values and std > 0, "
+        raise InvalidArgument(f"normalize: mean and std need the same number of finite values and std > 0, "
                          f"got {normalize!r}")
     return mean, std
 
@@ -328,7 +328,7 @@ def _normalize_hook(net: nn.Module, args):
         return None
     images, *rest = args
     if images.shape[1] != net.input_mean.shape[1] and net.input_mean.shape[1] != 1:
-        raise ValueError(f"normalize: {net.input_mean.shape[1]} means and stds for {images.shape[1]}-channel "
+        raise InvalidArgument(f"normalize: {net.input_mean.shape[1]} means and stds for {images.shape[1]}-channel "
                          "images; give one value or one per channel")
     return ((images - net.input_mean) / net.input_std, *rest)
 
@@ -370,26 +370,26 @@ def load_weights(net: nn.Module, path) -> dict:
             warnings.simplefilter("ignore")  # its advice would only repeat the error below
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many kinds for a file it cannot read; all mean the same
-        raise ValueError(f"weights: {str(path)!r} is not a PyTorch state dict or checkpoint of tensors "
+        raise InvalidArgument(f"weights: {str(path)!r} is not a PyTorch state dict or checkpoint of tensors "
                          f"(torch.load with weights_only=True failed: {_short(err)}). A TorchScript file is a "
                          "model: pass it as --model FILE") from None
     state = _state_dict_in(checkpoint)
     if state is None:
         keys = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ValueError(f"weights: {str(path)!r} holds no state dict (found {keys}); expected a state dict or a "
+        raise InvalidArgument(f"weights: {str(path)!r} holds no state dict (found {keys}); expected a state dict or a "
                          f"checkpoint with one under {', '.join(CHECKPOINT_KEYS)}")
     expected = net.state_dict()
     state = _strip_wrapper_prefix(state, expected)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise ValueError(f"weights: {str(path)!r} does not fit {type(net).__name__}: "
+        raise InvalidArgument(f"weights: {str(path)!r} does not fit {type(net).__name__}: "
                          f"{len(missing)} missing keys {_first(missing)}, {len(unexpected)} unexpected keys "
                          f"{_first(unexpected)}")
     wrong = [f"{k} {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
              for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)]
     if wrong:
-        raise ValueError(f"weights: {str(path)!r} has other shapes than {type(net).__name__}: {'; '.join(wrong[:3])}"
+        raise InvalidArgument(f"weights: {str(path)!r} has other shapes than {type(net).__name__}: {'; '.join(wrong[:3])}"
                          f"{' ...' if len(wrong) > 3 else ''} (a head of another size needs --num-classes, "
                          "other input channels --input-channels)")
     net.load_state_dict(state, strict=True)
@@ -448,17 +448,17 @@ def _from_factory(file: str, function: str, num_classes: int | None) -> nn.Modul
         spec.loader.exec_module(module)
     except Exception as err:
         del sys.modules[module_name]
-        raise ValueError(f"model: running {file!r} raised {type(err).__name__}: {err}") from err
+        raise InvalidArgument(f"model: running {file!r} raised {type(err).__name__}: {err}") from err
     factory = getattr(module, function, None)
     if not callable(factory):
         found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        raise ValueError(f"model: {file!r} has no callable {function!r} (callables there: {', '.join(found)})")
+        raise InvalidArgument(f"model: {file!r} has no callable {function!r} (callables there: {', '.join(found)})")
     try:
         net = factory() if num_classes is None else factory(num_classes=num_classes)
     except Exception as err:
-        raise ValueError(f"model: {file}:{function}() raised {type(err).__name__}: {err}") from err
+        raise InvalidArgument(f"model: {file}:{function}() raised {type(err).__name__}: {err}") from err
     if not isinstance(net, nn.Module):
-        raise ValueError(f"model: {file}:{function}() returned {type(net).__name__}, not an nn.Module")
+        raise InvalidArgument(f"model: {file}:{function}() returned {type(net).__name__}, not an nn.Module")
     return net
 
 
@@ -472,7 +472,7 @@ def _from_torchscript(file: str) -> nn.Module:
             # Wrapped: a ScriptModule refuses requires_grad_, hooks and most of what nn.Module offers.
             return ScriptedModel(torch.jit.load(str(path), map_location="cpu"))
     except Exception as err:  # noqa: BLE001 - torch.jit.load has no narrower error for a foreign file
-        raise ValueError(f"model: {file!r} is not a TorchScript module ({_short(err)}). A state dict goes with "
+        raise InvalidArgument(f"model: {file!r} is not a TorchScript module ({_short(err)}). A state dict goes with "
                          "--weights: --model torchvision:NAME --weights FILE, or --model file.py:factory "
                          "--weights FILE") from None
 
@@ -498,7 +498,7 @@ def _torchvision_preset(arch: str):
     known = torchvision.models.list_models(module=torchvision.models)
     if arch not in known:
         close = difflib.get_close_matches(arch, known, n=5)
-        raise ValueError(f"model: unknown torchvision classification model {arch!r}"
+        raise InvalidArgument(f"model: unknown torchvision classification model {arch!r}"
                          + (f"; did you mean {', '.join(close)}?" if close else ""))
     try:
         weights = torchvision.models.get_model_weights(arch).DEFAULT
@@ -514,7 +514,7 @@ def _with_input_channels(net: nn.Module, channels: int) -> nn.Module:
     """The network with its stem convolution rebuilt for `channels` inputs (random weights)."""
     found = first_convolution(net)
     if found is None:
-        raise ValueError(f"channels: {type(net).__name__} has no convolution to take {channels} channels")
+        raise InvalidArgument(f"channels: {type(net).__name__} has no convolution to take {channels} channels")
     name, _ = found
     parent_name, _, child = name.rpartition(".")
     old = net.get_submodule(name)
@@ -525,9 +525,7 @@ def _with_input_channels(net: nn.Module, channels: int) -> nn.Module:
 
 
 def _check_count(value, name: str) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+    return None if value is None else positive_int(value, name)
 
 
 def _load_torchvision(arch: str, pretrained: bool, num_classes: int | None = None, channels: int | None = None):
@@ -538,10 +536,10 @@ def _load_torchvision(arch: str, pretrained: bool, num_classes: int | None = Non
         net = torchvision.models.get_model(arch, weights=None, **kwargs)
         return (net if channels in (None, 3) else _with_input_channels(net, channels)), mean, std, size
     if num_classes is not None or channels not in (None, 3):
-        raise ValueError(f"torchvision:{arch}: the pretrained weights have 1000 classes and 3 channels; "
+        raise InvalidArgument(f"torchvision:{arch}: the pretrained weights have 1000 classes and 3 channels; "
                          "give your own weights file for another head or input")
     if weights is None:
-        raise ValueError(f"torchvision:{arch} has no pretrained weights; use pretrained=False or a weights file")
+        raise InvalidArgument(f"torchvision:{arch} has no pretrained weights; use pretrained=False or a weights file")
     checkpoint = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(
@@ -559,7 +557,7 @@ def _timm_model(arch: str, checkpoint: str | None = None, **kwargs) -> nn.Module
     except ImportError as err:
         raise ImportError("timm models need `pip install timm`") from err
     if not timm.is_model(arch):
-        raise ValueError(f"model: unknown timm model {arch!r}")
+        raise InvalidArgument(f"model: unknown timm model {arch!r}")
     if checkpoint is None:
         return timm.create_model(arch, pretrained=False, **kwargs)
     # Point timm at the local file (source "" overrides "hf-hub") so that it cannot reach for the network.

@@ -15,14 +15,14 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
-import operator
-import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import torch
 
 from .activations import LOGITS, as_bchw
+from . import checks
+from .checks import InvalidArgument, InvalidArgumentType, non_negative_int
 
 Acts = Mapping[str, torch.Tensor]
 ScoreFn = Callable[[Acts], torch.Tensor]
@@ -45,7 +45,7 @@ def _checked_index(values: list[int], size: int, what: str, layer: str, device) 
     if too_big >= size:
         where = "the model output" if layer == LOGITS else f"layer {layer!r}"
         plural = what + ("es" if what.endswith("s") else "s")
-        raise ValueError(f"{what} {too_big} is out of range: {where} has {size} {plural}")
+        raise InvalidArgument(f"{what} {too_big} is out of range: {where} has {size} {plural}")
     return torch.tensor(values, device=device)
 
 
@@ -116,7 +116,7 @@ class _Direction(_Term):
         grid = _by_unit(as_bchw(act), crops)[units]  # (G, K, C, H, W)
         vectors = torch.stack([t.vector for t in terms]).to(grid)  # (G, C)
         if vectors.shape[1] != grid.shape[2]:
-            raise ValueError(f"direction has {vectors.shape[1]} entries but layer {terms[0].layer!r} "
+            raise InvalidArgument(f"direction has {vectors.shape[1]} entries but layer {terms[0].layer!r} "
                              f"has {grid.shape[2]} channels")
         dot = torch.einsum("gkchw,gc->gkhw", grid, vectors)
         power = terms[0].cossim_power
@@ -144,6 +144,15 @@ def _is_scalar(value) -> bool:
     return isinstance(value, numbers.Real)
 
 
+class Unit(NamedTuple):
+    """What a primitive objective reads: kind "logit" (layer None), "channel", "neuron" or "layer"
+    (index None). Export labels results with it; combinations of objectives have none."""
+
+    kind: str
+    layer: str | None
+    index: int | None
+
+
 @dataclass(frozen=True, eq=False)
 class Objective:
     """A (B,) score to maximize, from activations; build with the factories below, combine with + - * /.
@@ -158,11 +167,13 @@ class Objective:
     fn: ScoreFn | None = field(default=None, repr=False)
     terms: tuple[tuple[float, _Term], ...] = field(default=(), repr=False)
     _is_sum: bool = field(default=False, repr=False)  # parenthesize when it is an operand
+    unit: Unit | None = None
 
     @classmethod
-    def _linear(cls, description: str, terms, is_sum: bool = False) -> Objective:
+    def _linear(cls, description: str, terms, is_sum: bool = False, unit: Unit | None = None) -> Objective:
         names = {term.layer for _, term in terms}
-        return cls(description, frozenset(names - {LOGITS}), LOGITS in names, terms=tuple(terms), _is_sum=is_sum)
+        return cls(description, frozenset(names - {LOGITS}), LOGITS in names, terms=tuple(terms), _is_sum=is_sum,
+                   unit=unit)
 
     def __call__(self, acts: Acts) -> torch.Tensor:
         """(B,) scores of every batch row."""
@@ -242,7 +253,7 @@ def objective(func: Callable | None = None, *, layer_args: Sequence[str] = ("lay
         signature = inspect.signature(func)
         unknown = [name for name in layer_args if name not in signature.parameters]
         if unknown:
-            raise TypeError(f"@objective: {func.__name__} has no parameter {unknown[0]!r} (layer_args)")
+            raise InvalidArgumentType(f"@objective: {func.__name__} has no parameter {unknown[0]!r} (layer_args)")
 
         @functools.wraps(func)
         def factory(*args, **kwargs) -> Objective:
@@ -265,37 +276,31 @@ def objective(func: Callable | None = None, *, layer_args: Sequence[str] = ("lay
 # Primitive objectives.
 
 
-def _non_negative(value, what: str) -> int:
-    value = operator.index(value)
-    if value < 0:
-        raise ValueError(f"{what} must be >= 0, got {value}")
-    return value
-
-
 def logit(index: int) -> Objective:
     """The model output (pre-softmax) for class `index`."""
-    index = _non_negative(index, "class index")
-    return Objective._linear(f"logit({index})", [(1.0, _Channel(LOGITS, index))])
+    index = non_negative_int(index, "class index")
+    return Objective._linear(f"logit({index})", [(1.0, _Channel(LOGITS, index))], unit=Unit("logit", None, index))
 
 
 def channel(layer: str, c: int) -> Objective:
     """Mean of channel c over all positions of `layer`."""
-    c = _non_negative(c, "channel")
-    return Objective._linear(f"channel({layer}, {c})", [(1.0, _Channel(layer, c))])
+    c = non_negative_int(c, "channel")
+    return Objective._linear(f"channel({layer}, {c})", [(1.0, _Channel(layer, c))], unit=Unit("channel", layer, c))
 
 
 def neuron(layer: str, c: int, x: int | None = None, y: int | None = None) -> Objective:
     """Channel c at column x, row y of `layer`; None means the centre (W // 2, H // 2)."""
-    c = _non_negative(c, "channel")
-    x = None if x is None else _non_negative(x, "x")
-    y = None if y is None else _non_negative(y, "y")
+    c = non_negative_int(c, "channel")
+    x = None if x is None else non_negative_int(x, "x")
+    y = None if y is None else non_negative_int(y, "y")
     where = "" if x is None and y is None else f", x={x}, y={y}"
-    return Objective._linear(f"neuron({layer}, {c}{where})", [(1.0, _Neuron(layer, c, x, y))])
+    return Objective._linear(f"neuron({layer}, {c}{where})", [(1.0, _Neuron(layer, c, x, y))],
+                             unit=Unit("neuron", layer, c))
 
 
 def layer(layer: str) -> Objective:
     """Mean square of every activation of `layer` (DeepDream)."""
-    return Objective._linear(f"layer({layer})", [(1.0, _LayerEnergy(layer))])
+    return Objective._linear(f"layer({layer})", [(1.0, _LayerEnergy(layer))], unit=Unit("layer", layer, None))
 
 
 def direction(layer: str, vector, cossim_power: float = 0.0) -> Objective:
@@ -306,7 +311,7 @@ def direction(layer: str, vector, cossim_power: float = 0.0) -> Objective:
     """
     vector = torch.as_tensor(vector, dtype=torch.float32).detach()
     if vector.dim() != 1:
-        raise ValueError(f"direction vector must be 1-D (one entry per channel), got shape {tuple(vector.shape)}")
+        raise InvalidArgument(f"direction vector must be 1-D (one entry per channel), got shape {tuple(vector.shape)}")
     power = float(cossim_power)
     suffix = f", cossim_power={power:g}" if power else ""
     return Objective._linear(f"direction({layer}, {_format_arg(vector)}{suffix})",
@@ -326,14 +331,14 @@ def batched_score(objectives: Sequence[Objective], acts: Acts, crops_per_unit: i
     """
     count, crops = len(objectives), crops_per_unit
     if count == 0:
-        raise ValueError("batched_score needs at least one objective")
+        raise InvalidArgument("batched_score needs at least one objective")
     needed = set().union(*(obj.layers for obj in objectives))
     if any(obj.needs_logits for obj in objectives):
         needed.add(LOGITS)
     for name in needed:
         rows = _layer_act(acts, name).shape[0]
         if rows != count * crops:
-            raise ValueError(f"activations of {name!r} have {rows} rows, expected {count} units x {crops} crops")
+            raise InvalidArgument(f"activations of {name!r} have {rows} rows, expected {count} units x {crops} crops")
 
     groups: dict[tuple, tuple[list[int], list[float], list[_Term]]] = {}
     opaque = []
@@ -369,41 +374,33 @@ def batched_score(objectives: Sequence[Objective], acts: Acts, crops_per_unit: i
 # ---------------------------------------------------------------------------------------------
 # Parsing "LAYER:INDICES" targets.
 
-_INDEX_TOKEN = re.compile(r"(\d+)(?:-(\d+))?")
-_TARGET_HELP = "expected [neuron:|channel:]LAYER:INDICES or logit:INDICES, e.g. '_blocks.15:0-15', 'logit:1,207'"
-
-
-def _parse_indices(text: str, spec: str) -> list[int]:
-    indices = []
-    for token in text.split(","):
-        match = _INDEX_TOKEN.fullmatch(token.strip())
-        if not match:
-            raise ValueError(f"bad index {token.strip()!r} in target {spec!r}: use N, A-B (inclusive) "
-                             f"or comma lists such as 1,3,7")
-        start = int(match[1])
-        stop = int(match[2]) if match[2] else start
-        if stop < start:
-            raise ValueError(f"bad range {token.strip()!r} in target {spec!r}: {start} > {stop}")
-        indices.extend(range(start, stop + 1))
-    return indices
+_TARGET_HELP = ("expected LAYER:INDICES, logit:INDICES, neuron:LAYER:INDICES or LAYER (the whole layer), "
+                "e.g. '_blocks.15:0-15', 'logit:1,207'")
 
 
 def _parse_spec(spec: str) -> list[Objective]:
-    # Split on the last ':' so that only the indices come after it.
-    head, sep, indices = spec.strip().rpartition(":")
-    if not sep or not head.strip() or not indices.strip():
-        raise ValueError(f"bad target {spec!r}: {_TARGET_HELP}")
-    head = head.strip()
-    kind, _, layer_name = head.partition(":")
-    if head in ("logit", "logits"):
-        make = logit
-    elif kind in ("channel", "neuron"):
-        if not layer_name:
-            raise ValueError(f"bad target {spec!r}: missing the layer after {kind!r}; {_TARGET_HELP}")
-        make = functools.partial(channel if kind == "channel" else neuron, layer_name)
+    text = spec.strip()
+    kind, rest = "channel", text
+    for prefix in ("logits:", "logit:", "channel:", "neuron:"):
+        if text.startswith(prefix):
+            kind, rest = prefix.rstrip("s:"), text[len(prefix):]
+            break
+    if kind == "logit":
+        layer_name, indices = None, rest
     else:
-        make = functools.partial(channel, head)
-    return [make(i) for i in _parse_indices(indices, spec)]
+        # Module names have no ':', so the first one ends the layer and the indices may hold more.
+        layer_name, sep, indices = rest.partition(":")
+        layer_name = layer_name.strip()
+        if not layer_name:
+            raise InvalidArgument(f"bad target {spec!r}: missing the layer; {_TARGET_HELP}")
+        if not sep:
+            if kind == "neuron":
+                raise InvalidArgument(f"bad target {spec!r}: missing the channels; {_TARGET_HELP}")
+            return [layer(layer_name)]
+    if not indices.strip():
+        raise InvalidArgument(f"bad target {spec!r}: missing the indices; {_TARGET_HELP}")
+    make = logit if kind == "logit" else functools.partial(channel if kind == "channel" else neuron, layer_name)
+    return [make(i) for i in checks.indices(indices.strip(), f"target {spec!r}")]
 
 
 def parse_targets(targets: str | Objective | Iterable[str | Objective]) -> list[Objective]:
@@ -415,7 +412,7 @@ def parse_targets(targets: str | Objective | Iterable[str | Objective]) -> list[
     objectives = []
     for target in targets:
         if not isinstance(target, (str, Objective)):
-            raise TypeError(f"target must be a string or an Objective, got {type(target).__name__}: {target!r}")
+            raise InvalidArgumentType(f"target must be a string or an Objective, got {type(target).__name__}: {target!r}")
         objectives.extend(parse_targets(target))
     return objectives
 
@@ -424,5 +421,5 @@ def parse_target(target: str | Objective) -> Objective:
     """Exactly one objective from a target string (or an Objective, returned unchanged)."""
     objectives = parse_targets(target)
     if len(objectives) != 1:
-        raise ValueError(f"target {target!r} names {len(objectives)} objectives, expected one")
+        raise InvalidArgument(f"target {target!r} names {len(objectives)} objectives, expected one")
     return objectives[0]

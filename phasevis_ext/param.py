@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from . import ops
+from .checks import InvalidArgument, image_size
 from .color import default_color_matrix
 from .reference import fourier_synthesis_reference, maco_synthesis_reference
-from .spectrum import natural_magnitude, parse_size
+from .spectrum import natural_magnitude
 from .synthesis import fourier_scale
 
 PARAMS = ("maco", "fourier", "pixel")
@@ -66,10 +67,10 @@ def _color_matrix(color_matrix, channels: int, *, device, dtype) -> torch.Tensor
         return default_color_matrix(channels, dtype=dtype, device=device)
     k = torch.as_tensor(color_matrix).to(device=device, dtype=dtype)
     if k.shape != (channels, channels):
-        raise ValueError(f"color_matrix must be ({channels}, {channels}) for {channels} channels, "
+        raise InvalidArgument(f"color_matrix must be ({channels}, {channels}) for {channels} channels, "
                          f"got {tuple(k.shape)}")
     if not torch.isfinite(k).all():
-        raise ValueError("color_matrix contains non-finite values")
+        raise InvalidArgument("color_matrix contains non-finite values")
     return k.contiguous()
 
 
@@ -90,7 +91,7 @@ class MacoParam(ImageParam):
             magnitude = natural_magnitude((height, width), channels, device=device, dtype=dtype)
         magnitude = torch.as_tensor(magnitude).to(device=device, dtype=dtype)
         if magnitude.shape != shape:
-            raise ValueError(f"magnitude must have shape (C, H, W//2+1) = {shape}, got {tuple(magnitude.shape)}")
+            raise InvalidArgument(f"magnitude must have shape (C, H, W//2+1) = {shape}, got {tuple(magnitude.shape)}")
         super().__init__(size, _per_unit_normal(shape, generators, std, device=device, dtype=dtype))
         self.register_buffer("magnitude", magnitude.contiguous())
         self.register_buffer("color_matrix", _color_matrix(color_matrix, channels, device=device, dtype=dtype))
@@ -152,28 +153,28 @@ def make_param(kind: str, n: int, size, *, generators: Sequence[torch.Generator]
     initial standard deviation).
     """
     if kind not in _CLASSES:
-        raise ValueError(f"param must be one of {PARAMS}, got {kind!r}")
-    height, width = parse_size(size, "size")
+        raise InvalidArgument(f"param must be one of {PARAMS}, got {kind!r}")
+    height, width = image_size(size, "size")
     if min(height, width) < MIN_SIZE:
-        raise ValueError(f"size must be at least {MIN_SIZE} pixels per side, got {(height, width)}")
+        raise InvalidArgument(f"size must be at least {MIN_SIZE} pixels per side, got {(height, width)}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+        raise InvalidArgument(f"n must be an int >= 1, got {n!r}")
     if len(generators) != n:
-        raise ValueError(f"generators: need one per unit ({n}), got {len(generators)}")
+        raise InvalidArgument(f"generators: need one per unit ({n}), got {len(generators)}")
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be an int >= 1, got {channels!r}")
+        raise InvalidArgument(f"channels must be an int >= 1, got {channels!r}")
     if kind in ("maco", "fourier"):
         kwargs["color_matrix"] = color_matrix
     elif color_matrix is not None:
-        raise ValueError(f"color_matrix only applies to param='maco' or 'fourier', not {kind!r}")
+        raise InvalidArgument(f"color_matrix only applies to param='maco' or 'fourier', not {kind!r}")
     if kind == "maco":
         kwargs["magnitude"] = magnitude
     elif magnitude is not None:
-        raise ValueError(f"magnitude only applies to param='maco', not {kind!r}")
+        raise InvalidArgument(f"magnitude only applies to param='maco', not {kind!r}")
     if kind == "fourier":
         kwargs["decay"] = decay
     elif decay != 1.0:
-        raise ValueError(f"decay only applies to param='fourier', not {kind!r}")
+        raise InvalidArgument(f"decay only applies to param='fourier', not {kind!r}")
     device = torch.device(device) if device is not None else torch.device("cpu")
     return _CLASSES[kind]((height, width), generators=generators, channels=channels, device=device, dtype=dtype,
                           **kwargs)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from . import diagnostics
+from .checks import InvalidArgument, InvalidArgumentType, channel_count, image_size
 from .color import decorrelate, default_color_matrix
 from .image_io import center_crop_resize, iter_images, list_image_files
 
@@ -61,48 +62,28 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # ----------------------------------------------------------------------------- argument checks
 
-def parse_size(size, name: str = "size") -> tuple[int, int]:
-    """An int (square) or a pair of ints as (H, W); raises TypeError/ValueError naming `name`."""
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        size = (size, size)
-    if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2 or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size):
-        raise TypeError(f"{name}: expected an int or a pair of ints (H, W), got {size!r}")
-    if min(size) <= 0:
-        raise ValueError(f"{name}: sizes must be positive, got {tuple(size)!r}")
-    return int(size[0]), int(size[1])
-
-
-def _check_channels(channels) -> int:
-    if not isinstance(channels, (int, np.integer)) or isinstance(channels, bool):
-        raise TypeError(f"channels: expected an int, got {channels!r}")
-    if channels < 1:
-        raise ValueError(f"channels: must be at least 1, got {channels}")
-    return int(channels)
-
-
 def _check_spectrum(array, name: str) -> torch.Tensor:
     """A (C, H, Wr) real, finite, non-negative spectrum as float64."""
     try:
         t = torch.as_tensor(array if isinstance(array, torch.Tensor) else np.asarray(array))
     except (TypeError, RuntimeError) as err:
-        raise ValueError(f"{name}: expected a real numeric array ({err})") from None
+        raise InvalidArgument(f"{name}: expected a real numeric array ({err})") from None
     if t.is_complex() or t.dtype == torch.bool:
-        raise ValueError(f"{name}: expected a real array, got dtype {t.dtype}")
+        raise InvalidArgument(f"{name}: expected a real array, got dtype {t.dtype}")
     if t.dim() != 3 or min(t.shape) == 0:
-        raise ValueError(f"{name}: expected shape (C, H, W//2+1), got {tuple(t.shape)}")
+        raise InvalidArgument(f"{name}: expected shape (C, H, W//2+1), got {tuple(t.shape)}")
     t = t.detach().to(torch.float64)
     if not torch.isfinite(t).all():
-        raise ValueError(f"{name}: contains non-finite values")
+        raise InvalidArgument(f"{name}: contains non-finite values")
     if (t < 0).any():
-        raise ValueError(f"{name}: contains negative values; a magnitude spectrum is |rfft2| >= 0")
+        raise InvalidArgument(f"{name}: contains negative values; a magnitude spectrum is |rfft2| >= 0")
     return t
 
 
 def _source_width(wr: int, source_width) -> int:
     width = 2 * (wr - 1) if source_width is None else source_width
     if not isinstance(width, (int, np.integer)) or isinstance(width, bool) or width < 1 or width // 2 + 1 != wr:
-        raise ValueError(f"source_width: {width!r} does not fit {wr} rfft columns (need width // 2 + 1 == {wr})")
+        raise InvalidArgument(f"source_width: {width!r} does not fit {wr} rfft columns (need width // 2 + 1 == {wr})")
     return int(width)
 
 
@@ -113,7 +94,7 @@ def image_magnitude(rgb: torch.Tensor, *, grey: bool = False) -> torch.Tensor:
     as (..., 1, H, W//2+1) when `grey`."""
     rgb = torch.as_tensor(rgb, dtype=torch.float64)
     if rgb.dim() < 3 or rgb.shape[-3] != 3:
-        raise ValueError(f"rgb: expected (..., 3, H, W), got shape {tuple(rgb.shape)}")
+        raise InvalidArgument(f"rgb: expected (..., 3, H, W), got shape {tuple(rgb.shape)}")
     if grey:
         basis = torch.einsum("...chw,c->...hw", rgb, torch.tensor(LUMA, dtype=torch.float64))[..., None, :, :]
     else:
@@ -170,9 +151,9 @@ def compute_magnitude(images, size, *, channels: int | None = 3, color_matrix="d
     With `out`, writes an .npz (see save_magnitude) with the spectrum, its colour matrix and, for
     RGB, the luminance spectrum, with `meta` added to the metadata.
     """
-    height, width = parse_size(size)
+    height, width = image_size(size)
     if channels is not None:
-        channels = _check_channels(channels)
+        channels = channel_count(channels)
     folder = None
     if isinstance(images, (str, os.PathLike)):
         folder, images = str(images), list_image_files(images)  # listed first so the bar knows the total
@@ -180,7 +161,7 @@ def compute_magnitude(images, size, *, channels: int | None = 3, color_matrix="d
         images = list(images)  # read twice
     if isinstance(color_matrix, str):
         if color_matrix not in ("default", "data"):
-            raise ValueError(f"color_matrix: expected 'default', 'data' or a C x C tensor, got {color_matrix!r}")
+            raise InvalidArgument(f"color_matrix: expected 'default', 'data' or a C x C tensor, got {color_matrix!r}")
         k = _data_covariance(images, (height, width), channels, progress) if color_matrix == "data" else None
         k = None if k is None else data_color_matrix(k)
     else:
@@ -193,7 +174,7 @@ def compute_magnitude(images, size, *, channels: int | None = 3, color_matrix="d
             channels = image.shape[0]
             k = default_color_matrix(channels, dtype=torch.float64) if k is None else k
             if k.shape != (channels, channels):
-                raise ValueError(f"color_matrix: expected ({channels}, {channels}) for {channels}-channel images, "
+                raise InvalidArgument(f"color_matrix: expected ({channels}, {channels}) for {channels}-channel images, "
                                  f"got {tuple(k.shape)}")
             k_inv = torch.linalg.inv(k)
             dec_sum = torch.zeros(channels, height, width // 2 + 1, dtype=torch.float64)
@@ -204,7 +185,7 @@ def compute_magnitude(images, size, *, channels: int | None = 3, color_matrix="d
             grey_sum += image_magnitude(image, grey=True)
         count += 1
     if count == 0:
-        raise ValueError(f"images: no readable image in {folder!r}" if folder else "images: no readable image")
+        raise InvalidArgument(f"images: no readable image in {folder!r}" if folder else "images: no readable image")
     if upsampled:
         warnings.warn(f"{upsampled} of {count} images were smaller than {height}x{width} and were upsampled; "
                       "their spectra lack the top frequencies", stacklevel=2)
@@ -249,9 +230,9 @@ def save_magnitude(path, magnitude, *, grey=None, color_matrix=None, **meta) -> 
     """
     mag = _check_spectrum(magnitude, "magnitude")
     h, wr = mag.shape[-2:]
-    size = parse_size(meta.pop("size", (h, 2 * (wr - 1))), "size")
+    size = image_size(meta.pop("size", (h, 2 * (wr - 1))), "size")
     if size[0] != h or size[1] // 2 + 1 != wr:
-        raise ValueError(f"size: {size} does not match a magnitude of shape {tuple(mag.shape)}")
+        raise InvalidArgument(f"size: {size} does not match a magnitude of shape {tuple(mag.shape)}")
     arrays = {"magnitude": mag.float().numpy()}
     basis = BASIS if mag.shape[0] == 3 else GREY_BASIS if mag.shape[0] == 1 else IDENTITY_BASIS
     if color_matrix is not None:
@@ -264,7 +245,7 @@ def save_magnitude(path, magnitude, *, grey=None, color_matrix=None, **meta) -> 
     if grey is not None:
         g = _check_spectrum(grey, "grey")
         if g.shape != (1, h, wr):
-            raise ValueError(f"grey: expected shape {(1, h, wr)}, got {tuple(g.shape)}")
+            raise InvalidArgument(f"grey: expected shape {(1, h, wr)}, got {tuple(g.shape)}")
         arrays["grey"] = g.float().numpy()
     path = Path(path)
     if path.suffix != ".npz":  # numpy would append it anyway; return the name actually written
@@ -276,12 +257,12 @@ def save_magnitude(path, magnitude, *, grey=None, color_matrix=None, **meta) -> 
 def _check_color_matrix(k, channels: int, name: str) -> torch.Tensor:
     k = torch.as_tensor(np.asarray(k) if not isinstance(k, torch.Tensor) else k).to(torch.float64)
     if k.shape != (channels, channels):
-        raise ValueError(f"{name}: expected ({channels}, {channels}) for a {channels}-channel spectrum, "
+        raise InvalidArgument(f"{name}: expected ({channels}, {channels}) for a {channels}-channel spectrum, "
                          f"got {tuple(k.shape)}")
     if not torch.isfinite(k).all():
-        raise ValueError(f"{name}: contains non-finite values")
+        raise InvalidArgument(f"{name}: contains non-finite values")
     if torch.linalg.matrix_rank(k) < channels:
-        raise ValueError(f"{name}: is singular; images could not be decorrelated with it")
+        raise InvalidArgument(f"{name}: is singular; images could not be decorrelated with it")
     return k
 
 
@@ -299,12 +280,12 @@ def load_magnitude(path) -> MagnitudeFile:
                 arrays = {k: data[k] for k in data.files}
             meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
     except Exception as err:  # numpy raises many kinds for a damaged file; all mean the same here
-        raise ValueError(f"source: could not read spectrum file {str(path)!r} "
+        raise InvalidArgument(f"source: could not read spectrum file {str(path)!r} "
                          f"({type(err).__name__}: {err})") from err
     color_matrix = arrays.pop("color_matrix", None)
     if "magnitude" not in arrays:
         if len(arrays) != 1:
-            raise ValueError(f"source: {str(path)!r} has no 'magnitude' array (found {sorted(arrays)})")
+            raise InvalidArgument(f"source: {str(path)!r} has no 'magnitude' array (found {sorted(arrays)})")
         arrays = {"magnitude": next(iter(arrays.values()))}
     mag = _check_spectrum(arrays["magnitude"], f"source {str(path)!r}")
     grey = _check_spectrum(arrays["grey"], f"source {str(path)!r} (grey)") if "grey" in arrays else None
@@ -314,9 +295,9 @@ def load_magnitude(path) -> MagnitudeFile:
     size = meta.get("size", [h, 2 * (wr - 1)])
     if not isinstance(size, list) or len(size) != 2 or size[0] != h or not isinstance(size[1], int) \
             or size[1] < 1 or size[1] // 2 + 1 != wr:
-        raise ValueError(f"source: {str(path)!r} metadata size {size!r} does not match its shape {tuple(mag.shape)}")
+        raise InvalidArgument(f"source: {str(path)!r} metadata size {size!r} does not match its shape {tuple(mag.shape)}")
     if grey is not None and grey.shape != (1, h, wr):
-        raise ValueError(f"source: {str(path)!r} grey spectrum has shape {tuple(grey.shape)}, expected {(1, h, wr)}")
+        raise InvalidArgument(f"source: {str(path)!r} grey spectrum has shape {tuple(grey.shape)}, expected {(1, h, wr)}")
     meta["size"] = list(size)
     return MagnitudeFile(mag, grey, meta, color_matrix)
 
@@ -428,13 +409,13 @@ def resize_magnitude(magnitude, size, *, source_width: int | None = None) -> tor
     m = _check_spectrum(magnitude, "magnitude").cpu()
     h, wr = m.shape[-2:]
     width = _source_width(wr, source_width)
-    target = parse_size(size)
+    target = image_size(size)
     if (h, width) == target:
         return m.clone()
     profile = _radial_model(m, width)
     if profile is None:
         if target[0] > h or target[1] > width:
-            raise ValueError(f"magnitude: a {h}x{width} spectrum has too few frequencies to upsample")
+            raise InvalidArgument(f"magnitude: a {h}x{width} spectrum has too few frequencies to upsample")
 
         def profile(radius):  # too few rings for a profile: resample the spectrum itself
             return torch.ones(m.shape[0], *radius.shape, dtype=torch.float64)
@@ -471,7 +452,7 @@ def load_imagenet_magnitude() -> MagnitudeFile:
     path = imagenet_spectrum_path()
     raw = _check_spectrum(np.load(path, allow_pickle=False), f"source {str(path)!r}")
     if raw.shape != (3, _IMAGENET_SIZE, _IMAGENET_SIZE // 2 + 1):
-        raise ValueError(f"source: {str(path)!r} has shape {tuple(raw.shape)}, expected (3, 512, 257)")
+        raise InvalidArgument(f"source: {str(path)!r} has shape {tuple(raw.shape)}, expected (3, 512, 257)")
     meta = {"size": [_IMAGENET_SIZE, _IMAGENET_SIZE], "basis": BASIS, "source": f"xplique: {IMAGENET_FILE}"}
     return MagnitudeFile(_imagenet_to_units(raw), None, meta, None)
 
@@ -500,13 +481,13 @@ def _source_key(source) -> tuple:
     if isinstance(source, os.PathLike) or (isinstance(source, str) and source not in ("default", "imagenet")):
         path = Path(source)
         if path.suffix.lower() not in (".npy", ".npz"):
-            raise ValueError(f"source: unknown source {str(source)!r}; expected 'default', 'imagenet' "
+            raise InvalidArgument(f"source: unknown source {str(source)!r}; expected 'default', 'imagenet' "
                              "or a path to a .npy/.npz file")
         if not path.is_file():
             raise FileNotFoundError(f"source: no spectrum file at {str(path)!r}")
         return ("file", str(path.resolve()), path.stat().st_mtime_ns)  # a rewritten file is reloaded
     if not isinstance(source, str):
-        raise TypeError(f"source: expected 'default', 'imagenet' or a path, got {type(source).__name__}")
+        raise InvalidArgumentType(f"source: expected 'default', 'imagenet' or a path, got {type(source).__name__}")
     return (source,)
 
 
@@ -533,12 +514,12 @@ def power_law_magnitude(size, channels: int, *, exponent: float = 1.0, dtype=tor
     the fallback when there is no measured spectrum for `channels`. MACO standardizes the image,
     so only the shape of the law matters, not its scale; the DC bin takes the value at f0.
     """
-    height, width = parse_size(size)
+    height, width = image_size(size)
     radius = torch.hypot(torch.fft.fftfreq(height, dtype=torch.float64)[:, None],
                          torch.fft.rfftfreq(width, dtype=torch.float64)[None, :])
     f0 = 1.0 / max(height, width)
     amplitude = math.sqrt(height * width) * (f0 / radius.clamp(min=f0)) ** exponent
-    return amplitude.expand(_check_channels(channels), -1, -1).to(dtype).contiguous()
+    return amplitude.expand(channel_count(channels), -1, -1).to(dtype).contiguous()
 
 
 @functools.lru_cache(maxsize=16)
@@ -554,7 +535,7 @@ def _natural_spectrum_cpu(key: tuple, size: tuple[int, int], channels: int) -> S
         base, k = (grey if grey is not None else _grey_from_decorrelated(mag)), torch.ones(1, 1, dtype=torch.float64)
     else:
         where = "the shipped spectrum" if key[0] != "file" else repr(key[1])
-        raise ValueError(f"channels: {where} is for {c}-channel images, not {channels}; compute one from "
+        raise InvalidArgument(f"channels: {where} is for {c}-channel images, not {channels}; compute one from "
                          f"{channels}-channel images: {COMPUTE_HINT}")
     return Spectrum(resize_magnitude(base, size, source_width=meta["size"][1]), k)
 
@@ -573,8 +554,8 @@ def natural_spectrum(size, channels: int = 3, *, source="default", device=None,
     `power_law_magnitude` with the identity matrix and a warning, since no data says better.
     Results are cached per (source, size, channels); each call returns fresh copies.
     """
-    size = parse_size(size)
-    channels = _check_channels(channels)
+    size = image_size(size)
+    channels = channel_count(channels)
     key = _source_key(source)
     if key[0] == "default" and channels not in (1, 3):
         warnings.warn(f"no natural-image spectrum for {channels}-channel images: MACO uses a 1/f power law with "
@@ -614,9 +595,9 @@ def cli_compute(images, size, out, *, channels: int | None = None, color_matrix:
         try:
             parts = tuple(int(p) for p in size.lower().replace("x", ",").split(","))
         except ValueError:
-            raise ValueError(f"size: expected N or HxW, got {size!r}") from None
+            raise InvalidArgument(f"size: expected N or HxW, got {size!r}") from None
         size = parts[0] if len(parts) == 1 else parts
-    size = parse_size(size)
+    size = image_size(size)
     out = Path(out)
     compute_magnitude(images, size, channels=channels, color_matrix=color_matrix, progress=progress, out=out)
     return out if out.suffix == ".npz" else out.with_name(out.name + ".npz")

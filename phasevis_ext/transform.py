@@ -22,6 +22,7 @@ import torch
 from torchvision.ops import roi_align
 
 from . import ops
+from .checks import InvalidArgument, positive_int
 
 DEFAULT_BOX_SIZE = (0.25, 1.0)
 # Horama's spread of the crop centres around the image centre, in fractions of the image side.
@@ -36,22 +37,16 @@ def check_box_size(box_size) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in box_size)
     except (TypeError, ValueError):
-        raise ValueError(f"box_size must be a pair (lo, hi) of fractions of the image side, got {box_size!r}") from None
+        raise InvalidArgument(f"box_size must be a pair (lo, hi) of fractions of the image side, got {box_size!r}") from None
     if not (0 < lo <= hi <= 1):
-        raise ValueError(f"box_size must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
+        raise InvalidArgument(f"box_size must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
     return lo, hi
 
 
 def _check_images(images) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a non-empty (N, C, H, W) tensor, got {shape}")
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+        raise InvalidArgument(f"images must be a non-empty (N, C, H, W) tensor, got {shape}")
 
 
 def _crop(images: torch.Tensor, unit_index: torch.Tensor, centers: torch.Tensor, sides: torch.Tensor,
@@ -78,14 +73,14 @@ def random_crops(images: torch.Tensor, crops: int, out_size: int, box_size=DEFAU
     crop. Image i draws its boxes, then its noise, from generators[i] alone.
     """
     _check_images(images)
-    crops = _check_positive_int(crops, "crops")
-    out_size = _check_positive_int(out_size, "out_size")
+    crops = positive_int(crops, "crops")
+    out_size = positive_int(out_size, "out_size")
     lo, hi = check_box_size(box_size)
     if not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite std >= 0, got {noise!r}")
+        raise InvalidArgument(f"noise must be a finite std >= 0, got {noise!r}")
     count = images.shape[0]
     if len(generators) != count:
-        raise ValueError(f"generators: need one per image ({count}), got {len(generators)}")
+        raise InvalidArgument(f"generators: need one per image ({count}), got {len(generators)}")
 
     device, dtype = images.device, images.dtype
     draws = []
@@ -123,7 +118,7 @@ def eval_boxes(box_size=DEFAULT_BOX_SIZE) -> list[tuple[float, float, float]]:
 def eval_crops(images: torch.Tensor, out_size: int, box_size=DEFAULT_BOX_SIZE) -> torch.Tensor:
     """(N * K, C, out, out) crops at the K fixed `eval_boxes(box_size)`, unit-major, without noise."""
     _check_images(images)
-    out_size = _check_positive_int(out_size, "out_size")
+    out_size = positive_int(out_size, "out_size")
     boxes = torch.tensor(eval_boxes(box_size), dtype=images.dtype, device=images.device)
     count, per_image = images.shape[0], boxes.shape[0]
     unit_index = torch.arange(count, device=images.device).repeat_interleave(per_image)

@@ -15,7 +15,7 @@ from conftest import html_links
 import torch
 from PIL import Image
 
-from phasevis_ext import atlas, models
+from phasevis_ext import atlas, checks, models
 from atlas_worker import LAYERS, LOGITS, OPTIONS, expected_units, tiny_model
 
 WORKER = Path(__file__).with_name("atlas_worker.py")
@@ -212,12 +212,14 @@ def test_cli_parser_and_command(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("spec, expected", [(None, [0, 1, 2, 3]), ("1:3", [1, 2]), ("2:", [2, 3]), (":2", [0, 1]),
-                                            ("3", [3]), (2, [2]), ("0:64", [0, 1, 2, 3]), (range(1, 9), [1, 2, 3])])
+                                            ("3", [3]), (2, [2]), ("0:64", [0, 1, 2, 3]), (range(1, 9), [1, 2, 3]),
+                                            ("1-2", [1, 2]), ("0,2-3", [0, 2, 3]), (":", [0, 1, 2, 3])])
 def test_unit_selection(spec, expected):
-    assert atlas._select(spec, 4, "layer 'x'", "channels") == expected
+    # The atlas's --channels and --logits take the same ranges as targets such as _blocks.15:0-15.
+    assert checks.indices(spec, "channels", 4) == expected
 
 
-@pytest.mark.parametrize("spec", ["4:8", "a:b", "1-3", ""])
+@pytest.mark.parametrize("spec", ["4:8", "a:b", "3-1", ""])
 def test_unit_selection_errors(spec):
-    with pytest.raises(ValueError, match="channels"):
-        atlas._select(spec, 4, "layer 'x'", "channels")
+    with pytest.raises(checks.InvalidArgument, match="channels"):
+        checks.indices(spec, "channels", 4)

@@ -16,6 +16,7 @@ from phasevis_ext.export import (
     write_gallery,
     write_json,
 )
+from phasevis_ext.objectives import channel, logit
 from phasevis_ext.render import VisualizationResult
 
 
@@ -30,6 +31,7 @@ def fake_result(count=3, size=(20, 24)):
         history=torch.zeros(4, count),
         objectives=["logit(1)", "channel(_blocks.15, 3)", "logit(207)"][:count],
         unit_ids=["logit(1)", "channel(_blocks.15, 3)", "logit(207)"][:count],
+        units=[logit(1).unit, channel("_blocks.15", 3).unit, logit(207).unit][:count],
         settings={"param": "maco", "steps": 4, "box_size": [0.25, 1.0]},
         seconds=1.25,
     )
@@ -76,12 +78,13 @@ def test_contact_sheet(tmp_path):
         contact_sheet(images, ["one"])
 
 
-def test_class_label():
+def test_class_label_comes_from_the_objective_not_its_description():
     names = ("tench", "goldfish")
-    assert class_label("logit(1)", names) == "goldfish"
-    assert class_label("logit(5)", names) is None
-    assert class_label("channel(x, 1)", names) is None
-    assert class_label("logit(1)", None) is None
+    assert class_label(logit(1).unit, names) == "goldfish"
+    assert class_label(logit(5).unit, names) is None
+    assert class_label(channel("logit", 1).unit, names) is None  # a layer that happens to be named "logit"
+    assert class_label(logit(1).unit, None) is None
+    assert class_label((logit(1) + logit(0)).unit, names) is None
 
 
 def test_write_json(tmp_path):

@@ -303,9 +303,18 @@ def test_parse_accepts_objectives_and_lists():
     assert [o.description for o in parsed[:2]] == ["channel(conv, 0)", "channel(conv, 1)"] and parsed[2] is obj
 
 
+def test_one_range_syntax_and_the_whole_layer_target():
+    inclusive = [o.description for o in parse_targets("conv:2-4,7")]
+    half_open = [o.description for o in parse_targets("conv:2:5,7")]
+    assert inclusive == half_open == ["channel(conv, 2)", "channel(conv, 3)", "channel(conv, 4)", "channel(conv, 7)"]
+    whole = parse_target("conv")
+    assert whole.description == "layer(conv)" and whole.unit == ("layer", "conv", None)
+    assert parse_target("logit:3").unit == ("logit", None, 3)
+
+
 @pytest.mark.parametrize("spec, token", [
-    ("_blocks.15", "_blocks.15"),
     ("_blocks.15:", "_blocks.15:"),
+    ("_blocks.15:3:", "'3:'"),
     (":3", ":3"),
     ("_blocks.15:x", "'x'"),
     ("_blocks.15:1,,2", "''"),
