@@ -1,14 +1,21 @@
-"""The `phasevis` command line.
+"""The `phasevis` command line: every subcommand's arguments, and how failures end.
 
-Exit codes: 0 success; 1 an unexpected internal error; 2 bad arguments or unusable input
-(unknown layer or model, unreadable file, invalid option); 130 interrupted (Ctrl-C).
+Exit codes: 0 success; 1 an internal error (a bug: one line, where it happened, and how to see
+the whole traceback); 2 bad arguments or unusable input (checks.InvalidArgument: unknown layer
+or model, unreadable file, invalid option; a missing file; a missing optional package);
+130 interrupted (Ctrl-C).
+
+Modules are imported when their command runs, so `phasevis layers` does not load the atlas.
+`python -m phasevis_ext` runs this too, which is the form torchrun takes.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 
-from .checks import InvalidArgument
+from .checks import RANGE_HELP, InvalidArgument
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -75,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     vis = sub.add_parser("visualize", help="visualize units of a model and write a gallery",
-                         description="Targets: 'logit:1,207', 'LAYER:0-15', 'LAYER:3', 'LAYER' (whole layer). "
+                         description="Targets: 'logit:1,207', 'LAYER:0-15' (inclusive), 'LAYER:0:16' (half-open), "
+                                     "'LAYER:3', 'neuron:LAYER:3', 'LAYER' (the whole layer). "
                                      "The gallery (index.html, PNGs, RGBA PNGs, contact sheet, results.json) goes to --out.")
     vis.add_argument("targets", nargs="+", help="units to visualize, e.g. logit:1,207 _blocks.15:0-7")
     vis.add_argument("--out", required=True, help="output folder")
@@ -103,9 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("files", nargs="+", help=".npy/.npz spectra")
     plot.add_argument("--out", required=True, help="PNG to write")
 
-    from .atlas import add_atlas_parser
-
-    add_atlas_parser(sub)
+    atlas = sub.add_parser(
+        "atlas", help="visualize every unit of layers or logits, resumable, across GPUs with torchrun",
+        description="Every channel of --layers (or the --channels range) and the --logits range, written to --out "
+                    "with an index and an offline gallery. Rerunning resumes. Under torchrun the units are split "
+                    "between the processes, e.g. `torchrun --nproc-per-node=8 -m phasevis_ext atlas ...`.")
+    atlas.add_argument("--layers", default="", help="comma-separated layer names, e.g. _blocks.10,_blocks.15")
+    atlas.add_argument("--channels", default=None,
+                       help=f"each layer's channels to render (default: all); {RANGE_HELP}")
+    atlas.add_argument("--logits", default=None, help="the model's classes to render, ':' for all (default: none)")
+    atlas.add_argument("--out", required=True, help="output folder (resumed if it exists)")
+    atlas.add_argument("--new-run", action="store_true",
+                       help="archive what --out holds (to --out/archive/TIMESTAMP) and start over")
+    _add_visualize_options(atlas)
 
     demo = sub.add_parser("demo", help="the README's main job: 8 ImageNet classes of the embedded model")
     demo.add_argument("--out", default="demo-out")
@@ -207,7 +225,17 @@ def cmd_demo(args) -> int:
 def cmd_atlas(args) -> int:
     from . import atlas
 
-    return atlas.cmd_atlas(args)
+    options = visualize_kwargs(args)
+    progress = options.pop("progress")
+    input_channels = options.pop("channels", None)
+    model = load_model(args)
+    result = atlas.run(model, args.out, layers=args.layers, channels=args.channels, logits=args.logits,
+                       new_run=args.new_run, progress=progress, model_name=args.model, input_channels=input_channels,
+                       **options)
+    if result.rank == 0:
+        print(f"{result.units} units: {result.skipped} already done, {result.units - result.skipped} rendered "
+              f"by {result.world_size} process(es); gallery: {result.gallery}")
+    return EXIT_OK
 
 
 COMMANDS = {"visualize": cmd_visualize, "layers": cmd_layers, "spectrum": cmd_spectrum, "demo": cmd_demo,
@@ -231,9 +259,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("phasevis: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, TypeError, FileNotFoundError, ImportError, OSError) as error:
+    except (InvalidArgument, OSError, ImportError) as error:  # OSError: files and folders the user named
         print(f"phasevis: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as error:  # noqa: BLE001 - a bug: say so, and where, rather than blame the input
+        if os.environ.get("PHASEVIS_TRACEBACK"):
+            traceback.print_exc()
+        else:
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            print(f"phasevis: internal error: {type(error).__name__}: {error} (at {os.path.basename(where.filename)}:"
+                  f"{where.lineno}; PHASEVIS_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ os.replace, so a reader never sees a half-written file and an interrupted run le
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,7 +27,7 @@ from .checks import InvalidArgument
 
 
 
-def _atomic_write(path, write: Callable, mode: str = "wb") -> Path:
+def atomic_write(path, write: Callable, mode: str = "wb") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -56,7 +58,7 @@ def _check_image(image) -> torch.Tensor:
 
 
 def _save_pil(picture: Image.Image, path) -> Path:
-    return _atomic_write(path, lambda f: picture.save(f, format="PNG"))
+    return atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 
 CHANNEL_GAP = 4  # pixels between the tiles of a per-channel sheet
@@ -101,7 +103,7 @@ def save_png(image: torch.Tensor, path) -> Path:
 def save_array(image: torch.Tensor, path) -> Path:
     """The raw (C, H, W) image as float32 .npy, for channel counts no PNG holds."""
     array = _check_image(image).detach().float().cpu().numpy()
-    return _atomic_write(path, lambda f: np.save(f, array))
+    return atomic_write(path, lambda f: np.save(f, array))
 
 
 def display_alpha(alpha: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
@@ -200,7 +202,7 @@ def class_label(unit, class_names: Sequence[str] | None) -> str | None:
     return class_names[index] if index < len(class_names) else None
 
 
-def _default_class_names() -> Sequence[str] | None:
+def default_class_names() -> Sequence[str] | None:
     try:
         from .imagenet_classes import IMAGENET_CLASSES
     except ImportError:
@@ -236,7 +238,7 @@ def _results_json(result, class_names, files=None) -> dict:
 def write_json(result, path, class_names: Sequence[str] | None = None) -> Path:
     """Objectives, unit ids, final scores, settings and run time of a VisualizationResult as JSON."""
     data = _results_json(result, class_names)
-    return _atomic_write(path, lambda f: json.dump(data, f, indent=2), mode="w")
+    return atomic_write(path, lambda f: json.dump(data, f, indent=2), mode="w")
 
 
 def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *, percentile: float = 99.0) -> Path:
@@ -245,7 +247,7 @@ def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *, 
     Logit objectives are labelled with class_names (default: the ImageNet classes, when available).
     """
     out_dir = Path(out_dir)
-    class_names = _default_class_names() if class_names is None else class_names
+    class_names = default_class_names() if class_names is None else class_names
     files = []
     for index in range(len(result.objectives)):
         files.append(save_unit_images(result.images[index], result.alpha[index], out_dir, f"unit_{index:04d}",
@@ -253,14 +255,16 @@ def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *, 
     units = _units(result, class_names, files)
     titles = [_title(unit) for unit in units]
     contact_sheet(result.images, titles, out_dir / "contact_sheet.png")
-    _atomic_write(out_dir / "results.json",
+    atomic_write(out_dir / "results.json",
                   lambda f: json.dump(_results_json(result, class_names, files), f, indent=2), mode="w")
     page = _gallery_html(units, titles, result.settings)
-    return _atomic_write(out_dir / "index.html", lambda f: f.write(page), mode="w")
+    return atomic_write(out_dir / "index.html", lambda f: f.write(page), mode="w")
 
 
 def _format_score(score) -> str:
-    return "–" if score is None else f"{score:.4g}"
+    if score is None or not math.isfinite(score):
+        return "–" if score is None else str(score)
+    return f"{score:.4g}"
 
 
 def _title(unit: dict) -> str:
@@ -268,6 +272,10 @@ def _title(unit: dict) -> str:
     title = f"{unit['objective']} {name}" if name else unit["objective"]
     return f"{title} (partial)" if unit.get("partial") else title
 
+
+# ---------------------------------------------------------------------------------------------
+# HTML: one page writer and one style for the gallery of a run and the pages of an atlas. Pages
+# are self-contained (no external resources), so a folder opens offline.
 
 _STYLE = """
 body { font-family: sans-serif; margin: 1em; background: #fafafa; }
@@ -278,36 +286,100 @@ figure.channels { width: 480px; }
 .rgba { background: repeating-conic-gradient(#ccc 0% 25%, #fff 0% 50%) 50% / 16px 16px; }
 figcaption { font-size: 12px; overflow-wrap: anywhere; }
 details pre { font-size: 12px; }
+td, th { padding: 2px 10px; text-align: left; }
 """
+
+_SORT_JS = """
+function sortUnits(key, dir) {
+  const value = (card) => { const v = parseFloat(card.dataset[key]); return isNaN(v) ? -Infinity : v; };
+  const grid = document.getElementById("grid");
+  [...grid.children].sort((a, b) => dir * (value(a) - value(b))).forEach((card) => grid.appendChild(card));
+}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def _write_page(path, title: str, body: str) -> Path:
+    return atomic_write(path, lambda f: f.write(_page(title, body)), mode="w")
+
+
+def _settings_details(settings: dict) -> str:
+    return f"<details><summary>settings</summary><pre>{html.escape(json.dumps(settings, indent=2))}</pre></details>"
+
+
+def _card(files: dict, title: str, caption: str, *, show: str = "image", data: str = "") -> str:
+    """One unit: its image (or its transparency view), linked to the files, with a caption (HTML)."""
+    esc = html.escape
+    wide = " channels" if files.get("array") else ""
+    shown = f'<a href="{esc(files["image"])}"><img class="rgba" src="{esc(files[show])}" alt="{esc(title)}" ' \
+            f'loading="lazy"></a>'
+    if show == "image":
+        shown = (f'<a href="{esc(files["image"])}"><img src="{esc(files["image"])}" alt="{esc(title)}"></a>'
+                 f'<a href="{esc(files["rgba"])}"><img class="rgba" src="{esc(files["rgba"])}" '
+                 f'alt="{esc(title)} with transparency"></a>')
+    links = "".join(f' <a href="{esc(files[k])}">{k if k != "array" else "npy"}</a>'
+                    for k in ("array", "record") if files.get(k))
+    return f'<figure class="unit{wide}"{data}>{shown}<figcaption>{caption}{links}</figcaption></figure>'
 
 
 def _gallery_html(units: list[dict], titles: list[str], settings: dict) -> str:
     esc = html.escape
     cards = []
     for unit, title in zip(units, titles):
-        array = unit.get("array")
-        cards.append(
-            f'<figure{" class=channels" if array else ""}><a href="{esc(unit["image"])}">'
-            f'<img src="{esc(unit["image"])}" alt="{esc(title)}"></a>'
-            f'<a href="{esc(unit["rgba"])}"><img class="rgba" src="{esc(unit["rgba"])}" '
-            f'alt="{esc(title)} with transparency"></a>'
-            f'<figcaption><b>{esc(unit["objective"])}</b>'
-            + (f' {esc(unit["class_name"])}' if "class_name" in unit else "")
-            + f'<br>score {_format_score(unit["score"])}'
-            + (f' <a href="{esc(array)}">npy</a>' if array else "")
-            + f'<br><small>{esc(unit["unit_id"])}</small></figcaption></figure>')
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>phasevis gallery</title>
-<style>{_STYLE}</style></head>
-<body>
-<h1>phasevis gallery</h1>
-<p>{len(units)} units. Each unit: the image, then the image with MACO's transparency (the accumulated
-gradient magnitude) over a checkerboard. Images with other channel counts than 1 and 3 show one
-greyscale tile per channel; their raw values are in the .npy files. <a href="contact_sheet.png">Contact sheet</a>,
-<a href="results.json">results.json</a>.</p>
-<div class="grid">
-{chr(10).join(cards)}
-</div>
-<details><summary>settings</summary><pre>{esc(json.dumps(settings, indent=2))}</pre></details>
-</body></html>
-"""
+        caption = (f'<b>{esc(unit["objective"])}</b>' + (f' {esc(unit["class_name"])}' if "class_name" in unit else "")
+                   + f'<br>score {_format_score(unit["score"])}<br><small>{esc(unit["unit_id"])}</small>')
+        cards.append(_card(unit, title, caption))
+    body = (f"<h1>phasevis gallery</h1>\n<p>{len(units)} units. Each unit: the image, then the image with MACO's "
+            "transparency (the accumulated gradient magnitude) over a checkerboard. Images with other channel "
+            "counts than 1 and 3 show one greyscale tile per channel; their raw values are in the .npy files. "
+            '<a href="contact_sheet.png">Contact sheet</a>, <a href="results.json">results.json</a>.</p>\n'
+            f'<div class="grid">\n' + "\n".join(cards) + "\n</div>\n" + _settings_details(settings))
+    return _page("phasevis gallery", body)
+
+
+def safe_name(name: str) -> str:
+    """A file name for a layer; a short digest keeps altered names apart."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "_"
+    return safe if safe == name else f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
+def _page_name(group: str) -> str:
+    return f"layer-{safe_name(group)}.html"
+
+
+def write_atlas_gallery(out_dir, entries: list[dict], settings: dict) -> Path:
+    """index.html (one row per layer) and layer-*.html (its units, sortable by score) of an atlas
+    folder, from its index entries in display order; returns index.html."""
+    esc = html.escape
+    out_dir = Path(out_dir)
+    groups: dict[str, list[dict]] = {}
+    for entry in entries:
+        groups.setdefault(entry["group"], []).append(entry)
+    rows = []
+    for group, units in groups.items():
+        cards = []
+        for e in units:
+            name = e["unit"] + (f" {e['label']}" if e.get("label") else "")
+            caption = f'{esc(name)}<br>score <b>{_format_score(e["score"])}</b>'
+            cards.append(_card(e["files"], name, caption, show="rgba",
+                               data=f' data-score="{e["score"]}" data-index="{e["index"]}"'))
+        body = (f'<p><a href="index.html">atlas</a> / {esc(group)}: {len(units)} units, shown with MACO\'s '
+                f'transparency (click for the plain image).</p>\n<p>Sort: '
+                f'<button onclick="sortUnits(\'score\', -1)">score &darr;</button> '
+                f'<button onclick="sortUnits(\'score\', 1)">score &uarr;</button> '
+                f'<button onclick="sortUnits(\'index\', 1)">unit</button></p>\n'
+                f'<div class="grid" id="grid">\n' + "\n".join(cards) + f"\n</div>\n<script>{_SORT_JS}</script>")
+        _write_page(out_dir / _page_name(group), group, body)
+        scores = [e["score"] for e in units if math.isfinite(e["score"])]
+        span = f"{_format_score(min(scores))} .. {_format_score(max(scores))}" if scores else "-"
+        rows.append(f'<tr><td><a href="{esc(_page_name(group))}">{esc(group)}</a></td>'
+                    f"<td>{len(units)}</td><td>{span}</td></tr>")
+    body = (f"<h1>Atlas of {esc(str(settings.get('model')))}</h1>\n<p>{len(entries)} units. "
+            f'<a href="index.json">index.json</a>, <a href="settings.json">settings.json</a>.</p>\n'
+            f"<table><tr><th>layer</th><th>units</th><th>scores</th></tr>\n" + "\n".join(rows) + "</table>\n"
+            + _settings_details(settings))
+    return _write_page(out_dir / "index.html", "atlas", body)

@@ -43,6 +43,7 @@ from torch import nn
 
 from .activations import forward_hooks
 from .checks import InvalidArgument, InvalidArgumentType, positive_int
+from .records import file_sha256
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -345,14 +346,6 @@ def without_normalization(model: nn.Module):
 
 # ---------------------------------------------------------------------------------------------
 # Weights files.
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_weights(net: nn.Module, path) -> dict:

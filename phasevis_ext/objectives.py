@@ -20,8 +20,8 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import torch
 
-from .activations import LOGITS, as_bchw
 from . import checks
+from .activations import LOGITS, as_bchw
 from .checks import InvalidArgument, InvalidArgumentType, non_negative_int
 
 Acts = Mapping[str, torch.Tensor]

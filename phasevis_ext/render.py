@@ -21,7 +21,6 @@ import hashlib
 import math
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -31,11 +30,11 @@ from tqdm.auto import tqdm
 
 from . import models
 from .activations import capture
-from .batchnorm_folding import fold_batchnorm as fold_batchnorm_copy
 from .checks import InvalidArgument, finite_number, positive_int
 from .objectives import Objective, batched_score, parse_targets
-from .memory import plan_batch_size
 from .param import PARAMS, make_param
+from .prepared_model import PreparedModel, prepare_model
+from .records import jsonable
 from .spectrum import natural_spectrum
 from .transform import DEFAULT_BOX_SIZE, check_box_size, eval_crops, random_crops
 
@@ -218,44 +217,56 @@ def visualize(
     objectives = parse_targets(objectives)
     if not objectives:
         raise InvalidArgument("objectives: nothing to visualize")
+    model_name = model if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):
-        model_name = model
         model = models.load(model, device=device)
-    else:
-        model_name = type(model).__name__
-    options = _check_options(
+    options = check_options(
         model, param=param, steps=steps, lr=lr, optimizer=optimizer, image_size=image_size, input_size=input_size,
         crops=crops, box_size=box_size, normalize=normalize, noise=noise, seed=seed, device=device, amp=amp,
         callback=callback, callback_every=callback_every, param_kwargs=param_kwargs, channels_last=channels_last,
         model_batch=model_batch, fold_batchnorm=fold_batchnorm, channels=channels, spectrum=spectrum)
     batch_size = positive_int(batch_size, "batch_size")
     unit_ids = _check_unit_ids(unit_ids, objectives)
+    with prepare(model, options, layers=set().union(*(obj.layers for obj in objectives)), batch_size=batch_size,
+                 memory_budget=memory_budget) as prepared:
+        return render_units(prepared, objectives, unit_ids, options, progress=progress, start=start,
+                            optimizer=optimizer, model_name=model_name)
+
+
+def prepare(model: nn.Module, options: _Options, *, layers, batch_size: int, memory_budget: int | None):
+    """`prepared_model.prepare_model` with the run's options."""
+    return prepare_model(model, layers=layers, fold_batchnorm=options.fold_batchnorm,
+                         channels_last=options.channels_last, batch_size=batch_size, memory_budget=memory_budget,
+                         input_size=options.input_size, crops=options.crops, image_size=options.image_size,
+                         device=options.device, amp=options.amp, channels=options.channels)
+
+
+def render_units(prepared: PreparedModel, objectives: list[Objective], unit_ids: list[str], options: _Options, *,
+                 progress: bool | None = None, start: float | None = None, optimizer="nadam",
+                 model_name: str | None = None) -> VisualizationResult:
+    """The optimization of `objectives` on a prepared model, in chunks of its planned batch size.
+
+    visualize is this after its checks and `prepare`; the atlas calls it once per batch of units
+    with the model it prepared once for the whole run.
+    """
+    start = time.perf_counter() if start is None else start
+    prepared.check_layers(set().union(*(obj.layers for obj in objectives)))
     if progress is None:
         progress = sys.stderr.isatty()
-
-    count = len(objectives)
+    count, batch_size = len(objectives), prepared.batch_size
     outputs = []
     interrupted = False
-    with _frozen(model, options.channels_last):
-        if options.fold_batchnorm:
-            model, _ = fold_batchnorm_copy(model, keep=set().union(*(obj.layers for obj in objectives)))
-        requested = batch_size
-        batch_size = plan_batch_size(model, batch_size=batch_size, input_size=options.input_size, crops=options.crops,
-                                     image_size=options.image_size, device=options.device, amp=options.amp,
-                                     budget=memory_budget, channels=options.channels)
-        if batch_size < requested:
-            warnings.warn(f"batch_size {requested} does not fit the memory budget; using {batch_size}", stacklevel=2)
-        with tqdm(total=count * options.steps, disable=not progress, desc="visualize", unit="unit-step") as bar:
-            for first in range(0, count, batch_size):
-                chunk = slice(first, first + batch_size)
-                try:
-                    outputs.append(_render_chunk(model, objectives[chunk], unit_ids[chunk], options, bar))
-                except KeyboardInterrupt:  # while a chunk was being set up: it has nothing to keep
-                    interrupted = True
-                    break
-                if outputs[-1][4]:
-                    interrupted = True
-                    break
+    with tqdm(total=count * options.steps, disable=not progress, desc="visualize", unit="unit-step") as bar:
+        for first in range(0, count, batch_size):
+            chunk = slice(first, first + batch_size)
+            try:
+                outputs.append(_render_chunk(prepared.module, objectives[chunk], unit_ids[chunk], options, bar))
+            except KeyboardInterrupt:  # while a chunk was being set up: it has nothing to keep
+                interrupted = True
+                break
+            if outputs[-1][4]:
+                interrupted = True
+                break
     if not outputs:
         raise KeyboardInterrupt
 
@@ -265,6 +276,7 @@ def visualize(
     peak = alpha_raw.amax(dim=(1, 2, 3), keepdim=True)
     alpha = alpha_raw / peak.clamp_min(torch.finfo(alpha_raw.dtype).tiny)
     settings = _settings(options, model_name=model_name, optimizer=optimizer, batch_size=batch_size)
+    settings["weights_file"] = models.weights_record(prepared.module)
     result = VisualizationResult(images=images, alpha=alpha, alpha_raw=alpha_raw, scores=scores, history=history,
                                  objectives=[obj.description for obj in objectives[:done]], unit_ids=unit_ids[:done],
                                  units=[obj.unit for obj in objectives[:done]],
@@ -360,29 +372,6 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             torch.zeros(count, dtype=torch.bool))
 
 
-@contextlib.contextmanager
-def _frozen(model: nn.Module, channels_last: bool = False):
-    """Eval mode, no parameter gradients and optionally channels-last weights for the duration;
-    the model's own settings come back after."""
-    was_training = model.training
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if was_training:
-        warnings.warn("the model was in train mode; visualize runs it in eval mode", stacklevel=4)
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)
-
-
 # ---------------------------------------------------------------------------------------------
 # Option checks.
 
@@ -394,7 +383,7 @@ def _model_device(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
-def _check_options(model, *, param, steps, lr, optimizer, image_size, input_size, crops, box_size, normalize,
+def check_options(model, *, param, steps, lr, optimizer, image_size, input_size, crops, box_size, normalize,
                    noise, seed, device, amp, callback, callback_every, param_kwargs, channels_last,
                    model_batch=None, fold_batchnorm=True, channels=None, spectrum=None) -> _Options:
     if param not in PARAMS:
@@ -481,28 +470,16 @@ def _check_unit_ids(unit_ids, objectives) -> list[str]:
     return unit_ids
 
 
-def _jsonable(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, torch.Tensor):
-        return value.tolist() if value.numel() <= 16 else f"<tensor {'x'.join(map(str, value.shape))}>"
-    return getattr(value, "__qualname__", None) or repr(value)
-
-
 def _settings(options: _Options, *, model_name: str, optimizer, batch_size: int) -> dict[str, Any]:
     normalize = None
     if options.normalize is not None:
         normalize = [t.flatten().tolist() for t in options.normalize]
-    return _jsonable({
+    return jsonable({
         "model": model_name,
         "param": options.param,
         "steps": options.steps,
         "lr": options.lr,
-        "optimizer": optimizer if isinstance(optimizer, str) else _jsonable(optimizer),
+        "optimizer": optimizer if isinstance(optimizer, str) else jsonable(optimizer),
         "image_size": list(options.image_size),
         "input_size": options.input_size,
         "crops": options.crops,

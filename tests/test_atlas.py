@@ -1,4 +1,3 @@
-import argparse
 import json
 import os
 import re
@@ -16,10 +15,10 @@ import torch
 from PIL import Image
 
 from phasevis_ext import atlas, checks, models
-from atlas_worker import LAYERS, LOGITS, OPTIONS, expected_units, tiny_model
+from support.atlas_worker import LAYERS, LOGITS, OPTIONS, expected_units, tiny_model
 
-WORKER = Path(__file__).with_name("atlas_worker.py")
-ROOT = WORKER.parents[1]
+WORKER = Path(__file__).parent / "support" / "atlas_worker.py"
+ROOT = WORKER.parents[2]
 
 
 def _worker(out, *args, torchrun=False, **popen):
@@ -87,25 +86,25 @@ def test_torchrun_two_processes_split_the_units(tmp_path):
 
 def test_sigkill_mid_run_then_resume(tmp_path):
     out = tmp_path / "atlas"
-    proc = _worker(out, "--batch-size", "2", "--sleep", "0.1")
+    proc = _worker(out, "--batch-size", "2", "--hold-after-units", "2")
     shard = out / "index" / "rank-00000.jsonl"
-    deadline = time.monotonic() + 60
-    while not (shard.exists() and shard.read_text().count("\n") >= 1):
+    deadline = time.monotonic() + 120
+    while not (out / "holding").exists():  # the worker is inside its second batch, and waits there
         assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "no unit finished within 60 s"
-        time.sleep(0.02)
-    time.sleep(0.3)  # into the next batch
+        assert time.monotonic() < deadline, "the worker did not reach its second batch within 120 s"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
     done = _shard_units(out)
-    assert 1 <= len(done) < len(expected_units())
+    assert len(done) == 2  # the first batch, whole; nothing of the batch in flight
     for line in shard.read_text().splitlines():  # a line only exists for a unit whose files are in place
         assert all((out / f).is_file() for f in json.loads(line)["files"].values())
     with open(shard, "a") as f:  # as if killed during the append
         f.write('{"unit": "relu2:c5", "files": {"ima')
 
+    (out / "holding").unlink()
     output = _finish(_worker(out))
     report = json.loads(output.strip().splitlines()[-1])
     assert report["skipped"] == len(done) and report["rendered"] == len(expected_units()) - len(done)
@@ -194,21 +193,20 @@ def test_cli_parser_and_command(tmp_path, monkeypatch, capsys):
 
     # A registry name stands for the tiny model, so the test needs no weights.
     monkeypatch.setattr(models, "load", lambda name, device=None, **_: tiny_model().to(device))
-    parser = argparse.ArgumentParser()
-    atlas.add_atlas_parser(parser.add_subparsers(dest="command"))
+    parser = cli.build_parser()
     argv = ["atlas", "--model", "tiny", "--layers", "conv1", "--channels", "0:2", "--logits", "0:1", "--out",
             str(tmp_path), "--steps", "2", "--image-size", "32", "--input-size", "24", "--crops", "2",
             "--device", "cpu", "--no-progress"]
     args = parser.parse_args(argv)
     assert (args.layers, args.channels, args.logits, args.new_run) == ("conv1", "0:2", "0:1", False)
-    assert atlas.cmd_atlas(args) == cli.EXIT_OK
+    assert cli.cmd_atlas(args) == cli.EXIT_OK
     assert "3 units: 0 already done" in capsys.readouterr().out
     assert json.loads((tmp_path / "settings.json").read_text())["model"] == "tiny"
-    assert atlas.cmd_atlas(parser.parse_args(argv)) == cli.EXIT_OK
+    assert cli.cmd_atlas(parser.parse_args(argv)) == cli.EXIT_OK
     assert "3 units: 3 already done" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="crops"):
-        atlas.cmd_atlas(parser.parse_args([*argv, "--crops", "3"]))
-    assert atlas.cmd_atlas(parser.parse_args([*argv, "--crops", "3", "--new-run"])) == cli.EXIT_OK
+    assert cli.main([*argv, "--crops", "3"]) == cli.EXIT_USAGE
+    assert "crops (2 there, 3 now)" in capsys.readouterr().err
+    assert cli.cmd_atlas(parser.parse_args([*argv, "--crops", "3", "--new-run"])) == cli.EXIT_OK
 
 
 @pytest.mark.parametrize("spec, expected", [(None, [0, 1, 2, 3]), ("1:3", [1, 2]), ("2:", [2, 3]), (":2", [0, 1]),

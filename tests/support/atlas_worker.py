@@ -1,7 +1,7 @@
 """An atlas of a tiny random CNN, run by tests/test_atlas.py as a subprocess, alone or under torchrun:
 
-    python tests/atlas_worker.py OUT [--sleep 0.1]
-    python -m torch.distributed.run --standalone --nproc-per-node=2 tests/atlas_worker.py OUT
+    python tests/support/atlas_worker.py OUT [--hold-after-units N]
+    python -m torch.distributed.run --standalone --nproc-per-node=2 tests/support/atlas_worker.py OUT
 
 Prints one JSON line per rank with that rank's AtlasResult counts.
 """
@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make phasevis_ext importable
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make phasevis_ext importable
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -44,10 +44,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step, so that a test can kill mid-run")
+    parser.add_argument("--hold-after-units", type=int, default=None, metavar="N",
+                        help="once N units are in the index, stop inside the next batch, write OUT/holding and "
+                             "wait there to be killed: a test kills the run mid-batch without guessing at timings")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the test machines have few cores, shared by the ranks
-    callback = (lambda *_: time.sleep(args.sleep)) if args.sleep else None
+    shard = Path(args.out) / "index" / "rank-00000.jsonl"
+
+    def hold(step, images, scores):
+        if shard.exists() and shard.read_text().count("\n") >= args.hold_after_units:
+            (Path(args.out) / "holding").write_text(f"step {step}\n")
+            while True:
+                time.sleep(1)
+
+    callback = hold if args.hold_after_units is not None else None
     result = atlas.run(tiny_model(), args.out, layers=LAYERS, logits=LOGITS, batch_size=args.batch_size,
                        callback=callback, progress=False, **OPTIONS)
     print(json.dumps({"rank": result.rank, "world_size": result.world_size, "units": result.units,

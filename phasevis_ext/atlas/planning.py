@@ -1,0 +1,161 @@
+"""Rank 0's plan of an atlas run: the units, the settings that make their images, what is done,
+and the process group the ranks share."""
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .. import checks, export, models
+from ..activations import LOGITS, as_bchw, capture
+from ..checks import InvalidArgument, InvalidArgumentType
+from ..objectives import channel, logit
+from ..records import digest, file_sha256, jsonable, state_digest
+from ..render import visualize
+from .index import LOGITS_GROUP, read_shards, valid_entries, write_json
+
+# Ranks that finish early wait for the slowest at the final barrier; NCCL's default 10 minute
+# timeout would abort them on a large, unevenly loaded atlas.
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=12)
+# visualize() arguments that atlas sets itself.
+OWN_OPTIONS = {"model", "objectives", "unit_ids", "progress"}
+# visualize() options that change the images by rounding at most: left out of settings.json so that
+# a resume may use another device, batch size or memory format. Any other visualize() option,
+# including ones added later, counts as a setting.
+NEUTRAL_OPTIONS = {"device", "batch_size", "callback", "callback_every", "channels_last", "memory_budget",
+                   "model_batch", "fold_batchnorm"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: str  # "_blocks.15:c12" or "logit:207"
+    group: str  # the layer name, or LOGITS_GROUP
+    index: int
+    label: str | None = None  # class name of a logit, when known
+
+    def objective(self):
+        return logit(self.index) if self.group == LOGITS_GROUP else channel(self.group, self.index)
+
+
+def visualize_defaults() -> dict[str, Any]:
+    """visualize()'s defaults for the options an atlas passes through."""
+    return {name: p.default for name, p in inspect.signature(visualize).parameters.items()
+            if p.default is not inspect.Parameter.empty and name not in OWN_OPTIONS}
+
+
+def check_run_options(options: dict) -> None:
+    unknown = set(options) - set(visualize_defaults())
+    if unknown:
+        raise InvalidArgumentType(f"atlas.run: unexpected options {sorted(unknown)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and the process group.
+
+
+def rank_device(requested, local_rank: int) -> torch.device:
+    device = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives run on the current device
+    return device
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, bool]:
+    """(rank, world size, whether we created the group); joins a group only under torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+# ---------------------------------------------------------------------------------------------
+# Units, settings, resume state.
+
+
+def plan_run(model, model_name, out_dir: Path, layers, channels, logits, new_run, options: dict, checked):
+    """(settings, settings id, every unit, the pending ones), after checking the folder's settings."""
+    settings = image_settings(model, model_name, options, checked)
+    units = enumerate_units(model, layers, channels, logits, checked.input_size, checked.channels)
+    settings_id = digest(json.dumps(settings, sort_keys=True).encode())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if new_run:
+        archive(out_dir)
+    stored_path = out_dir / "settings.json"
+    if stored_path.exists():
+        stored = json.loads(stored_path.read_text(encoding="utf-8"))
+        if stored != settings and any(True for _ in read_shards(out_dir)):
+            raise InvalidArgument(_mismatch_message(out_dir, stored, settings))
+    write_json(stored_path, settings)  # also replaces the settings of a folder with nothing done yet
+    for temp in (*out_dir.glob("units/*/.*.tmp"), *out_dir.glob(".*.tmp")):
+        temp.unlink(missing_ok=True)  # left by a killed run; no rank is writing yet
+    done = {entry["unit"] for entry in valid_entries(out_dir, settings_id)}
+    pending = [unit for unit in units if unit.id not in done]
+    return settings, settings_id, units, pending
+
+
+def enumerate_units(model, layers, channels, logits, input_size: int, input_channels: int) -> list[Unit]:
+    """Units of each layer then the logits, counting channels with one dummy forward pass."""
+    param = next(model.parameters(), None)
+    dummy = torch.full((1, input_channels, input_size, input_size), 0.5,
+                       device=param.device if param is not None else None)
+    with capture(model, layers, need_logits=logits is not None) as cap, torch.no_grad():
+        acts = cap.run(dummy)
+    units = []
+    for name in layers:
+        count = as_bchw(acts[name]).shape[1]
+        units += [Unit(f"{name}:c{c}", name, c) for c in checks.indices(channels, f"channels of layer {name!r}", count)]
+    if logits is not None:
+        count = as_bchw(acts[LOGITS]).shape[1]
+        names = export.default_class_names() if count == 1000 else None  # 1000 classes: assume ImageNet's
+        units += [Unit(f"logit:{i}", LOGITS_GROUP, i, names[i] if names else None)
+                  for i in checks.indices(logits, "logits", count)]
+    return units
+
+
+def image_settings(model: nn.Module, model_name: str, options: dict, checked) -> dict[str, Any]:
+    """Everything that changes the images, with visualize's defaults and "auto" resolved, as JSON."""
+    merged = {k: v for k, v in options.items() if k not in NEUTRAL_OPTIONS}
+    # Resolved values, so that a default and its value name the same images.
+    merged.update(lr=checked.lr, input_size=checked.input_size, image_size=checked.image_size, amp=checked.amp,
+                  channels=checked.channels)
+    if merged["spectrum"] not in (None, "default", "imagenet"):
+        # The file's content, not its path, is what makes the images.
+        merged["spectrum"] = {"file": Path(merged["spectrum"]).name, "sha256": file_sha256(merged["spectrum"])[:16]}
+    settings = {"model": model_name, "weights": state_digest(model),
+                "weights_file": models.weights_record(model), "input_normalization": models.input_normalization(model)}
+    settings.update({k: jsonable(v) for k, v in sorted(merged.items())})
+    return settings
+
+
+def _mismatch_message(out_dir: Path, stored: dict, settings: dict) -> str:
+    keys = sorted(set(stored) | set(settings), key=lambda k: (k != "model", k))
+    diffs = [f"{k} ({stored.get(k)!r} there, {settings.get(k)!r} now)"
+             for k in keys if stored.get(k) != settings.get(k)]
+    return (f"{out_dir} holds an atlas made with other settings: {'; '.join(diffs)}. Use the same settings "
+            f"to resume, another folder, or new_run=True / --new-run to archive it and start over")
+
+
+def archive(out_dir: Path) -> None:
+    """Move the previous run's files to archive/TIMESTAMP/ (not deleted: they may have cost GPU days)."""
+    names = ["settings.json", "index.json", "index", "units", "index.html",
+             *(p.name for p in out_dir.glob("layer-*.html"))]
+    present = [name for name in names if (out_dir / name).exists()]
+    if not present:
+        return
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = out_dir / "archive" / stamp
+    folder.mkdir(parents=True)
+    for name in present:
+        os.replace(out_dir / name, folder / name)
