@@ -3,8 +3,8 @@ random crops, and on the whole image) and by models that did not (transfer).
 
     python benchmarks/recognition.py [--classes 10] [--steps 256] [--image-size 384] [--param maco] [--out DIR]
 
-Writes the images and a markdown table; the bars of the engine issue are top-5 >= 80% of classes
-by lite0 over random crops and by lite2 (transfer).
+Writes the images and a markdown table: top-1 and top-5 rates by lite0 over random crops and on
+the whole image, and by lite2 (transfer).
 """
 from __future__ import annotations
 

@@ -99,22 +99,10 @@ def read_npy(path: str | os.PathLike) -> list[np.ndarray]:
 
 
 def as_rgb_array(image) -> np.ndarray:
-    """An in-memory image as (H, W, 3) float32 in [0, 1] (see the module doc for layouts)."""
-    if isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.dim() == 3:
-            t = t.permute(1, 2, 0)  # torch images are channels-first
-        array = t.numpy()
-    elif isinstance(image, np.ndarray):
-        array = image
-    else:
-        raise InvalidArgumentType(f"images: expected a path, numpy array or torch tensor, got {type(image).__name__}")
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
-        raise InvalidArgument(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor with C in 1, 3, 4; "
-                         f"got shape {tuple(image.shape)}")
-    array = _scaled(array)
+    """An in-memory image as (H, W, 3) float32 in [0, 1]: greyscale repeated, alpha dropped."""
+    array = as_array(image)
+    if array.shape[-1] not in (1, 3, 4):
+        raise InvalidArgument(f"images: expected 1, 3 or 4 channels for RGB, got shape {tuple(image.shape)}")
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return array[..., :3]
@@ -122,7 +110,7 @@ def as_rgb_array(image) -> np.ndarray:
 
 def as_array(image) -> np.ndarray:
     """An in-memory image with any number of channels as (H, W, C) float32: numpy (H, W) or
-    (H, W, C), torch (H, W) or (C, H, W)."""
+    (H, W, C), torch (H, W) or (C, H, W), channels first as in PyTorch."""
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         array = (t.permute(1, 2, 0) if t.dim() == 3 else t).numpy()
@@ -134,7 +122,7 @@ def as_array(image) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 3 or 0 in array.shape:
         raise InvalidArgument(f"images: expected an (H, W), (H, W, C) array or (C, H, W) tensor, got shape "
-                         f"{tuple(image.shape)}")
+                              f"{tuple(image.shape)}")
     return _scaled(array)
 
 
