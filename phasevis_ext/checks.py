@@ -60,6 +60,28 @@ def image_size(size, name: str = "size", *, minimum: int = 1) -> tuple[int, int]
     return int(size[0]), int(size[1])
 
 
+def check_box_size(box_size) -> tuple[float, float]:
+    """Crop sides as fractions of the image side: (lo, hi) with 0 < lo <= hi <= 1."""
+    try:
+        lo, hi = (float(v) for v in box_size)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"box_size must be a pair (lo, hi) of fractions of the image side, "
+                              f"got {box_size!r}") from None
+    if not (0 < lo <= hi <= 1):
+        raise InvalidArgument(f"box_size must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
+    return lo, hi
+
+
+def unique_ids(ids, count: int, name: str = "unit_ids") -> list[str]:
+    """`count` distinct ids as strings."""
+    ids = [str(i) for i in ids]
+    if len(ids) != count:
+        raise InvalidArgument(f"{name}: need one per objective ({count}), got {len(ids)}")
+    if len(set(ids)) != len(ids):
+        raise InvalidArgument(f"{name} must be unique (they seed each unit's random streams)")
+    return ids
+
+
 def channel_count(channels, name: str = "channels") -> int:
     if not isinstance(channels, (int, np.integer)) or isinstance(channels, bool):
         raise InvalidArgumentType(f"{name}: expected an int, got {channels!r}")

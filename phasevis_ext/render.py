@@ -28,15 +28,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import models
+from . import checks, models
 from .activations import capture
-from .checks import InvalidArgument, finite_number, positive_int
+from .checks import InvalidArgument, check_box_size, finite_number, positive_int, unique_ids
 from .objectives import Objective, batched_score, parse_targets
 from .param import PARAMS, make_param
 from .prepared_model import PreparedModel, prepare_model
 from .records import jsonable
 from .spectrum import natural_spectrum
-from .transform import DEFAULT_BOX_SIZE, check_box_size, eval_crops, random_crops
+from .transform import DEFAULT_BOX_SIZE, eval_crops, random_crops
 
 # Learning rates per parameterization, with NAdam: Horama's lr=1.0 on MACO's phase of std 1, and
 # lucid's 0.05 for its spectrum and for pixels. Quick runs on efficientnet_lite0 logits (2 units,
@@ -398,11 +398,7 @@ def check_options(model, *, param, steps, lr, optimizer, image_size, input_size,
         make_optimizer = optimizer
     else:
         raise InvalidArgument(f"optimizer must be one of {tuple(OPTIMIZERS)} or a callable, got {optimizer!r}")
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 8 for s in image_size)):
-        raise InvalidArgument(f"image_size must be an int or (H, W), each >= 8, got {image_size!r}")
+    image_size = checks.image_size(image_size, "image_size", minimum=8)
     input_size = models.default_input_size(model) if input_size is None else positive_int(input_size, "input_size")
     crops = positive_int(crops, "crops")
     box_size = check_box_size(box_size)
@@ -460,14 +456,7 @@ def _spectrum_kwargs(param: str, spectrum, image_size, channels: int, param_kwar
 
 
 def _check_unit_ids(unit_ids, objectives) -> list[str]:
-    if unit_ids is None:
-        return default_unit_ids(objectives)
-    unit_ids = [str(uid) for uid in unit_ids]
-    if len(unit_ids) != len(objectives):
-        raise InvalidArgument(f"unit_ids: need one per objective ({len(objectives)}), got {len(unit_ids)}")
-    if len(set(unit_ids)) != len(unit_ids):
-        raise InvalidArgument("unit_ids must be unique (they seed each unit's random streams)")
-    return unit_ids
+    return default_unit_ids(objectives) if unit_ids is None else unique_ids(unit_ids, len(objectives))
 
 
 def _settings(options: _Options, *, model_name: str, optimizer, batch_size: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import torch
 from torchvision.ops import roi_align
 
 from . import ops
-from .checks import InvalidArgument, positive_int
+from .checks import InvalidArgument, check_box_size, positive_int
 
 DEFAULT_BOX_SIZE = (0.25, 1.0)
 # Horama's spread of the crop centres around the image centre, in fractions of the image side.
@@ -30,17 +30,6 @@ CENTER_STD = 0.15
 # Offsets of the off-centre evaluation crops: one CENTER_STD from the centre along each diagonal.
 _EVAL_OFFSETS = ((-CENTER_STD, -CENTER_STD), (CENTER_STD, -CENTER_STD), (-CENTER_STD, CENTER_STD),
                  (CENTER_STD, CENTER_STD))
-
-
-def check_box_size(box_size) -> tuple[float, float]:
-    """(lo, hi) with 0 < lo <= hi <= 1, or ValueError naming box_size."""
-    try:
-        lo, hi = (float(v) for v in box_size)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"box_size must be a pair (lo, hi) of fractions of the image side, got {box_size!r}") from None
-    if not (0 < lo <= hi <= 1):
-        raise InvalidArgument(f"box_size must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}")
-    return lo, hi
 
 
 def _check_images(images) -> None:
