@@ -1,5 +1,12 @@
 """Writing results: PNGs, RGBA PNGs with MACO's transparency, contact sheets, JSON and an offline gallery.
 
+Images are shown the way the field shows MACO results (Horama's `plot_maco`): each image
+stretched between its 1st and 99th percentiles (`display_stretch`), and a transparency view whose
+alpha is the accumulated gradient magnitude clipped at its 80th percentile (`display_alpha`).
+The sigmoid of a standardized image rarely reaches 0 or 1, so unstretched MACO images look hazy.
+The optimizer's own image stays in the results (`result.images`) and on disk (STEM_raw.png, and
+the .npy below).
+
 Images of any channel count C are written: C = 3 as RGB PNGs, C = 1 as greyscale PNGs, and any
 other C as the raw (C, H, W) float32 array in an .npy file plus a per-channel sheet PNG (each
 channel a greyscale tile, labelled), which is what the gallery and contact sheets show.
@@ -106,10 +113,27 @@ def save_array(image: torch.Tensor, path) -> Path:
     return atomic_write(path, lambda f: np.save(f, array))
 
 
-def display_alpha(alpha: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
+STRETCH_PERCENTILE = 1.0  # Horama's plot_maco: clip to the 1st..99th percentile, then to [0, 1]
+ALPHA_PERCENTILE = 80.0  # Horama's plot_maco: alpha clipped at its 80th percentile, then to [0, 1]
+
+
+def display_stretch(image: torch.Tensor, percentile: float = STRETCH_PERCENTILE) -> torch.Tensor:
+    """The image clipped to its [percentile, 100 - percentile] range (over all its values, so colour
+    balance is kept) and mapped linearly onto [0, 1]. A flat image is returned as it is."""
+    if not 0 <= percentile < 50:
+        raise InvalidArgument(f"percentile must be in [0, 50), got {percentile}")
+    image = _check_image(image).detach().float().cpu()
+    values = image.flatten()
+    lo, hi = torch.quantile(values, percentile / 100), torch.quantile(values, 1 - percentile / 100)
+    if hi <= lo:
+        return image.clamp(0, 1)
+    return ((image.clamp(lo, hi) - lo) / (hi - lo)).clamp(0, 1)
+
+
+def display_alpha(alpha: torch.Tensor, percentile: float = ALPHA_PERCENTILE) -> torch.Tensor:
     """Alpha as MACO displays it: divided by its `percentile`-th percentile, clipped to [0, 1].
 
-    Clipping the brightest 1% keeps a few extreme gradients from making everything else
+    Clipping the strongest gradients keeps a few extreme ones from making everything else
     transparent. A map with no positive value gives a fully opaque alpha (nothing to show).
     """
     if not 0 < percentile <= 100:
@@ -123,7 +147,7 @@ def display_alpha(alpha: torch.Tensor, percentile: float = 99.0) -> torch.Tensor
     return (alpha / level).clamp(0, 1)
 
 
-def save_rgba(image: torch.Tensor, alpha: torch.Tensor, path, percentile: float = 99.0) -> Path:
+def save_rgba(image: torch.Tensor, alpha: torch.Tensor, path, percentile: float = ALPHA_PERCENTILE) -> Path:
     """(C, H, W) with alpha (1, H, W) or (H, W), rescaled by `display_alpha`, as a PNG with
     transparency: RGBA for 3 channels, greyscale + alpha for 1, a per-channel sheet otherwise."""
     image = _check_image(image)
@@ -141,14 +165,17 @@ def save_rgba(image: torch.Tensor, alpha: torch.Tensor, path, percentile: float 
     return _save_pil(picture, path)
 
 
-def save_unit_images(image: torch.Tensor, alpha: torch.Tensor, out_dir, stem: str, percentile: float = 99.0
-                     ) -> dict[str, str]:
-    """A unit's image files under out_dir: {"image": STEM.png, "rgba": STEM_rgba.png} and, for
-    channel counts other than 1 and 3, "array": STEM.npy; paths relative to out_dir."""
+def save_unit_images(image: torch.Tensor, alpha: torch.Tensor, out_dir, stem: str,
+                     percentile: float = ALPHA_PERCENTILE) -> dict[str, str]:
+    """A unit's image files under out_dir, paths relative to it: "image" STEM.png (stretched, see
+    `display_stretch`), "rgba" STEM_rgba.png (stretched, with transparency), "raw" STEM_raw.png
+    (the optimizer's image) and, for channel counts other than 1 and 3, "array" STEM.npy (raw)."""
     out_dir = Path(out_dir)
-    files = {"image": f"{stem}.png", "rgba": f"{stem}_rgba.png"}
-    save_png(image, out_dir / files["image"])
-    save_rgba(image, alpha, out_dir / files["rgba"], percentile)
+    files = {"image": f"{stem}.png", "rgba": f"{stem}_rgba.png", "raw": f"{stem}_raw.png"}
+    shown = display_stretch(image)
+    save_png(shown, out_dir / files["image"])
+    save_rgba(shown, alpha, out_dir / files["rgba"], percentile)
+    save_png(image, out_dir / files["raw"])
     if image.shape[0] not in (1, 3):
         files["array"] = f"{stem}.npy"
         save_array(image, out_dir / files["array"])
@@ -231,7 +258,8 @@ def _units(result, class_names, files=None) -> list[dict]:
 
 
 def _results_json(result, class_names, files=None) -> dict:
-    return {"units": _units(result, class_names, files), "settings": result.settings,
+    display = {"stretch_percentile": STRETCH_PERCENTILE, "alpha_percentile": ALPHA_PERCENTILE}
+    return {"units": _units(result, class_names, files), "settings": result.settings, "display": display,
             "seconds": result.seconds}
 
 
@@ -241,8 +269,10 @@ def write_json(result, path, class_names: Sequence[str] | None = None) -> Path:
     return atomic_write(path, lambda f: json.dump(data, f, indent=2), mode="w")
 
 
-def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *, percentile: float = 99.0) -> Path:
-    """Per-unit PNG and RGBA PNG, contact_sheet.png, results.json and an offline index.html; returns index.html.
+def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *,
+                  percentile: float = ALPHA_PERCENTILE) -> Path:
+    """Per-unit PNGs (see `save_unit_images`), contact_sheet.png (stretched), results.json and an
+    offline index.html; returns index.html.
 
     Logit objectives are labelled with class_names (default: the ImageNet classes, when available).
     """
@@ -254,9 +284,9 @@ def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *, 
                                       percentile))
     units = _units(result, class_names, files)
     titles = [_title(unit) for unit in units]
-    contact_sheet(result.images, titles, out_dir / "contact_sheet.png")
+    contact_sheet([display_stretch(image) for image in result.images], titles, out_dir / "contact_sheet.png")
     atomic_write(out_dir / "results.json",
-                  lambda f: json.dump(_results_json(result, class_names, files), f, indent=2), mode="w")
+                 lambda f: json.dump(_results_json(result, class_names, files), f, indent=2), mode="w")
     page = _gallery_html(units, titles, result.settings)
     return atomic_write(out_dir / "index.html", lambda f: f.write(page), mode="w")
 
@@ -322,7 +352,7 @@ def _card(files: dict, title: str, caption: str, *, show: str = "image", data: s
                  f'<a href="{esc(files["rgba"])}"><img class="rgba" src="{esc(files["rgba"])}" '
                  f'alt="{esc(title)} with transparency"></a>')
     links = "".join(f' <a href="{esc(files[k])}">{k if k != "array" else "npy"}</a>'
-                    for k in ("array", "record") if files.get(k))
+                    for k in ("raw", "array", "record") if files.get(k))
     return f'<figure class="unit{wide}"{data}>{shown}<figcaption>{caption}{links}</figcaption></figure>'
 
 
@@ -333,8 +363,9 @@ def _gallery_html(units: list[dict], titles: list[str], settings: dict) -> str:
         caption = (f'<b>{esc(unit["objective"])}</b>' + (f' {esc(unit["class_name"])}' if "class_name" in unit else "")
                    + f'<br>score {_format_score(unit["score"])}<br><small>{esc(unit["unit_id"])}</small>')
         cards.append(_card(unit, title, caption))
-    body = (f"<h1>phasevis gallery</h1>\n<p>{len(units)} units. Each unit: the image, then the image with MACO's "
-            "transparency (the accumulated gradient magnitude) over a checkerboard. Images with other channel "
+    body = (f"<h1>phasevis gallery</h1>\n<p>{len(units)} units. Each unit: the image stretched between its 1st "
+            "and 99th percentiles, then with MACO's transparency (the accumulated gradient magnitude) over a "
+            "checkerboard; <i>raw</i> is the optimizer's image as it is. Images with other channel "
             "counts than 1 and 3 show one greyscale tile per channel; their raw values are in the .npy files. "
             '<a href="contact_sheet.png">Contact sheet</a>, <a href="results.json">results.json</a>.</p>\n'
             f'<div class="grid">\n' + "\n".join(cards) + "\n</div>\n" + _settings_details(settings))

@@ -123,3 +123,35 @@ def test_gallery_labels_logits_with_imagenet_names_by_default(tmp_path):
     index = write_gallery(fake_result(), tmp_path)
     text = index.read_text()
     assert "goldfish" in text and "golden retriever" in text
+
+
+def test_display_stretch_spans_the_range_and_keeps_the_order():
+    from phasevis_ext.export import display_stretch
+
+    torch.manual_seed(3)
+    hazy = 0.35 + 0.3 * torch.rand(3, 40, 40)  # a MACO-like image: never near 0 or 1
+    shown = display_stretch(hazy)
+    values = shown.flatten()
+    assert torch.quantile(values, 0.01) <= 0.01 and torch.quantile(values, 0.99) >= 0.99
+    assert shown.min() == 0 and shown.max() == 1
+    order = torch.argsort(hazy.flatten())
+    assert (values[order].diff() >= -1e-6).all()  # monotone: the stretch changes contrast, not content
+    flat = torch.full((3, 8, 8), 0.4)
+    assert torch.equal(display_stretch(flat), flat)
+    with pytest.raises(ValueError, match="percentile"):
+        display_stretch(hazy, 50)
+
+
+def test_gallery_shows_stretched_images_and_keeps_the_raw_ones(tmp_path):
+    result = fake_result()
+    result.images = 0.4 + 0.2 * result.images  # hazy
+    write_gallery(result, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["display"] == {"stretch_percentile": 1.0, "alpha_percentile": 80.0}
+    unit = data["units"][0]
+    shown = np.asarray(Image.open(tmp_path / unit["image"])).astype(int)
+    raw = np.asarray(Image.open(tmp_path / unit["raw"])).astype(int)
+    assert shown.min() == 0 and shown.max() == 255
+    expected_raw = (result.images[0].permute(1, 2, 0) * 255).round().numpy().astype(int)
+    assert np.abs(raw - expected_raw).max() <= 1
+    assert unit["raw"] in (tmp_path / "index.html").read_text()
