@@ -27,6 +27,10 @@ $(VENV)/.deps: Makefile
 	$(PIP) install $(RUNTIME_DEPS) $(TEST_DEPS)
 	# Horama is a peer we compare against; --no-deps, else it pulls an unpinned torch.
 	$(PIP) install --no-deps horama==0.3.0 einops
+	# torch-lucent 0.1.8, the classic method as people run it (benchmarks/against_lucent.py); it pins an
+	# old torch too. Its IPython import needs IPython's own dependencies, which pin nothing of ours.
+	$(PIP) install --no-deps torch-lucent==0.1.8 kornia kornia_rs decorator
+	$(PIP) install ipython
 	touch $@
 
 # Built against the torch in .venv, hence --no-build-isolation.

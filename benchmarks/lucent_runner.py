@@ -15,6 +15,7 @@ change. Install (it pins an old torch, hence --no-deps):
 """
 from __future__ import annotations
 
+import importlib
 import time
 import warnings
 
@@ -41,7 +42,7 @@ def lucent_missing() -> str | None:
         _kornia_shim()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from lucent.optvis import render  # noqa: F401
+            importlib.import_module("lucent.optvis.render")
     except ImportError as error:
         return f"not importable ({error}); install with `{LUCENT_INSTALL}`"
     return None

@@ -43,8 +43,8 @@ def random_crop_batch(images: torch.Tensor, crops: int, size: int, seed: int = 0
 
 @torch.no_grad()
 def recognition(model, images: torch.Tensor, classes, *, crops: int = 16, size: int = 224) -> dict:
-    images = images.to(next(model.parameters()).device)
     """Rates (over classes) of the target in the top-1 / top-5, for crop-averaged probabilities and the whole image."""
+    images = images.to(next(model.parameters()).device)
     targets = torch.tensor(classes, device=images.device)
     whole = model(F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
     probs = model(random_crop_batch(images, crops, size)).softmax(-1).view(len(classes), crops, -1).mean(1)

@@ -40,3 +40,14 @@ def test_mean_spectrum_refits_the_mean():
     mean = fidelity.mean_spectrum([a, b])
     assert np.allclose(mean.power, (a.power + b.power) / 2)
     assert mean.slope.shape == (1,)
+
+
+def test_lucent_runner_names_layers_as_lucent_does():
+    lucent_runner = pytest.importorskip("lucent_runner")
+    from phasevis_ext import models
+
+    assert lucent_runner.lucent_layer_name("_blocks.15") == "_blocks_15"
+    net = models.load("efficientnet_lite0", pretrained=False)
+    assert lucent_runner.logits_layer(net) == "_fc"
+    missing = lucent_runner.lucent_missing()
+    assert missing is None or "pip install --no-deps torch-lucent==0.1.8" in missing
