@@ -64,7 +64,8 @@ def main(argv=None):
     parser.add_argument("--param", default="maco")
     parser.add_argument("--crops", type=int, default=6)
     parser.add_argument("--judges", nargs="+", default=["efficientnet_lite0", "efficientnet_lite2"])
-    parser.add_argument("--amp", default="bfloat16", choices=("none", "bfloat16"))
+    parser.add_argument("--amp", default="auto", choices=("auto", "none", "bfloat16"),
+                        help="as the library: auto is bf16 on CPUs with native bf16, else none")
     parser.add_argument("--out", default="recognition-out")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--horama", action="store_true", help="also run Horama 0.3.0 on the same budget")
@@ -75,7 +76,7 @@ def main(argv=None):
     start = time.perf_counter()
     result = visualize(model, [logit(c) for c in classes], param=args.param, steps=args.steps,
                        image_size=args.image_size, crops=args.crops, device=device,
-                       amp=torch.bfloat16 if args.amp == "bfloat16" else None, progress=True)
+                       amp=args.amp, progress=True)
     runs = {f"ours ({args.param})": (result.images, time.perf_counter() - start)}
     export.write_gallery(result, args.out)
     if args.horama:
