@@ -1,4 +1,4 @@
-// Fused phase-to-image synthesis: op schemas and CPU kernels.
+// Fused phase-to-image synthesis: CPU kernels (the op schemas are in csrc/ops.cpp).
 //
 // Memory passes per call (B·C·H·Wr "spectrum" elements, B·C·H·W "image" elements):
 //   forward:  spectrum: 1 read (moments) + 1 read/1 write (X, with the image moments by Parseval)
@@ -643,24 +643,6 @@ at::Tensor fourier_synthesis_backward_cpu(const at::Tensor& grad_out, const at::
 }
 
 }  // namespace
-
-// One place for the whole op surface. Each forward returns the image plus what its backward
-// needs (x, the unnormalized inverse transform, and the per-sample statistics), so that nothing
-// is recomputed but x̂'s two flops per element.
-TORCH_LIBRARY(phasevis, m) {
-  m.def(
-      "maco_synthesis(Tensor phase, Tensor magnitude, int height, int width, float lo, float hi, "
-      "Tensor color_matrix, float eps) -> (Tensor image, Tensor x, Tensor phase_stats, Tensor image_stats)");
-  m.def(
-      "maco_synthesis_backward(Tensor grad_out, Tensor phase, Tensor magnitude, Tensor x, Tensor phase_stats, "
-      "Tensor image_stats, Tensor color_matrix, float lo, float hi, float eps) -> Tensor");
-  m.def(
-      "fourier_synthesis(Tensor spectrum, Tensor scale, int height, int width, float lo, float hi, "
-      "Tensor color_matrix, float eps) -> (Tensor image, Tensor x, Tensor spectrum_stats, Tensor image_stats)");
-  m.def(
-      "fourier_synthesis_backward(Tensor grad_out, Tensor spectrum, Tensor scale, Tensor x, "
-      "Tensor spectrum_stats, Tensor image_stats, Tensor color_matrix, float lo, float hi, float eps) -> Tensor");
-}
 
 TORCH_LIBRARY_IMPL(phasevis, CPU, m) {
   m.impl("maco_synthesis", &maco_synthesis_cpu);
