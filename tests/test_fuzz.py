@@ -1,5 +1,5 @@
-"""Fuzz the native ops through tests/fuzz_ops.py in subprocesses, so that a crash fails a test
-instead of killing the run.
+"""Fuzz the native ops through tests/support/fuzz_ops.py in subprocesses, so that a crash fails a
+test instead of killing the run.
 
 The default share: FUZZ_CASES=4000 cases of FUZZ_SEED=0 in FUZZ_BATCHES=4 processes, FUZZ_JOBS=2
 at a time. A larger run:
@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conftest import requires_ext
+from support import fuzz_ops
 
 pytestmark = requires_ext
 
-DRIVER = Path(__file__).with_name("fuzz_ops.py")
+DRIVER = Path(fuzz_ops.__file__)
 CASES = int(os.environ.get("FUZZ_CASES", "4000"))
 SEED = int(os.environ.get("FUZZ_SEED", "0"))
 BATCHES = int(os.environ.get("FUZZ_BATCHES", "4"))
@@ -50,7 +51,7 @@ def how_it_died(returncode: int | None) -> str:
 
 
 def replay(seed: int, index: int) -> str:
-    return f"python tests/{DRIVER.name} --seed {seed} --start {index} --cases 1"
+    return f"python tests/support/{DRIVER.name} --seed {seed} --start {index} --cases 1"
 
 
 def stderr_tail(stderr: str, lines: int = 8) -> str:

@@ -1,6 +1,6 @@
 """Fuzz driver for the fused synthesis ops: many seeded cases in one process.
 
-    python tests/fuzz_ops.py --seed S --cases N [--start K] [--describe]
+    python tests/support/fuzz_ops.py --seed S --cases N [--start K] [--describe]
 
 Case i draws every parameter from random.Random(f"{S}:{i}") and every tensor from a generator
 seeded by that draw, so (S, i) replays a case exactly: `--start i --cases 1`. The draws mirror
