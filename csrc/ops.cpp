@@ -6,7 +6,7 @@
 TORCH_LIBRARY(phasevis, m) {
   // Each synthesis forward returns the image plus what its backward needs (x, the unnormalized
   // inverse transform, and the per-sample statistics), so that nothing is recomputed but x̂'s two
-  // flops per element.
+  // flops per element. The CPU kernels raise ValueError for a non-finite head or fixed input.
   m.def(
       "maco_synthesis(Tensor phase, Tensor magnitude, int height, int width, float lo, float hi, "
       "Tensor color_matrix, float eps) -> (Tensor image, Tensor x, Tensor phase_stats, Tensor image_stats)");

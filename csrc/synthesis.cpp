@@ -50,6 +50,19 @@ void for_each_row(int64_t batch, int64_t rows_per_sample, int64_t row_length, co
   });
 }
 
+// Finite inputs give finite first-pass sums (a float64 square can overflow, but only past 1e154),
+// so a non-finite sum is where a NaN or an infinity would show; only then are the values read
+// again, to name the argument, and a mere overflow goes on to an ordinary result.
+template <typename S>
+void check_finite_sums(const std::vector<S>& sums, const at::Tensor& values, const char* name) {
+  for (const S& s : sums) {
+    if (!s.finite()) {
+      TORCH_CHECK_VALUE(at::isfinite(values).all().item<bool>(), name, " contains NaN or infinite values");
+      return;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Row loops: one-element chunks, vectorized across the row; compiled per ISA. The sums live in
 // scalars of the loop (named fields, which GCC keeps in vector registers) and reduce per row.
@@ -220,8 +233,9 @@ struct CpuDrivers {
   using Guard = NoGuard;
 
   template <typename T, typename Head>
-  static SynthesisOutputs forward(const Head& head, const at::Tensor& values, const Geometry& g,
-                                  const at::Tensor& color_matrix, double lo, double hi, double eps) {
+  static SynthesisOutputs forward(const Head& head, const at::Tensor& values, const at::Tensor& fixed,
+                                  const HeadNames& names, const Geometry& g, const at::Tensor& color_matrix, double lo,
+                                  double hi, double eps) {
     constexpr bool kComplex = Head::kComplex;
     const int64_t n = g.spectrum_numel(), rows = g.channels * g.height, wr = g.half_width;
 
@@ -231,6 +245,7 @@ struct CpuDrivers {
       moments[slot] = moments_row<T, kComplex>(v, n, b, r * wr, (r + 1) * wr);
     });
     moments = sum_rows_per_sample(moments, g.batch, rows);
+    check_finite_sums(moments, values, names.head);
     std::vector<Standardization> head_stats(g.batch);
     for (int64_t b = 0; b < g.batch; ++b) head_stats[b] = chunks::head_standardization(moments[b], n, eps);
 
@@ -242,6 +257,7 @@ struct CpuDrivers {
       energy[slot] = spectrum_row<T>(head, g, head_stats[b], b, r, xs);
     });
     energy = sum_rows_per_sample(energy, g.batch, rows);
+    check_finite_sums(energy, fixed, names.fixed);
     std::vector<Standardization> image_stats(g.batch);
     for (int64_t b = 0; b < g.batch; ++b) image_stats[b] = chunks::image_standardization(energy[b], g, eps);
 

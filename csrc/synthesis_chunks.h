@@ -10,6 +10,7 @@
 // load in flight per thread). A chunk of V = 4 does one 32-bit division and issues 16-byte loads.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "synthesis_math.h"
@@ -110,6 +111,7 @@ struct Sums {
     dot += o.dot;
     return *this;
   }
+  bool finite() const { return std::isfinite(re) && std::isfinite(im) && std::isfinite(dot); }
 };
 
 // The image moments by Parseval, from the spectrum pass: Σ_k w_k|F_k|² and Σ_c Re X_c[0, 0].
@@ -120,6 +122,7 @@ struct SpectrumEnergy {
     dc += o.dc;
     return *this;
   }
+  bool finite() const { return std::isfinite(weighted_sq) && std::isfinite(dc); }
 };
 
 // Head statistics from the moments of the n values of a sample.

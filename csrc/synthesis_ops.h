@@ -6,15 +6,17 @@
 //     static constexpr c10::DeviceType kDevice = ...;
 //     using Guard = ...;  // made from the inputs' device before any work (CUDA: the device guard)
 //     template <typename T, typename Head>
-//     static SynthesisOutputs forward(const Head&, const at::Tensor& values, const Geometry&,
-//                                     const at::Tensor& color_matrix, double lo, double hi, double eps);
+//     static SynthesisOutputs forward(const Head&, const at::Tensor& values, const at::Tensor& fixed,
+//                                     const HeadNames&, const Geometry&, const at::Tensor& color_matrix,
+//                                     double lo, double hi, double eps);
 //     template <typename T, typename Head>
 //     static at::Tensor backward(const Head&, const at::Tensor& values, const Geometry&, const at::Tensor& grad_out,
 //                                const at::Tensor& x, const at::Tensor& head_stats, const at::Tensor& image_stats,
 //                                const at::Tensor& color_matrix, double lo, double hi, double eps);
 //   };
 //
-// `values` is the head's input, contiguous (what the head points into).
+// `values` is the head's input, contiguous (what the head points into), and `fixed` the magnitude
+// or scale as the caller passed it: both only to name an argument in an error.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -44,7 +46,8 @@ struct SynthesisOps {
     const at::Tensor phase = phase_in.contiguous(), k = color_matrix.contiguous();
     const auto magnitude = per_sample_or_shared(magnitude_in, g, "magnitude");
     return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis", [&] {
-      return Drivers::template forward<scalar_t>(maco_head<scalar_t>(phase, magnitude, g), phase, g, k, lo, hi, eps);
+      return Drivers::template forward<scalar_t>(maco_head<scalar_t>(phase, magnitude, g), phase, magnitude_in,
+                                                 head_names(Head::kMaco), g, k, lo, hi, eps);
     });
   }
 
@@ -71,7 +74,8 @@ struct SynthesisOps {
     const at::Tensor z = spectrum_in.contiguous(), k = color_matrix.contiguous();
     const at::Tensor scale = scale_in.expand({g.height, g.half_width}).contiguous();
     return AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "fourier_synthesis", [&] {
-      return Drivers::template forward<scalar_t>(fourier_head<scalar_t>(z, scale, g), z, g, k, lo, hi, eps);
+      return Drivers::template forward<scalar_t>(fourier_head<scalar_t>(z, scale, g), z, scale_in,
+                                                 head_names(Head::kFourier), g, k, lo, hi, eps);
     });
   }
 

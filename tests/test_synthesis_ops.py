@@ -1,6 +1,8 @@
 """The fused synthesis ops against the pure-PyTorch reference, on every device the build has kernels
-for: values, gradients (gradcheck in float64), opcheck, torch.compile; then what only one device
-has (threads on the CPU; streams, unaligned views and CUDA graphs on a GPU)."""
+for: values, gradients (gradcheck in float64), opcheck, torch.compile, non-finite inputs; then what
+only one device has (threads on the CPU; streams, unaligned views and CUDA graphs on a GPU)."""
+import math
+
 import pytest
 import torch
 
@@ -192,6 +194,50 @@ def test_autograd_is_the_cpp_kernel_and_only_the_image_is_differentiable(device,
     assert grad.shape == head.shape and torch.isfinite(grad).all()
     with torch.no_grad():
         assert not getattr(torch.ops.phasevis, op)(head, fixed, *args)[0].requires_grad
+
+
+def _poke(t, value, index):
+    t = t.clone()
+    t.view(-1)[index] = value
+    return t
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("where", ["head", "fixed"])
+@pytest.mark.parametrize("op", ["maco", "fourier"])
+def test_non_finite_input_raises_naming_it(device, op, where, value):
+    """The ops' first passes find a non-finite value wherever it is, including the bins of the
+    self-conjugate columns (index 0: DC) and the last one."""
+    fn, (head, fixed), names = {
+        "maco": (pv.maco_synthesis, maco_inputs(2, 3, 8, 10, device=device), ("phase", "magnitude")),
+        "fourier": (pv.fourier_synthesis, fourier_inputs(2, 3, 8, 10, device=device), ("spectrum", "scale")),
+    }[op]
+    name = names[where == "fixed"]
+    if name == "magnitude" and value < 0:  # the magnitude's sign is checked first
+        value = -value
+    for index in (0, 7, -1):
+        poked = _poke(head if where == "head" else fixed, value, index % (head if where == "head" else fixed).numel())
+        args = (poked, fixed) if where == "head" else (head, poked)
+        with pytest.raises(ValueError, match=f"{name} contains NaN or infinite values"):
+            fn(*args, size=(8, 10), backend="ext")
+
+
+def test_raw_cpu_op_raises_the_value_error_itself():
+    """The CPU kernels check in their first pass, so callers of the raw op (the render loop) get it too."""
+    phase, magnitude = maco_inputs(2, 3, 8, 8)
+    args = op_args(8, 8, 3, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="phase contains NaN or infinite values"):
+        torch.ops.phasevis.maco_synthesis(_poke(phase, math.nan, 5), magnitude, *args)
+    with pytest.raises(ValueError, match="magnitude contains NaN or infinite values"):
+        torch.ops.phasevis.maco_synthesis(phase, _poke(magnitude, math.inf, 5), *args)
+
+
+def test_huge_finite_inputs_are_not_taken_for_non_finite():
+    """In float64 a sum of squares can overflow with every value finite: not an error."""
+    phase, magnitude = maco_inputs(1, 3, 8, 8, dtype=torch.float64)
+    out = pv.maco_synthesis(phase * 1e200, magnitude, backend="ext")
+    assert out.shape == (1, 3, 8, 8)
 
 
 # ---------------------------------------------------------------------------

@@ -282,9 +282,12 @@ bool wide_chunks_fit(int64_t per_sample, std::initializer_list<const void*> poin
   return true;
 }
 
+// The kernels never synchronize with the host, so they raise no error for a non-finite input:
+// phasevis_ext/synthesis.py reads the statistics they return instead (`fixed` and `names` unused).
 template <typename T, typename Head>
-SynthesisOutputs launch_forward(const Head& head, const at::Tensor& head_values, const Geometry& g,
-                                const at::Tensor& color_matrix, double lo, double hi, double eps) {
+SynthesisOutputs launch_forward(const Head& head, const at::Tensor& head_values, const at::Tensor& /*fixed*/,
+                                const HeadNames& /*names*/, const Geometry& g, const at::Tensor& color_matrix,
+                                double lo, double hi, double eps) {
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t n = g.spectrum_numel(), plane = g.height * g.width;
 

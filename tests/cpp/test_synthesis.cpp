@@ -1,7 +1,7 @@
 // C++ tests of the fused synthesis: the scalar formulas of csrc/synthesis_math.h; the registered CPU
 // ops, which run the chunk functions of csrc/synthesis_chunks.h that the CUDA kernels run too,
-// against a libtorch transcription of the reference (forward, backward, statistics); and the
-// chunk widths only the CUDA kernels use, against one-element chunks.
+// against a libtorch transcription of the reference (forward, backward, statistics, non-finite
+// inputs); and the chunk widths only the CUDA kernels use, against one-element chunks.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -222,6 +222,46 @@ static void test_ops_against_reference(at::ScalarType dtype, double tolerance) {
   std::printf("CPU ops vs the reference (%s): max rel err %.2e\n", c10::toString(dtype), worst);
 }
 
+// A non-finite input raises a ValueError naming it; finite values whose squares overflow float64 do not.
+static void test_non_finite_inputs() {
+  const auto maco = forward_op("phasevis::maco_synthesis"), fourier = forward_op("phasevis::fourier_synthesis");
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor k = at::eye(3, f32);
+  const auto message = [](const auto& call) -> std::string {
+    try {
+      call();
+    } catch (const c10::ValueError& e) {
+      return e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      return std::string("not a ValueError: ") + e.what();
+    }
+    return "no error";
+  };
+  const auto poked = [](at::Tensor t, double value) {
+    t = t.clone();
+    t.view(-1)[t.numel() / 2] = value;
+    return t;
+  };
+  const at::Tensor phase = at::randn({2, 3, 8, 5}, f32), magnitude = at::rand({3, 8, 5}, f32) + 0.1;
+  const at::Tensor z = at::randn({2, 3, 8, 5, 2}, f32), scale = at::rand({8, 5}, f32) + 0.1;
+  const auto maco_message = [&](const at::Tensor& p, const at::Tensor& m) {
+    return message([&] { maco.call(p, m, 8, 8, 0.0, 1.0, k, 1e-4); });
+  };
+  const auto fourier_message = [&](const at::Tensor& s, const at::Tensor& c) {
+    return message([&] { fourier.call(s, c, 8, 8, 0.0, 1.0, k, 1e-4); });
+  };
+  EXPECT(maco_message(poked(phase, NAN), magnitude) == "phase contains NaN or infinite values");
+  EXPECT(maco_message(poked(phase, -INFINITY), magnitude) == "phase contains NaN or infinite values");
+  EXPECT(maco_message(phase, poked(magnitude, INFINITY)) == "magnitude contains NaN or infinite values");
+  EXPECT(maco_message(phase, poked(magnitude, NAN)) == "magnitude contains NaN or infinite values");
+  EXPECT(fourier_message(poked(z, NAN), scale) == "spectrum contains NaN or infinite values");
+  EXPECT(fourier_message(z, poked(scale, INFINITY)) == "scale contains NaN or infinite values");
+  EXPECT(maco_message(phase, magnitude) == "no error");
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  EXPECT(message([&] { maco.call(phase.to(f64) * 1e200, magnitude.to(f64) * 1e200, 8, 8, 0.0, 1.0, k.to(f64), 1e-4); })
+         == "no error");
+}
+
 // ---------------------------------------------------------------------------
 // The wide chunks of the CUDA kernels against one-element chunks
 // ---------------------------------------------------------------------------
@@ -332,6 +372,7 @@ int main() {
   test_spectrum_cursor();
   test_ops_against_reference(at::kDouble, 1e-9);
   test_ops_against_reference(at::kFloat, 2e-4);
+  test_non_finite_inputs();
   test_wide_chunks<double>(at::kDouble, 1e-12);
   test_wide_chunks<float>(at::kFloat, 1e-5);
   std::printf("%s\n", failures ? "FAILED" : "all C++ tests passed");

@@ -298,6 +298,18 @@ def run_wrapper(spec) -> str:
 def run_raw(spec) -> str:
     head, other, k = build(spec)
     args = raw_args(spec, head, other, k)
+    # A NaN or an infinity in the inputs (poked, or overflowed by the "huge" scales; a scale layout
+    # that keeps one row or one value may have left a poked one out) must raise, naming the first.
+    culprit = next((which for which, t in (("head", head), ("other", other)) if not bool(torch.isfinite(t).all())), None)
+    if culprit:
+        name = ARGUMENT_NAMES[spec["op"]][culprit]
+        try:
+            forward_op(spec)(*args)
+        except ValueError as error:
+            if f"{name} contains NaN or infinite values" not in str(error):
+                raise Mismatch(f"wanted a ValueError naming {name!r}, got {raised(error)}") from None
+            return raised(error)
+        raise Mismatch(f"accepted: wanted a ValueError naming {name!r}")
     image, x, head_stats, image_stats = forward_op(spec)(*args)
     grad_out = random_like(image, spec["tensor_seed"] + 1)
     lo, hi = spec["values_range"]
@@ -355,9 +367,12 @@ def transposed_copy(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(-1, -2).contiguous().transpose(-1, -2)
 
 
+ARGUMENT_NAMES = {"maco": {"head": "phase", "other": "magnitude"}, "fourier": {"head": "spectrum", "other": "scale"}}
+
+
 def _wrapper_faults(op: str) -> dict:
     """name -> (fault, error type, argument the message must name); keys of `a` are generic."""
-    head, other = ("phase", "magnitude") if op == "maco" else ("spectrum", "scale")
+    head, other = ARGUMENT_NAMES[op]["head"], ARGUMENT_NAMES[op]["other"]
     faults = {
         "head_rank_low": (edit(head=lambda t, s: t[0]), ValueError, head),
         "head_rank_high": (edit(head=lambda t, s: t[None]), ValueError, head),
