@@ -3,7 +3,8 @@
     python tests/support/fuzz_ops.py --seed S --cases N [--start K] [--describe]
 
 Case i draws every parameter from random.Random(f"{S}:{i}") and every tensor from a generator
-seeded by that draw, so (S, i) replays a case exactly: `--start i --cases 1`. The draws mirror
+seeded by that draw, so (S, i) replays a case exactly: `--start i --cases 1`. Its image size is
+SHAPES[i % len(SHAPES)], so any len(SHAPES) consecutive cases cover every size. The draws mirror
 hypothesis strategies (sampled_from over 1-sized, odd and elongated sides, dtypes, memory
 layouts, and one deliberate fault per invalid case) but stay cheap, and a case replays without
 hypothesis' database. `--describe` prints the drawn parameters instead of running the cases.
@@ -35,6 +36,8 @@ OPS = torch.ops.phasevis
 KINDS = ("wrapper", "raw", "wrapper_fault", "raw_fault", "backward_fault")
 SIDES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 48, 63, 64)
 ELONGATED = ((1, 97), (97, 1), (2, 97), (97, 2), (1, 64), (64, 1), (3, 61), (61, 4))
+# Every (H, W) of SIDES², and each elongated size 8 times (about 15% of the cases).
+SHAPES = tuple((h, w) for h in SIDES for w in SIDES) + ELONGATED * 8
 HEAD_LAYOUTS = ("contiguous", "sliced", "transposed", "channels_last", "batch_strided", "offset", "expanded")
 MAGNITUDE_LAYOUTS = ("shared", "shared_transposed", "expanded", "per_sample", "per_sample_transposed", "per_sample_sliced")
 SCALE_LAYOUTS = ("full", "full_transposed", "row", "column", "vector", "scalar", "fourier_scale")
@@ -55,7 +58,7 @@ def draw(seed: int, index: int) -> dict:
     rng = random.Random(f"{seed}:{index}")
     kind = rng.choices(KINDS, weights=(30, 20, 20, 15, 15))[0]
     op = rng.choice(("maco", "fourier"))
-    height, width = rng.choice(ELONGATED) if rng.random() < 0.15 else (rng.choice(SIDES), rng.choice(SIDES))
+    height, width = SHAPES[index % len(SHAPES)]
     channels = rng.randint(1, 4)
     wrapped = kind.startswith("wrapper")
     # The wrapper needs two pixels per channel; the raw ops only two per sample.
