@@ -69,7 +69,7 @@ def maco_synthesis(
         if not use_extension:
             _check_finite(phase, "phase")
             _check_finite(magnitude, "magnitude")
-        if bool((magnitude < 0).any()):
+        if _any_negative(magnitude):
             raise ValueError("magnitude must be non-negative")
     if use_extension:
         return _run_op(torch.ops.phasevis.maco_synthesis.default, (phase, "phase"), (magnitude, "magnitude"),
@@ -166,6 +166,14 @@ def _check_head(t, name: str, *, rank: int) -> None:
 def _check_finite(t: torch.Tensor, name: str) -> None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _any_negative(t: torch.Tensor) -> bool:
+    # On the CPU through NumPy, on this thread: for a magnitude's size the comparison costs less than
+    # waking ATen's thread pool, which on a loaded machine took milliseconds (a quarter of the op).
+    if t.device.type == "cpu":
+        return bool((t.detach().numpy() < 0).any())
+    return bool((t < 0).any())
 
 
 def _run_op(op, head: tuple[torch.Tensor, str], fixed: tuple[torch.Tensor, str], *args) -> torch.Tensor:
