@@ -18,7 +18,7 @@ FORCE_CUDA ?= $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1 || echo 0)
 TORCH_CUDA_ARCH_LIST ?= 9.0
 export CUDA_HOME FORCE_CUDA TORCH_CUDA_ARCH_LIST
 
-.PHONY: all setup build test pytest cpp-test demo bench clean
+.PHONY: all setup build test test-slow pytest cpp-test demo bench clean
 all: build
 
 $(VENV)/.deps: Makefile
@@ -56,6 +56,10 @@ cpp-test: setup
 	cd build-cmake && ctest --output-on-failure
 
 test: build cpp-test pytest
+
+# The tests marked slow, which `make test` leaves out (pyproject.toml's addopts).
+test-slow: build
+	$(PY) -m pytest -q -m slow
 
 demo: build
 	$(VENV)/bin/phasevis demo --out $(DEMO_OUT)

@@ -38,12 +38,12 @@ fi
 
 if [ -z "${SKIP_TESTS:-}" ]; then
   $PY benchmarks/error_paths.py > "$OUT/error_paths.txt" 2>&1 || status=1
-  if ! timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py ${EXTRA_TESTS:-} > "$OUT/cuda_tests.txt" 2>&1; then
+  if ! timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_synthesis_ops.py ${EXTRA_TESTS:-} > "$OUT/cuda_tests.txt" 2>&1; then
     status=1
     # Which change broke it: rerun with ATen's FFTs, then with one-element chunks.
-    PHASEVIS_CUDA_FFT=aten timeout 120 $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda_ops.py \
+    PHASEVIS_CUDA_FFT=aten timeout 120 $PY -m pytest -q -x -p no:cacheprovider tests/test_synthesis_ops.py \
       > "$OUT/cuda_tests_aten_fft.txt" 2>&1; tail -2 "$OUT/cuda_tests_aten_fft.txt"
-    PHASEVIS_CUDA_CHUNK=1 timeout 120 $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda_ops.py \
+    PHASEVIS_CUDA_CHUNK=1 timeout 120 $PY -m pytest -q -x -p no:cacheprovider tests/test_synthesis_ops.py \
       > "$OUT/cuda_tests_narrow_chunks.txt" 2>&1; tail -2 "$OUT/cuda_tests_narrow_chunks.txt"
   fi
   tail -3 "$OUT/cuda_tests.txt"

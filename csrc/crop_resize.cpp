@@ -238,11 +238,6 @@ at::Tensor crop_resize_backward_cpu(const at::Tensor& grad_in, const at::Tensor&
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(phasevis, m) {
-  m.def("crop_resize(Tensor images, Tensor boxes, int out_size) -> Tensor");
-  m.def("crop_resize_backward(Tensor grad, Tensor boxes, int batch, int height, int width) -> Tensor");
-}
-
 TORCH_LIBRARY_IMPL(phasevis, CPU, m) {
   m.impl("crop_resize", &crop_resize_cpu);
   m.impl("crop_resize_backward", &crop_resize_backward_cpu);

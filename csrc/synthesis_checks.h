@@ -11,12 +11,6 @@
 
 namespace phasevis {
 
-struct Geometry {
-  int64_t batch, channels, height, width, half_width;
-  PV_HD int64_t spectrum_numel() const { return channels * height * half_width; }
-  PV_HD int64_t image_numel() const { return channels * height * width; }
-};
-
 inline void check_float(const at::Tensor& t, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.scalar_type() == dtype, name, " must have dtype ", dtype, ", got ", t.scalar_type());
 }
@@ -50,6 +44,9 @@ inline Geometry head_geometry(const at::Tensor& head, int64_t height, int64_t wi
   TORCH_CHECK(width > 0 && width / 2 + 1 == g.half_width, "width ", width, " does not match ", g.half_width,
               " rfft columns (need width // 2 + 1 == columns)");
   TORCH_CHECK(g.image_numel() > 1 && g.spectrum_numel() > 1, "a sample needs at least two elements for its std");
+  // The chunk functions index a sample's bins with 32 bits.
+  TORCH_CHECK(g.spectrum_numel() < (int64_t(1) << 31), "a sample of ", g.spectrum_numel(),
+              " spectrum elements is too large for the synthesis kernels (limit 2^31)");
   return g;
 }
 

@@ -1,18 +1,18 @@
-// The per-thread work of the CUDA synthesis kernels (csrc/cuda/synthesis.cu) as __host__ __device__
-// functions. Each one handles a chunk of V consecutive elements of one sample; the kernels wrap
-// them in grid-stride loops and block reductions. The C++ tests run the same functions on the CPU,
-// chunk by chunk, through the whole forward and backward, and compare with the CPU op: the index
-// maps, vector accesses and chain rules the GPU runs are tested on machines without one.
+// The per-element work of the fused synthesis, shared by the CPU op (csrc/synthesis.cpp) and the
+// CUDA kernels (csrc/cuda/synthesis.cu) as __host__ __device__ functions. Each one handles a chunk
+// of V consecutive elements of one sample. The CUDA kernels wrap them in grid-stride loops and
+// block reductions; the CPU runs one-element chunks in vectorized loops over a row, each row a
+// task of at::parallel_for. The math therefore exists once, and the C++ and Python tests of the
+// CPU op test the code the GPU runs.
 //
 // Why chunks: at 1024² the elementwise kernels were far from the H100's bandwidth, being
 // instruction-bound (64-bit division for the bin's row and column) or latency-bound (one 4-byte
 // load in flight per thread). A chunk of V = 4 does one 32-bit division and issues 16-byte loads.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
-#include <cstring>
 
-#include "synthesis_checks.h"
 #include "synthesis_math.h"
 
 namespace phasevis {
@@ -34,13 +34,15 @@ struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) Vec {
 // Whether p may start a wide chunk's vector access (Vec aligns to at most 16 bytes).
 inline bool wide_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// The device moves a chunk as one access; the host element by element, which the vectorizer folds
+// into its vector loads and stores (it does not see through a memcpy of the whole chunk).
 template <int V, typename T>
 PV_HD Vec<T, V> load(const T* p) {
 #if defined(__CUDA_ARCH__)
   return *reinterpret_cast<const Vec<T, V>*>(p);
 #else
   Vec<T, V> r;
-  std::memcpy(&r, p, sizeof(r));
+  for (int j = 0; j < V; ++j) r.v[j] = p[j];
   return r;
 #endif
 }
@@ -50,12 +52,15 @@ PV_HD void store(T* p, const Vec<T, V>& value) {
 #if defined(__CUDA_ARCH__)
   *reinterpret_cast<Vec<T, V>*>(p) = value;
 #else
-  std::memcpy(p, &value, sizeof(value));
+  for (int j = 0; j < V; ++j) p[j] = value.v[j];
 #endif
 }
 
-// Row h and column k of element i of a sample's (C, H, Wr) spectrum, then walked one element at a
-// time. 32-bit: the drivers refuse samples of 2^32 elements or more.
+// Where the bins of a chunk lie. The spectrum chunk functions take either cursor.
+//
+// SpectrumCursor: row h and column k of element i of a sample's (C, H, Wr) spectrum, then walked
+// one element at a time; a chunk may cross rows and planes, and each bin tests for the
+// self-conjugate columns. 32-bit: the drivers refuse samples of 2^32 elements or more.
 struct SpectrumCursor {
   uint32_t k, h, half_width, height;
   PV_HD SpectrumCursor(uint32_t i, uint32_t half_width_, uint32_t height_) : half_width(half_width_), height(height_) {
@@ -63,7 +68,13 @@ struct SpectrumCursor {
     k = i - row * half_width;
     h = row % height;
   }
+  PV_HD SpectrumCursor(int64_t i, const Geometry& g)
+      : SpectrumCursor(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height)) {}
+  // At a known row and column: no division.
+  PV_HD SpectrumCursor(uint32_t k_, uint32_t h_, const Geometry& g)
+      : k(k_), h(h_), half_width(uint32_t(g.half_width)), height(uint32_t(g.height)) {}
   PV_HD uint32_t hk() const { return h * half_width + k; }
+  PV_HD bool self_conjugate(int64_t width) const { return math::is_self_conjugate_column(k, width); }
   PV_HD void advance() {
     if (++k == half_width) {
       k = 0;
@@ -72,23 +83,68 @@ struct SpectrumCursor {
   }
 };
 
+// InteriorBin: a bin the caller knows to lie among the interior columns (1 <= k < interior_end)
+// of row h. The CPU walks a row's interior with it: no division and no column test, so the loop
+// over the row vectorizes.
+struct InteriorBin {
+  uint32_t k, h, half_width, height;
+  PV_HD uint32_t hk() const { return h * half_width + k; }
+  PV_HD constexpr bool self_conjugate(int64_t) const { return false; }
+  PV_HD void advance() { ++k; }
+};
+
 // ---------------------------------------------------------------------------
-// Per-sample statistics, as the kernels' prologues read them
+// Per-sample sums and statistics
 // ---------------------------------------------------------------------------
 
-// Head statistics from the moments' totals (Σv, Σv_im, Σ|v|²) over the n values of a sample.
-PV_HD Standardization head_standardization(const double* totals, int64_t n, double eps) {
-  return math::standardization_from_sums(totals[0], totals[1], totals[2], n, eps);
+// What chunks add to their sample's sums, as named fields rather than arrays: the CPU's
+// vectorized row loops keep them in registers (GCC does not vectorize an `omp simd` loop that
+// holds a local array). In float64, so that one-pass variances do not cancel for float32 data.
+//   moments (head standardization):      re = Σv, im = Σv_im, dot = Σ|v|²
+//   head gradient (its backward):        re = Σg, im = Σg_im, dot = Σ⟨g, v̂⟩
+//   image gradient (the image's):        re = Σ∂L/∂x̂,         dot = Σ∂L/∂x̂·x̂
+struct Sums {
+  double re = 0.0, im = 0.0, dot = 0.0;
+  PV_HD Sums& operator+=(const Sums& o) {
+    re += o.re;
+    im += o.im;
+    dot += o.dot;
+    return *this;
+  }
+  bool finite() const { return std::isfinite(re) && std::isfinite(im) && std::isfinite(dot); }
+};
+
+// The image moments by Parseval, from the spectrum pass: Σ_k w_k|F_k|² and Σ_c Re X_c[0, 0].
+struct SpectrumEnergy {
+  double weighted_sq = 0.0, dc = 0.0;
+  PV_HD SpectrumEnergy& operator+=(const SpectrumEnergy& o) {
+    weighted_sq += o.weighted_sq;
+    dc += o.dc;
+    return *this;
+  }
+  bool finite() const { return std::isfinite(weighted_sq) && std::isfinite(dc); }
+};
+
+// Head statistics from the moments of the n values of a sample.
+PV_HD Standardization head_standardization(const Sums& moments, int64_t n, double eps) {
+  return math::standardization_from_sums(moments.re, moments.im, moments.dot, n, eps);
 }
 
-// Image statistics from the spectrum pass's totals (Σ_k w_k|F_k|², Σ_c Re X_c[0, 0]) by Parseval:
-// the inverse transform is unnormalized, so Σx = Re ΣX[0, 0] and Σx² = Σ w|F|² / (H·W).
-PV_HD Standardization image_standardization(const double* totals, const Geometry& g, double eps) {
+// Image statistics by Parseval: the inverse transform is unnormalized, so Σx = Re ΣX[0, 0] and
+// Σx² = Σ w|F|² / (H·W).
+PV_HD Standardization image_standardization(const SpectrumEnergy& e, const Geometry& g, double eps) {
   const double plane = double(g.height * g.width);
-  return math::standardization_from_sums(totals[1], 0.0, totals[0] / plane, g.image_numel(), eps);
+  return math::standardization_from_sums(e.dc, 0.0, e.weighted_sq / plane, g.image_numel(), eps);
 }
 
-// A statistics row as the forward stored it: (mean, std) or, complex, (mean_re, mean_im, std).
+// A statistics row as the forward stores it, for the backward: (mean, std) or, complex,
+// (mean_re, mean_im, std).
+PV_HD void store_standardization(const Standardization& s, bool complex, double* row) {
+  row[0] = s.mean_re;
+  if (complex) row[1] = s.mean_im;
+  row[complex ? 2 : 1] = s.std;
+}
+
 PV_HD Standardization stored_standardization(const double* row, bool complex, double eps) {
   Standardization s;
   s.mean_re = row[0];
@@ -99,14 +155,14 @@ PV_HD Standardization stored_standardization(const double* row, bool complex, do
 }
 
 // The tail backward folded into the spectrum (see math::tail_spectrum_grad), for interior and
-// self-conjugate columns, from the image statistics and (Σ∂L/∂x̂, Σ∂L/∂x̂·x̂).
+// self-conjugate columns, from the image statistics and the image gradient's sums.
 struct TailGrads {
   TailGrad interior, self_conjugate;
 };
 
-PV_HD TailGrads tail_grads(const Geometry& g, const Standardization& image, const double* image_grad_totals) {
+PV_HD TailGrads tail_grads(const Geometry& g, const Standardization& image, const Sums& image_grad) {
   const double plane = double(g.height * g.width);
-  const auto sg = math::standardization_grad(image_grad_totals[0], 0.0, image_grad_totals[1], g.image_numel(), image);
+  const auto sg = math::standardization_grad(image_grad.re, 0.0, image_grad.dot, g.image_numel(), image);
   TailGrads t;
   t.interior = TailGrad{2.0 / plane, sg.scale, sg.along * image.inv_t, sg.shift_re, image.mean_re * plane};
   t.self_conjugate = t.interior;
@@ -151,16 +207,16 @@ struct MacoHead {
     math::maco_spectrum(c.mag[j], c.sn[j], c.cs[j], re, im);
   }
 
-  // ∂L/∂v̂ of the chunk from ∂L/∂X of its bins: stored at out, and Σg, Σg·v̂ added to acc[0], acc[2].
+  // ∂L/∂v̂ of the chunk from ∂L/∂X of its bins: stored at out, and added to the head gradient's sums.
   template <int V>
   PV_HD void store_grad(const Chunk<V>& c, int64_t b, int64_t i, const uint32_t* /*hk*/, const T* g_re,
-                        const T* g_im, T* out, double* acc) const {
+                        const T* g_im, T* out, Sums& acc) const {
     Vec<T, V> g;
     PV_UNROLL
     for (int j = 0; j < V; ++j) {
       g.v[j] = math::maco_phase_grad(c.mag[j], c.sn[j], c.cs[j], g_re[j], g_im[j]);
-      acc[0] += g.v[j];
-      acc[2] += double(g.v[j]) * c.v_hat[j];
+      acc.re += g.v[j];
+      acc.dot += double(g.v[j]) * c.v_hat[j];
     }
     chunks::store<V>(out + b * n + i, g);
   }
@@ -199,16 +255,16 @@ struct FourierHead {
 
   template <int V>
   PV_HD void store_grad(const Chunk<V>& c, int64_t b, int64_t i, const uint32_t* hk, const T* g_re, const T* g_im,
-                        T* out, double* acc) const {
+                        T* out, Sums& acc) const {
     Vec<T, 2 * V> g;
     PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const T gr = g_re[j] * scale[hk[j]], gi = g_im[j] * scale[hk[j]];
       g.v[2 * j] = gr;
       g.v[2 * j + 1] = gi;
-      acc[0] += gr;
-      acc[1] += gi;
-      acc[2] += double(gr) * c.z_re[j] + double(gi) * c.z_im[j];
+      acc.re += gr;
+      acc.im += gi;
+      acc.dot += double(gr) * c.z_re[j] + double(gi) * c.z_im[j];
     }
     chunks::store<2 * V>(out + 2 * (b * n + i), g);
   }
@@ -224,9 +280,9 @@ PV_HD void single_bin(const Head& head, const Standardization& s, int64_t b, int
 
 // Bin i of a self-conjugate column as irfft2 sees it, (X[h] + conj X[-h]) / 2; cuFFT's c2r, unlike
 // MKL's, is not that projection of a non-Hermitian input, so the spectrum is stored this way.
-template <typename Head, typename T>
-PV_HD void hermitian_bin(const Head& head, const Standardization& s, const SpectrumCursor& at, int64_t b, int64_t i,
-                         T* re, T* im) {
+template <typename Head, typename Cursor, typename T>
+PV_HD void hermitian_bin(const Head& head, const Standardization& s, const Cursor& at, int64_t b, int64_t i, T* re,
+                         T* im) {
   const uint32_t partner = uint32_t(math::conjugate_row(at.h, at.height));
   T pre, pim;
   single_bin(head, s, b, i + (int64_t(partner) - int64_t(at.h)) * at.half_width, partner * at.half_width + at.k,
@@ -238,48 +294,47 @@ PV_HD void hermitian_bin(const Head& head, const Standardization& s, const Spect
 // Forward
 // ---------------------------------------------------------------------------
 
-// Σv, Σv_im, Σ|v|² of values [i, i + V) of sample b (kComplex: pairs).
+// The moments of values [i, i + V) of sample b (kComplex: pairs).
 template <int V, bool kComplex, typename T>
-PV_HD void moments_chunk(const T* v, int64_t n, int64_t b, int64_t i, double* acc) {
+PV_HD void moments_chunk(const T* v, int64_t n, int64_t b, int64_t i, Sums& acc) {
   if constexpr (kComplex) {
     const Vec<T, 2 * V> z = load<2 * V>(v + 2 * (b * n + i));
     PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const double re = z.v[2 * j], im = z.v[2 * j + 1];
-      acc[0] += re;
-      acc[1] += im;
-      acc[2] += re * re + im * im;
+      acc.re += re;
+      acc.im += im;
+      acc.dot += re * re + im * im;
     }
   } else {
     const Vec<T, V> x = load<V>(v + b * n + i);
     PV_UNROLL
     for (int j = 0; j < V; ++j) {
       const double a = x.v[j];
-      acc[0] += a;
-      acc[2] += a * a;
+      acc.re += a;
+      acc.dot += a * a;
     }
   }
 }
 
-// Bins [i, i + V) of sample b into x (interleaved re, im), and the image moments by Parseval into
-// acc: acc[0] += Σ w|F|² (w = 2 off the self-conjugate columns), acc[1] += Re X[0, 0].
-template <int V, typename T, typename Head>
-PV_HD void spectrum_chunk(const Head& head, const Geometry& g, const Standardization& s, int64_t b, int64_t i, T* x,
-                          double* acc) {
+// Bins [i, i + V) of sample b, the first at `at`, into x (interleaved re, im), and their share of
+// the image moments by Parseval into acc (w = 2 off the self-conjugate columns).
+template <int V, typename T, typename Head, typename Cursor>
+PV_HD void spectrum_chunk(const Head& head, const Geometry& g, const Standardization& s, int64_t b, int64_t i,
+                          Cursor at, T* x, SpectrumEnergy& acc) {
   typename Head::template Chunk<V> c;
   head.template load<V>(s, b, i, c);
-  SpectrumCursor at(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height));
-  Vec<T, 2 * V> out;
+  Vec<T, 2 * V> out{};  // every element is set below; GCC cannot see it through its omp simd lowering
   PV_UNROLL
   for (int j = 0; j < V; ++j, at.advance()) {
     T re, im;
     head.template bin<V>(c, j, at.hk(), &re, &im);
-    if (math::is_self_conjugate_column(at.k, g.width)) {
+    if (at.self_conjugate(g.width)) {
       hermitian_bin(head, s, at, b, i + j, &re, &im);
-      acc[0] += double(re) * re + double(im) * im;
-      if (at.h == 0 && at.k == 0) acc[1] += re;
+      acc.weighted_sq += double(re) * re + double(im) * im;
+      if (at.h == 0 && at.k == 0) acc.dc += re;
     } else {
-      acc[0] += 2.0 * (double(re) * re + double(im) * im);
+      acc.weighted_sq += 2.0 * (double(re) * re + double(im) * im);
     }
     out.v[2 * j] = re;
     out.v[2 * j + 1] = im;
@@ -345,12 +400,12 @@ PV_HD void image_forward_pixel_any_channels(const T* x, T* out, const T* k, int 
 // Backward
 // ---------------------------------------------------------------------------
 
-// ∂L/∂x̂ at pixels [p, p + V) of sample b, every channel, into grad_x; Σ∂L/∂x̂ and Σ∂L/∂x̂·x̂ into acc.
-// x̂ is formed from x as in the forward.
+// ∂L/∂x̂ at pixels [p, p + V) of sample b, every channel, into grad_x, and into the image gradient's
+// sums. x̂ is formed from x as in the forward.
 template <int V, int kMaxC, typename T>
 PV_HD void image_backward_chunk(const T* grad_out, const T* x, T* grad_x, const T (&k)[kMaxC][kMaxC], int channels,
                                 int64_t plane, int64_t b, int64_t p, T input_scale, T mean, T inv_t, T span,
-                                double* acc) {
+                                Sums& acc) {
   // Every load before any store, so that all of them are in flight together.
   Vec<T, V> xh[kMaxC], go[kMaxC];
   PV_UNROLL
@@ -376,8 +431,8 @@ PV_HD void image_backward_chunk(const T* grad_out, const T* x, T* grad_x, const 
     if (c < channels) {
       PV_UNROLL
       for (int j = 0; j < V; ++j) {
-        acc[0] += gx[c].v[j];
-        acc[1] += double(gx[c].v[j]) * xh[c].v[j];
+        acc.re += gx[c].v[j];
+        acc.dot += double(gx[c].v[j]) * xh[c].v[j];
       }
       store<V>(grad_x + (b * channels + c) * plane + p, gx[c]);
     }
@@ -387,7 +442,7 @@ PV_HD void image_backward_chunk(const T* grad_out, const T* x, T* grad_x, const 
 template <typename T>
 PV_HD void image_backward_pixel_any_channels(const T* grad_out, const T* x, T* grad_x, const T* k, int channels,
                                              int64_t plane, int64_t b, int64_t p, T input_scale, T mean, T inv_t,
-                                             T span, double* acc) {
+                                             T span, Sums& acc) {
   const int64_t base = b * channels * plane + p;
   const auto x_hat = [&](int c) { return (x[base + c * plane] * input_scale - mean) * inv_t; };
   for (int c = 0; c < channels; ++c) grad_x[base + c * plane] = 0;
@@ -400,20 +455,20 @@ PV_HD void image_backward_pixel_any_channels(const T* grad_out, const T* x, T* g
   }
   for (int c = 0; c < channels; ++c) {
     const T gc = grad_x[base + c * plane];
-    acc[0] += gc;
-    acc[1] += double(gc) * x_hat(c);
+    acc.re += gc;
+    acc.dot += double(gc) * x_hat(c);
   }
 }
 
-// ∂L/∂v̂ at bins [i, i + V) of sample b from G = rfft2(∂L/∂x̂) (interleaved), with the image
-// standardization backward folded in (tail); Σg, Σg_im, Σ⟨g, v̂⟩ into acc for the head's own.
-template <int V, typename T, typename Head>
+// ∂L/∂v̂ at bins [i, i + V) of sample b, the first at `at`, from G = rfft2(∂L/∂x̂) (interleaved),
+// with the image standardization backward folded in (tail); into the head gradient's sums, for the
+// head's own standardization backward.
+template <int V, typename T, typename Head, typename Cursor>
 PV_HD void spectrum_grad_chunk(const Head& head, const Geometry& g, const Standardization& s, const TailGrads& tail,
-                               int64_t b, int64_t i, const T* big_g, T* grad, double* acc) {
+                               int64_t b, int64_t i, Cursor at, const T* big_g, T* grad, Sums& acc) {
   typename Head::template Chunk<V> c;
   head.template load<V>(s, b, i, c);
   const Vec<T, 2 * V> G = load<2 * V>(big_g + 2 * (b * g.spectrum_numel() + i));
-  SpectrumCursor at(uint32_t(i), uint32_t(g.half_width), uint32_t(g.height));
   T g_re[V], g_im[V];
   uint32_t hk[V];
   PV_UNROLL
@@ -421,7 +476,7 @@ PV_HD void spectrum_grad_chunk(const Head& head, const Geometry& g, const Standa
     hk[j] = at.hk();
     T re, im;
     head.template bin<V>(c, j, hk[j], &re, &im);
-    if (math::is_self_conjugate_column(at.k, g.width)) {
+    if (at.self_conjugate(g.width)) {
       hermitian_bin(head, s, at, b, i + j, &re, &im);
       math::tail_spectrum_grad(tail.self_conjugate, at.h == 0 && at.k == 0, G.v[2 * j], G.v[2 * j + 1], re, im,
                                &g_re[j], &g_im[j]);

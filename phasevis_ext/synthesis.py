@@ -64,13 +64,16 @@ def maco_synthesis(
     lo, hi = _values_range(values_range)
     color_matrix = _color_matrix(color_matrix, channels, phase)
     _check_eps(eps)
+    use_extension = _use_extension(backend, phase)
     if _eager():
-        _check_finite(phase, "phase")
-        _check_finite(magnitude, "magnitude")
-        if bool((magnitude < 0).any()):
+        if not use_extension:
+            _check_finite(phase, "phase")
+            _check_finite(magnitude, "magnitude")
+        if _any_negative(magnitude):
             raise ValueError("magnitude must be non-negative")
-    if _use_extension(backend, phase):
-        return ops.maco_synthesis_op(phase, magnitude, height, width, lo, hi, color_matrix, eps)
+    if use_extension:
+        return _run_op(torch.ops.phasevis.maco_synthesis.default, (phase, "phase"), (magnitude, "magnitude"),
+                       height, width, lo, hi, color_matrix, eps)
     return maco_synthesis_reference(phase, magnitude, (height, width), (lo, hi), color_matrix, eps)
 
 
@@ -103,11 +106,12 @@ def fourier_synthesis(
     lo, hi = _values_range(values_range)
     color_matrix = _color_matrix(color_matrix, channels, pairs)
     _check_eps(eps)
+    if _use_extension(backend, pairs):
+        return _run_op(torch.ops.phasevis.fourier_synthesis.default, (pairs, "spectrum"), (scale, "scale"),
+                       height, width, lo, hi, color_matrix, eps)
     if _eager():
         _check_finite(pairs, "spectrum")
         _check_finite(scale, "scale")
-    if _use_extension(backend, pairs):
-        return ops.fourier_synthesis_op(pairs, scale, height, width, lo, hi, color_matrix, eps)
     complex_spectrum = spectrum if spectrum.is_complex() else torch.complex(pairs[..., 0], pairs[..., 1])
     return fourier_synthesis_reference(complex_spectrum, scale, (height, width), (lo, hi), color_matrix, eps)
 
@@ -162,6 +166,28 @@ def _check_head(t, name: str, *, rank: int) -> None:
 def _check_finite(t: torch.Tensor, name: str) -> None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _any_negative(t: torch.Tensor) -> bool:
+    # On the CPU through NumPy, on this thread: for a magnitude's size the comparison costs less than
+    # waking ATen's thread pool, which on a loaded machine took milliseconds (a quarter of the op).
+    if t.device.type == "cpu":
+        return bool((t.detach().numpy() < 0).any())
+    return bool((t < 0).any())
+
+
+def _run_op(op, head: tuple[torch.Tensor, str], fixed: tuple[torch.Tensor, str], *args) -> torch.Tensor:
+    """The image of a native synthesis op, whose first passes find non-finite inputs: the CPU kernels
+    raise the ValueError themselves. The CUDA kernels never synchronize with the host (a whole step
+    can be captured in a CUDA graph), so they cannot raise; their per-sample statistics, which those
+    passes make non-finite exactly when an input is, are read here instead, in eager calls: one small
+    read where two full passes over the inputs would be. Only when they are not finite are the inputs
+    looked at, to name the culprit (finite inputs whose squares overflow float64 are let through)."""
+    image, _, head_stats, image_stats = op(head[0], fixed[0], *args)
+    if head[0].device.type != "cpu" and _eager() and not bool(torch.isfinite(torch.cat([head_stats, image_stats], 1)).all()):
+        _check_finite(*head)
+        _check_finite(*fixed)
+    return image
 
 
 def _check_eps(eps) -> None:

@@ -1,9 +1,10 @@
-"""Fuzz the native ops through tests/fuzz_ops.py in subprocesses, so that a crash fails a test
-instead of killing the run.
+"""Fuzz the native ops through tests/support/fuzz_ops.py in subprocesses, so that a crash fails a
+test instead of killing the run.
 
-The default share: FUZZ_CASES=4000 cases of FUZZ_SEED=0 in FUZZ_BATCHES=4 processes, FUZZ_JOBS=2
-at a time. A larger run:
-    FUZZ_CASES=20000 FUZZ_SEED=12345 .venv/bin/python -m pytest tests/test_fuzz.py -q
+By default: one case per image size the driver draws (len(fuzz_ops.SHAPES) = 425 cases of
+FUZZ_SEED=0), every size once. Marked slow, and deselected unless asked for with `-m slow`:
+FUZZ_CASES=4000 cases. Either runs in FUZZ_BATCHES=4 processes, FUZZ_JOBS=2 at a time. A larger run:
+    FUZZ_CASES=20000 FUZZ_SEED=12345 .venv/bin/python -m pytest -m slow tests/test_fuzz.py -q
 """
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from conftest import requires_ext
+from support import fuzz_ops
 
 pytestmark = requires_ext
 
-DRIVER = Path(__file__).with_name("fuzz_ops.py")
+DRIVER = Path(fuzz_ops.__file__)
 CASES = int(os.environ.get("FUZZ_CASES", "4000"))
 SEED = int(os.environ.get("FUZZ_SEED", "0"))
 BATCHES = int(os.environ.get("FUZZ_BATCHES", "4"))
@@ -50,7 +54,7 @@ def how_it_died(returncode: int | None) -> str:
 
 
 def replay(seed: int, index: int) -> str:
-    return f"python tests/{DRIVER.name} --seed {seed} --start {index} --cases 1"
+    return f"python tests/support/{DRIVER.name} --seed {seed} --start {index} --cases 1"
 
 
 def stderr_tail(stderr: str, lines: int = 8) -> str:
@@ -84,18 +88,27 @@ def fuzz_batch(seed: int, start: int, cases: int, *extra: str) -> list[str]:
     return failures
 
 
-def test_fuzz_native_ops():
-    size = -(-CASES // BATCHES)
-    starts = range(0, CASES, size)
+def fuzz(cases: int) -> None:
+    size = -(-cases // BATCHES)
+    starts = range(0, cases, size)
     with ThreadPoolExecutor(JOBS) as pool:
-        results = pool.map(lambda start: fuzz_batch(SEED, start, min(size, CASES - start)), starts)
+        results = pool.map(lambda start: fuzz_batch(SEED, start, min(size, cases - start)), starts)
     failures = [failure for batch in results for failure in batch]
     reasons = Counter(reason(failure) for failure in failures)
     summary = "\n".join(f"{count:6d}  {why}" for why, count in reasons.most_common())
     assert not failures, (
-        f"{len(failures)} of {CASES} fuzz cases failed (seed {SEED}), by reason:\n{summary}\nthe first ones:\n"
+        f"{len(failures)} of {cases} fuzz cases failed (seed {SEED}), by reason:\n{summary}\nthe first ones:\n"
         + "\n".join(failures[:20])
     )
+
+
+def test_fuzz_every_shape():
+    fuzz(len(fuzz_ops.SHAPES))
+
+
+@pytest.mark.slow
+def test_fuzz_native_ops():
+    fuzz(CASES)
 
 
 def reason(failure: str) -> str:

@@ -13,7 +13,7 @@ import torch
 
 import phasevis_ext as pv
 from conftest import requires_ext
-from synthesis_cases import fourier_inputs, maco_inputs
+from support.synthesis_cases import fourier_inputs, maco_inputs
 
 # ---------------------------------------------------------------------------
 # threads

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import phasevis_ext as pv
-from synthesis_cases import maco_inputs
+from support.synthesis_cases import maco_inputs
 
 
 def test_fourier_scale_definition():

@@ -1,7 +1,7 @@
-// CUDA kernels of the fused synthesis. Same algebra as the CPU kernels (csrc/synthesis_math.h):
-// the image statistics come from the spectrum by Parseval, and the image standardization backward
-// folds into the spectrum pass, so each direction is one FFT plus a few elementwise kernels. The
-// per-thread work is in csrc/synthesis_chunks.h, which the C++ tests also run on the CPU.
+// CUDA kernels of the fused synthesis. The per-thread work is the chunk functions of
+// csrc/synthesis_chunks.h, which the CPU op runs too: the image statistics come from the spectrum
+// by Parseval, and the image standardization backward folds into the spectrum pass, so each
+// direction is one FFT plus a few elementwise kernels.
 //
 // Per-sample reductions are two-stage (block partials, then one fixed-order sum per sample), so
 // results are deterministic, and every statistic stays on the device: no host sync anywhere,
@@ -25,13 +25,13 @@
 #include "../synthesis_checks.h"
 #include "../synthesis_chunks.h"
 #include "../synthesis_math.h"
+#include "../synthesis_ops.h"
 #include "fft.h"
 
 namespace phasevis {
 namespace {
 
 using math::Standardization;
-using SynthesisOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 constexpr int kThreads = 256;
 // Channel counts up to this keep a pixel's channels in registers in the image kernels (RGB: 3).
@@ -57,12 +57,6 @@ int blocks_per_sample(int64_t chunks, int64_t batch) {
   const int64_t resident = int64_t(multiprocessor_count()) * (2048 / kThreads);
   const int64_t cap = std::max<int64_t>(1, resident / std::max<int64_t>(1, batch));
   return int(std::max<int64_t>(1, std::min(wanted, cap)));
-}
-
-// The spectrum chunks index a sample's bins with 32 bits.
-void check_spectrum_index_range(const Geometry& g) {
-  TORCH_CHECK(g.spectrum_numel() < (int64_t(1) << 31), "a sample of ", g.spectrum_numel(),
-              " spectrum elements is too large for the CUDA kernels (limit 2^31)");
 }
 
 // Reduces K doubles over the block and stores them at out[0..K) (thread 0).
@@ -99,6 +93,18 @@ __global__ void sum_partials_kernel(const double* __restrict partials, int block
   block_sum_store<K>(v, totals + int64_t(b) * K);
 }
 
+// The chunks' sums as the block reductions and the partials hold them: rows of doubles.
+__device__ void block_sum_store(const chunks::Sums& s, double* out) {
+  double v[3] = {s.re, s.im, s.dot};
+  block_sum_store<3>(v, out);
+}
+__device__ void block_sum_store(const chunks::SpectrumEnergy& e, double* out) {
+  double v[2] = {e.weighted_sq, e.dc};
+  block_sum_store<2>(v, out);
+}
+__device__ chunks::Sums stored_sums(const double* row) { return {row[0], row[1], row[2]}; }
+__device__ chunks::SpectrumEnergy stored_energy(const double* row) { return {row[0], row[1]}; }
+
 template <int K>
 at::Tensor sum_partials(const at::Tensor& partials, int64_t batch, int blocks) {
   at::Tensor totals = at::empty({batch, K}, partials.options());
@@ -126,9 +132,9 @@ __device__ int64_t chunk_stride() {
 template <typename T, bool kComplex, int V>
 __global__ void moments_kernel(const T* __restrict v, int64_t n, double* __restrict partials) {
   const int64_t b = blockIdx.y;
-  double acc[3] = {0.0, 0.0, 0.0};
+  chunks::Sums acc;
   for (int64_t i = first_chunk<V>(); i < n; i += chunk_stride<V>()) chunks::moments_chunk<V, kComplex>(v, n, b, i, acc);
-  block_sum_store<3>(acc, partials + (b * gridDim.x + blockIdx.x) * 3);
+  block_sum_store(acc, partials + (b * gridDim.x + blockIdx.x) * 3);
 }
 
 // X from the head, with the image moments by Parseval; block 0 stores the head's statistics.
@@ -136,16 +142,13 @@ template <typename T, typename Head, int V>
 __global__ void spectrum_kernel(Head head, Geometry g, const double* __restrict head_totals, double eps,
                                 T* __restrict x, double* __restrict head_stats, double* __restrict partials) {
   const int64_t b = blockIdx.y, n = g.spectrum_numel();
-  const Standardization s = chunks::head_standardization(head_totals + b * 3, n, eps);
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    const int cols = Head::kComplex ? 3 : 2;
-    head_stats[b * cols] = s.mean_re;
-    if (Head::kComplex) head_stats[b * cols + 1] = s.mean_im;
-    head_stats[b * cols + cols - 1] = s.std;
-  }
-  double acc[2] = {0.0, 0.0};
-  for (int64_t i = first_chunk<V>(); i < n; i += chunk_stride<V>()) chunks::spectrum_chunk<V>(head, g, s, b, i, x, acc);
-  block_sum_store<2>(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
+  const Standardization s = chunks::head_standardization(stored_sums(head_totals + b * 3), n, eps);
+  if (blockIdx.x == 0 && threadIdx.x == 0)
+    chunks::store_standardization(s, Head::kComplex, head_stats + b * (Head::kComplex ? 3 : 2));
+  chunks::SpectrumEnergy acc;
+  for (int64_t i = first_chunk<V>(); i < n; i += chunk_stride<V>())
+    chunks::spectrum_chunk<V>(head, g, s, b, i, chunks::SpectrumCursor(i, g), x, acc);
+  block_sum_store(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
 }
 
 // The color matrix in registers, zero past C.
@@ -165,11 +168,8 @@ __global__ void image_forward_kernel(const T* __restrict x, T* __restrict out, c
                                      const double* __restrict image_totals, double eps, T input_scale, T lo, T span,
                                      double* __restrict image_stats) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
-  const Standardization s = chunks::image_standardization(image_totals + b * 2, g, eps);
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    image_stats[b * 2] = s.mean_re;
-    image_stats[b * 2 + 1] = s.std;
-  }
+  const Standardization s = chunks::image_standardization(stored_energy(image_totals + b * 2), g, eps);
+  if (blockIdx.x == 0 && threadIdx.x == 0) chunks::store_standardization(s, false, image_stats + b * 2);
   T kk[kRegisterChannels][kRegisterChannels];
   load_color_matrix(k, int(g.channels), kk);
   for (int64_t p = first_chunk<V>(); p < plane; p += chunk_stride<V>())
@@ -183,11 +183,8 @@ __global__ void image_forward_any_channels_kernel(const T* __restrict x, T* __re
                                                   Geometry g, const double* __restrict image_totals, double eps,
                                                   T input_scale, T lo, T span, double* __restrict image_stats) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
-  const Standardization s = chunks::image_standardization(image_totals + b * 2, g, eps);
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    image_stats[b * 2] = s.mean_re;
-    image_stats[b * 2 + 1] = s.std;
-  }
+  const Standardization s = chunks::image_standardization(stored_energy(image_totals + b * 2), g, eps);
+  if (blockIdx.x == 0 && threadIdx.x == 0) chunks::store_standardization(s, false, image_stats + b * 2);
   for (int64_t p = first_chunk<1>(); p < plane; p += chunk_stride<1>())
     chunks::image_forward_pixel_any_channels(x, out, k, int(g.channels), plane, b, p, input_scale, T(s.mean_re),
                                              T(s.inv_t), lo, span);
@@ -201,11 +198,11 @@ __global__ void image_backward_kernel(const T* __restrict grad_out, const T* __r
   const Standardization s = chunks::stored_standardization(image_stats + b * 2, false, eps);
   T kk[kRegisterChannels][kRegisterChannels];
   load_color_matrix(k, int(g.channels), kk);
-  double acc[2] = {0.0, 0.0};  // Σ∂L/∂x̂, Σ∂L/∂x̂·x̂
+  chunks::Sums acc;
   for (int64_t p = first_chunk<V>(); p < plane; p += chunk_stride<V>())
     chunks::image_backward_chunk<V, kRegisterChannels>(grad_out, x, grad_x, kk, int(g.channels), plane, b, p,
                                                        T(1.0 / double(plane)), T(s.mean_re), T(s.inv_t), span, acc);
-  block_sum_store<2>(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
+  block_sum_store(acc, partials + (b * gridDim.x + blockIdx.x) * 3);
 }
 
 template <typename T>
@@ -215,11 +212,11 @@ __global__ void image_backward_any_channels_kernel(const T* __restrict grad_out,
                                                    double* __restrict partials) {
   const int64_t b = blockIdx.y, plane = g.height * g.width;
   const Standardization s = chunks::stored_standardization(image_stats + b * 2, false, eps);
-  double acc[2] = {0.0, 0.0};
+  chunks::Sums acc;
   for (int64_t p = first_chunk<1>(); p < plane; p += chunk_stride<1>())
     chunks::image_backward_pixel_any_channels(grad_out, x, grad_x, k, int(g.channels), plane, b, p,
                                               T(1.0 / double(plane)), T(s.mean_re), T(s.inv_t), span, acc);
-  block_sum_store<2>(acc, partials + (b * gridDim.x + blockIdx.x) * 2);
+  block_sum_store(acc, partials + (b * gridDim.x + blockIdx.x) * 3);
 }
 
 // ∂L/∂v̂ from G = rfft2(∂L/∂x̂), with the image standardization backward folded in.
@@ -231,11 +228,11 @@ __global__ void spectrum_grad_kernel(Head head, Geometry g, const T* __restrict 
   const int64_t b = blockIdx.y, n = g.spectrum_numel();
   const Standardization s = chunks::stored_standardization(head_stats + b * (Head::kComplex ? 3 : 2), Head::kComplex, eps);
   const Standardization image = chunks::stored_standardization(image_stats + b * 2, false, eps);
-  const chunks::TailGrads tail = chunks::tail_grads(g, image, image_grad_totals + b * 2);
-  double acc[3] = {0.0, 0.0, 0.0};
+  const chunks::TailGrads tail = chunks::tail_grads(g, image, stored_sums(image_grad_totals + b * 3));
+  chunks::Sums acc;
   for (int64_t i = first_chunk<V>(); i < n; i += chunk_stride<V>())
-    chunks::spectrum_grad_chunk<V>(head, g, s, tail, b, i, big_g, grad, acc);
-  block_sum_store<3>(acc, partials + (b * gridDim.x + blockIdx.x) * 3);
+    chunks::spectrum_grad_chunk<V>(head, g, s, tail, b, i, chunks::SpectrumCursor(i, g), big_g, grad, acc);
+  block_sum_store(acc, partials + (b * gridDim.x + blockIdx.x) * 3);
 }
 
 template <typename T, bool kComplex, int V>
@@ -285,10 +282,12 @@ bool wide_chunks_fit(int64_t per_sample, std::initializer_list<const void*> poin
   return true;
 }
 
+// The kernels never synchronize with the host, so they raise no error for a non-finite input:
+// phasevis_ext/synthesis.py reads the statistics they return instead (`fixed` and `names` unused).
 template <typename T, typename Head>
-SynthesisOutputs forward(const Head& head, const at::Tensor& head_values, const Geometry& g,
-                         const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  check_spectrum_index_range(g);
+SynthesisOutputs launch_forward(const Head& head, const at::Tensor& head_values, const at::Tensor& /*fixed*/,
+                                const HeadNames& /*names*/, const Geometry& g, const at::Tensor& color_matrix,
+                                double lo, double hi, double eps) {
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t n = g.spectrum_numel(), plane = g.height * g.width;
 
@@ -337,10 +336,10 @@ SynthesisOutputs forward(const Head& head, const at::Tensor& head_values, const 
 }
 
 template <typename T, typename Head>
-at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geometry& g, const at::Tensor& grad_out,
-                    const at::Tensor& x_in, const at::Tensor& head_stats, const at::Tensor& image_stats,
-                    const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  check_spectrum_index_range(g);
+at::Tensor launch_backward(const Head& head, const at::Tensor& head_values, const Geometry& g,
+                           const at::Tensor& grad_out, const at::Tensor& x_in, const at::Tensor& head_stats,
+                           const at::Tensor& image_stats, const at::Tensor& color_matrix, double lo, double hi,
+                           double eps) {
   auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t n = g.spectrum_numel(), plane = g.height * g.width;
 
@@ -352,21 +351,21 @@ at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geome
     with_chunk_width(wide_chunks_fit(plane, {go.data_ptr(), x.data_ptr(), grad_x.data_ptr()}), [&](auto width) {
       constexpr int V = decltype(width)::value;
       const int ib = blocks_per_sample(plane / V, g.batch);
-      at::Tensor partials = workspace(head_values, g.batch, ib, 2);
+      at::Tensor partials = workspace(head_values, g.batch, ib, 3);
       image_backward_kernel<T, V><<<dim3(ib, g.batch), kThreads, 0, stream>>>(
           go.data_ptr<T>(), x.data_ptr<T>(), grad_x.data_ptr<T>(), color_matrix.data_ptr<T>(), g,
           is.data_ptr<double>(), eps, T(hi - lo), partials.data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      image_grad_totals = sum_partials<2>(partials, g.batch, ib);
+      image_grad_totals = sum_partials<3>(partials, g.batch, ib);
     });
   } else {
     const int ib = blocks_per_sample(plane, g.batch);
-    at::Tensor partials = workspace(head_values, g.batch, ib, 2);
+    at::Tensor partials = workspace(head_values, g.batch, ib, 3);
     image_backward_any_channels_kernel<T><<<dim3(ib, g.batch), kThreads, 0, stream>>>(
         go.data_ptr<T>(), x.data_ptr<T>(), grad_x.data_ptr<T>(), color_matrix.data_ptr<T>(), g,
         is.data_ptr<double>(), eps, T(hi - lo), partials.data_ptr<double>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    image_grad_totals = sum_partials<2>(partials, g.batch, ib);
+    image_grad_totals = sum_partials<3>(partials, g.batch, ib);
   }
   // Unnormalized, as torch.fft.rfft2's default "backward" norm is.
   const at::Tensor big_g = cuda_fft::rfft2_consuming(grad_x);
@@ -390,73 +389,28 @@ at::Tensor backward(const Head& head, const at::Tensor& head_values, const Geome
   return grad;
 }
 
-SynthesisOutputs maco_synthesis_cuda(const at::Tensor& phase_in, const at::Tensor& magnitude_in, int64_t height,
-                                     int64_t width, double lo, double hi, const at::Tensor& color_matrix,
-                                     double eps) {
-  const Geometry g =
-      check_forward_args(Head::kMaco, phase_in, magnitude_in, height, width, color_matrix, c10::DeviceType::CUDA);
-  const c10::cuda::CUDAGuard guard(phase_in.device());
-  const at::Tensor phase = phase_in.contiguous(), k = color_matrix.contiguous();
-  const auto magnitude = per_sample_or_shared(magnitude_in, g, "magnitude");
-  return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis_cuda", [&] {
-    const chunks::MacoHead<scalar_t> head{phase.data_ptr<scalar_t>(), magnitude.first.data_ptr<scalar_t>(),
-                                          magnitude.second, g.spectrum_numel()};
-    return forward<scalar_t>(head, phase, g, k, lo, hi, eps);
-  });
-}
+struct CudaDrivers {
+  static constexpr c10::DeviceType kDevice = c10::DeviceType::CUDA;
+  using Guard = c10::cuda::CUDAGuard;
 
-at::Tensor maco_synthesis_backward_cuda(const at::Tensor& grad_out, const at::Tensor& phase_in,
-                                        const at::Tensor& magnitude_in, const at::Tensor& x,
-                                        const at::Tensor& phase_stats, const at::Tensor& image_stats,
-                                        const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  const Geometry g = check_backward_args(Head::kMaco, grad_out, phase_in, magnitude_in, x, phase_stats,
-                                         image_stats, color_matrix, c10::DeviceType::CUDA);
-  const c10::cuda::CUDAGuard guard(phase_in.device());
-  const at::Tensor phase = phase_in.contiguous(), k = color_matrix.contiguous();
-  const auto magnitude = per_sample_or_shared(magnitude_in, g, "magnitude");
-  return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis_backward_cuda", [&] {
-    const chunks::MacoHead<scalar_t> head{phase.data_ptr<scalar_t>(), magnitude.first.data_ptr<scalar_t>(),
-                                          magnitude.second, g.spectrum_numel()};
-    return backward<scalar_t>(head, phase, g, grad_out, x, phase_stats, image_stats, k, lo, hi, eps);
-  });
-}
+  template <typename T, typename Head, typename... Args>
+  static SynthesisOutputs forward(const Head& head, const Args&... args) {
+    return launch_forward<T>(head, args...);
+  }
 
-SynthesisOutputs fourier_synthesis_cuda(const at::Tensor& spectrum_in, const at::Tensor& scale_in, int64_t height,
-                                        int64_t width, double lo, double hi, const at::Tensor& color_matrix,
-                                        double eps) {
-  const Geometry g = check_forward_args(Head::kFourier, spectrum_in, scale_in, height, width, color_matrix,
-                     c10::DeviceType::CUDA);
-  const c10::cuda::CUDAGuard guard(spectrum_in.device());
-  const at::Tensor z = spectrum_in.contiguous(), k = color_matrix.contiguous();
-  const at::Tensor scale = scale_in.expand({g.height, g.half_width}).contiguous();
-  return AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "fourier_synthesis_cuda", [&] {
-    const chunks::FourierHead<scalar_t> head{z.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(), g.spectrum_numel()};
-    return forward<scalar_t>(head, z, g, k, lo, hi, eps);
-  });
-}
-
-at::Tensor fourier_synthesis_backward_cuda(const at::Tensor& grad_out, const at::Tensor& spectrum_in,
-                                           const at::Tensor& scale_in, const at::Tensor& x,
-                                           const at::Tensor& spectrum_stats, const at::Tensor& image_stats,
-                                           const at::Tensor& color_matrix, double lo, double hi, double eps) {
-  const Geometry g = check_backward_args(Head::kFourier, grad_out, spectrum_in, scale_in, x,
-                                         spectrum_stats, image_stats, color_matrix, c10::DeviceType::CUDA);
-  const c10::cuda::CUDAGuard guard(spectrum_in.device());
-  const at::Tensor z = spectrum_in.contiguous(), k = color_matrix.contiguous();
-  const at::Tensor scale = scale_in.expand({g.height, g.half_width}).contiguous();
-  return AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "fourier_synthesis_backward_cuda", [&] {
-    const chunks::FourierHead<scalar_t> head{z.data_ptr<scalar_t>(), scale.data_ptr<scalar_t>(), g.spectrum_numel()};
-    return backward<scalar_t>(head, z, g, grad_out, x, spectrum_stats, image_stats, k, lo, hi, eps);
-  });
-}
+  template <typename T, typename Head, typename... Args>
+  static at::Tensor backward(const Head& head, const Args&... args) {
+    return launch_backward<T>(head, args...);
+  }
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(phasevis, CUDA, m) {
-  m.impl("maco_synthesis", &maco_synthesis_cuda);
-  m.impl("maco_synthesis_backward", &maco_synthesis_backward_cuda);
-  m.impl("fourier_synthesis", &fourier_synthesis_cuda);
-  m.impl("fourier_synthesis_backward", &fourier_synthesis_backward_cuda);
+  m.impl("maco_synthesis", &SynthesisOps<CudaDrivers>::maco);
+  m.impl("maco_synthesis_backward", &SynthesisOps<CudaDrivers>::maco_backward);
+  m.impl("fourier_synthesis", &SynthesisOps<CudaDrivers>::fourier);
+  m.impl("fourier_synthesis_backward", &SynthesisOps<CudaDrivers>::fourier_backward);
 }
 
 }  // namespace phasevis

@@ -1,14 +1,17 @@
-// C++ tests: the shared formulas of csrc/synthesis_math.h (which the CUDA kernels run too), the
-// CUDA kernels' per-thread work of csrc/synthesis_chunks.h run on the CPU against the CPU op, and
-// the registered ops against a libtorch transcription of the reference.
+// C++ tests of the fused synthesis: the scalar formulas of csrc/synthesis_math.h; the registered CPU
+// ops, which run the chunk functions of csrc/synthesis_chunks.h that the CUDA kernels run too,
+// against a libtorch transcription of the reference (forward, backward, statistics, non-finite
+// inputs); and the chunk widths only the CUDA kernels use, against one-element chunks.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "synthesis_chunks.h"
@@ -19,12 +22,12 @@ namespace chunks = phasevis::chunks;
 using phasevis::Geometry;
 
 static int failures = 0;
-#define EXPECT(cond, ...)                                    \
-  do {                                                       \
-    if (!(cond)) {                                           \
-      ++failures;                                            \
+#define EXPECT(cond)                                              \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      ++failures;                                                 \
       std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-    }                                                        \
+    }                                                             \
   } while (0)
 
 static void test_fast_exp_and_sincos() {
@@ -89,14 +92,16 @@ static void test_standardization_grad() {
   EXPECT(worst < 1e-7);
 }
 
-
 static void test_spectrum_cursor() {
   int bad = 0;
   for (uint32_t wr : {1u, 2u, 5u, 113u}) {
     for (uint32_t h : {1u, 3u, 8u}) {
+      const Geometry g{1, 3, h, 2 * wr - 2, wr};
       const uint32_t n = 3 * h * wr;
       for (uint32_t start = 0; start < n; start += 3) {
         chunks::SpectrumCursor at(start, wr, h);
+        const chunks::SpectrumCursor placed(at.k, at.h, g);
+        bad += placed.hk() != at.hk();
         for (uint32_t i = start; i < std::min(n, start + 9); ++i, at.advance())
           bad += at.k != i % wr || at.h != (i / wr) % h || at.hk() != (i / wr) % h * wr + i % wr;
       }
@@ -105,197 +110,259 @@ static void test_spectrum_cursor() {
   EXPECT(bad == 0);
 }
 
-// What the CUDA forward and backward compute, with the kernels' grid-stride loops replaced by
-// plain loops over the chunks and the FFTs by ATen's CPU ones. VS, VI: the chunk widths of the
-// spectrum-side and image-side kernels, as the CUDA driver picks them.
-struct Emulated {
-  at::Tensor out, x, head_stats, image_stats, grad;
-};
+// ---------------------------------------------------------------------------
+// The CPU ops against the reference
+// ---------------------------------------------------------------------------
 
-template <int VS, int VI, typename T, typename Head>
-static Emulated emulate_cuda(const Head& head, const at::Tensor& values, const Geometry& g, const at::Tensor& k,
-                             double lo, double hi, double eps, const at::Tensor& grad_out) {
-  constexpr bool kComplex = Head::kComplex;
-  const int cols = kComplex ? 3 : 2;
-  const int64_t n = g.spectrum_numel(), plane = g.height * g.width;
-  const int channels = int(g.channels);
-  T kk[4][4] = {};
-  for (int c = 0; c < std::min(channels, 4); ++c)
-    for (int d = 0; d < std::min(channels, 4); ++d) kk[c][d] = k[c][d].item<T>();
-  const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  Emulated e;
-  e.head_stats = at::empty({g.batch, cols}, f64);
-  e.image_stats = at::empty({g.batch, 2}, f64);
-  at::Tensor spectrum = at::empty({g.batch, g.channels, g.height, g.half_width},
-                                  values.options().dtype(c10::toComplexType(values.scalar_type())));
-  std::vector<std::array<double, 2>> energy(g.batch, {0.0, 0.0});
-  for (int64_t b = 0; b < g.batch; ++b) {
-    double moments[3] = {0, 0, 0};
-    for (int64_t i = 0; i < n; i += VS) chunks::moments_chunk<VS, kComplex>(values.data_ptr<T>(), n, b, i, moments);
-    const auto s = chunks::head_standardization(moments, n, eps);
-    double* row = e.head_stats.data_ptr<double>() + b * cols;
-    row[0] = s.mean_re;
-    if (kComplex) row[1] = s.mean_im;
-    row[cols - 1] = s.std;
-    for (int64_t i = 0; i < n; i += VS)
-      chunks::spectrum_chunk<VS>(head, g, s, b, i, reinterpret_cast<T*>(spectrum.data_ptr()), energy[b].data());
-  }
-  e.x = at::_fft_c2r(spectrum, at::IntArrayRef{2, 3}, 0, g.width).contiguous();
-  e.out = at::empty_like(e.x);
-  for (int64_t b = 0; b < g.batch; ++b) {
-    const auto s = chunks::image_standardization(energy[b].data(), g, eps);
-    e.image_stats[b][0] = s.mean_re;
-    e.image_stats[b][1] = s.std;
-    const T input_scale = T(1.0 / double(plane));
-    for (int64_t p = 0; p < plane; p += VI) {
-      if (channels <= 4)
-        chunks::image_forward_chunk<VI, 4>(e.x.data_ptr<T>(), e.out.data_ptr<T>(), kk, channels, plane, b, p,
-                                           input_scale, T(s.mean_re), T(s.inv_t), T(lo), T(hi - lo));
-      else
-        for (int64_t q = p; q < p + VI; ++q)
-          chunks::image_forward_pixel_any_channels(e.x.data_ptr<T>(), e.out.data_ptr<T>(), k.data_ptr<T>(), channels,
-                                                   plane, b, q, input_scale, T(s.mean_re), T(s.inv_t), T(lo),
-                                                   T(hi - lo));
-    }
-  }
+using Outputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using ForwardOp = c10::TypedOperatorHandle<Outputs(const at::Tensor&, const at::Tensor&, int64_t, int64_t, double,
+                                                   double, const at::Tensor&, double)>;
+using BackwardOp = c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                       const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                       const at::Tensor&, double, double, double)>;
 
-  at::Tensor grad_x = at::empty_like(e.x);
-  std::vector<std::array<double, 2>> image_grad_totals(g.batch, {0.0, 0.0});
-  for (int64_t b = 0; b < g.batch; ++b) {
-    const auto s = chunks::stored_standardization(e.image_stats.data_ptr<double>() + b * 2, false, eps);
-    const T input_scale = T(1.0 / double(plane));
-    for (int64_t p = 0; p < plane; p += VI) {
-      if (channels <= 4)
-        chunks::image_backward_chunk<VI, 4>(grad_out.data_ptr<T>(), e.x.data_ptr<T>(), grad_x.data_ptr<T>(), kk,
-                                            channels, plane, b, p, input_scale, T(s.mean_re), T(s.inv_t), T(hi - lo),
-                                            image_grad_totals[b].data());
-      else
-        for (int64_t q = p; q < p + VI; ++q)
-          chunks::image_backward_pixel_any_channels(grad_out.data_ptr<T>(), e.x.data_ptr<T>(), grad_x.data_ptr<T>(),
-                                                    k.data_ptr<T>(), channels, plane, b, q, input_scale,
-                                                    T(s.mean_re), T(s.inv_t), T(hi - lo),
-                                                    image_grad_totals[b].data());
-    }
-  }
-  const at::Tensor big_g = at::_fft_r2c(grad_x, at::IntArrayRef{2, 3}, 0, true).contiguous();
-  e.grad = at::empty_like(values);
-  for (int64_t b = 0; b < g.batch; ++b) {
-    const auto s = chunks::stored_standardization(e.head_stats.data_ptr<double>() + b * cols, kComplex, eps);
-    const auto image = chunks::stored_standardization(e.image_stats.data_ptr<double>() + b * 2, false, eps);
-    const auto tail = chunks::tail_grads(g, image, image_grad_totals[b].data());
-    double sums[3] = {0, 0, 0};
-    for (int64_t i = 0; i < n; i += VS)
-      chunks::spectrum_grad_chunk<VS>(head, g, s, tail, b, i, reinterpret_cast<const T*>(big_g.const_data_ptr()),
-                                      e.grad.data_ptr<T>(), sums);
-    const auto sg = math::standardization_grad(sums[0], sums[1], sums[2], n, s);
-    for (int64_t i = 0; i < n; i += VS)
-      chunks::head_standardization_grad_chunk<VS, kComplex>(values.data_ptr<T>(), e.grad.data_ptr<T>(), n, b, i, s, sg);
-  }
-  return e;
+static ForwardOp forward_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Outputs(
+      const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, double, const at::Tensor&, double)>();
 }
 
-template <typename T, typename Head>
-static Emulated emulate_cuda_as_driver(const Head& head, const at::Tensor& values, const Geometry& g,
-                                       const at::Tensor& k, double lo, double hi, double eps, const at::Tensor& go,
-                                       bool wide) {
-  const bool s4 = wide && g.spectrum_numel() % chunks::kWide == 0, i4 = wide && g.height * g.width % chunks::kWide == 0;
-  if (s4 && i4) return emulate_cuda<chunks::kWide, chunks::kWide, T>(head, values, g, k, lo, hi, eps, go);
-  if (s4) return emulate_cuda<chunks::kWide, 1, T>(head, values, g, k, lo, hi, eps, go);
-  if (i4) return emulate_cuda<1, chunks::kWide, T>(head, values, g, k, lo, hi, eps, go);
-  return emulate_cuda<1, 1, T>(head, values, g, k, lo, hi, eps, go);
+static BackwardOp backward_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<at::Tensor(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+      const at::Tensor&, const at::Tensor&, double, double, double)>();
+}
+
+// phasevis_ext/reference.py, transcribed: what each op must compute, with its intermediate values.
+struct Reference {
+  at::Tensor image, x, head_stats, image_stats;
+};
+
+static at::Tensor sample_mean(const at::Tensor& t) { return t.flatten(1).mean(1, true); }
+
+// Unbiased, and for complex data sqrt(Σ|z - mean|² / (n - 1)), as torch.std.
+static at::Tensor sample_std(const at::Tensor& t) {
+  const at::Tensor centered = t.flatten(1) - sample_mean(t);
+  return (centered.abs().square().sum(1, true) / double(centered.size(1) - 1)).sqrt();
+}
+
+static at::Tensor standardized(const at::Tensor& t, double eps) {
+  std::vector<int64_t> shape(t.dim(), 1);
+  shape[0] = t.size(0);
+  return (t - sample_mean(t).view(shape)) / (sample_std(t).view(shape) + eps);
+}
+
+// `head`: the phase (B, C, H, Wr), or the spectrum as complex (B, C, H, Wr).
+static Reference reference(bool maco, const at::Tensor& head, const at::Tensor& fixed, int64_t h, int64_t w,
+                           const at::Tensor& k, double lo, double hi, double eps) {
+  const at::Tensor hat = standardized(head, eps);
+  const at::Tensor spectrum = maco ? at::polar(fixed, hat) : hat * fixed;
+  Reference r;
+  r.x = at::fft_irfft2(spectrum, at::IntArrayRef{h, w}, {-2, -1}, "forward");
+  const at::Tensor image = r.x / double(h * w);
+  const at::Tensor y = at::einsum("bchw,cd->bdhw", {standardized(image, eps), k});
+  r.image = lo + (hi - lo) * at::sigmoid(y);
+  r.head_stats = maco ? at::cat({sample_mean(head), sample_std(head)}, 1)
+                      : at::cat({at::real(sample_mean(head)), at::imag(sample_mean(head)), sample_std(head)}, 1);
+  r.image_stats = at::cat({sample_mean(image), sample_std(image)}, 1);
+  return r;
 }
 
 static double relative_error(const at::Tensor& got, const at::Tensor& want) {
-  return ((got - want).abs().max() / (want.abs().max() + 1e-30)).item<double>();
+  return ((got.to(at::kDouble) - want.to(at::kDouble)).abs().max() / (want.abs().max().to(at::kDouble) + 1e-30))
+      .item<double>();
 }
 
-template <typename T>
-static void test_cuda_chunks_against_cpu_op(at::ScalarType dtype, double tolerance) {
-  using Outputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-  auto& dispatcher = c10::Dispatcher::singleton();
-  const auto forward_op = [&](const char* name) {
-    return dispatcher.findSchemaOrThrow(name, "").typed<Outputs(const at::Tensor&, const at::Tensor&, int64_t, int64_t,
-                                                                double, double, const at::Tensor&, double)>();
-  };
-  const auto backward_op = [&](const char* name) {
-    return dispatcher.findSchemaOrThrow(name, "").typed<at::Tensor(
-        const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-        const at::Tensor&, const at::Tensor&, double, double, double)>();
-  };
-  const auto maco = forward_op("phasevis::maco_synthesis"), maco_bwd = backward_op("phasevis::maco_synthesis_backward");
-  const auto fourier = forward_op("phasevis::fourier_synthesis");
-  const auto fourier_bwd = backward_op("phasevis::fourier_synthesis_backward");
+// The forward's four outputs and the backward op's gradient, for both heads, against the reference
+// in float64 (its gradient by autograd).
+static void test_ops_against_reference(at::ScalarType dtype, double tolerance) {
+  const ForwardOp maco = forward_op("phasevis::maco_synthesis"), fourier = forward_op("phasevis::fourier_synthesis");
+  const BackwardOp maco_bwd = backward_op("phasevis::maco_synthesis_backward");
+  const BackwardOp fourier_bwd = backward_op("phasevis::fourier_synthesis_backward");
   const double lo = -0.5, hi = 1.5, eps = 1e-4;
   at::manual_seed(1);
   double worst = 0;
-  // (B, C, H, W): wide and narrow chunks on either side, odd sizes, W = 1, C = 1 to 6 (above 4:
-  // the any-channel pixel functions), chunks that cross a channel plane (1, 4, 3, 4).
+  // (B, C, H, W): odd and even widths, W = 1 and 2 (no interior column), C = 1 to 6 (above 4: the
+  // any-channel pixel functions), rows long enough for the vectorized loops' bodies and remainders.
   for (auto shape : std::vector<std::array<int64_t, 4>>{
-           {2, 3, 8, 10}, {1, 3, 9, 13}, {2, 3, 6, 7}, {1, 3, 5, 8}, {2, 1, 8, 1}, {1, 4, 8, 8}, {2, 2, 4, 6},
-           {1, 4, 3, 4}, {1, 5, 6, 8}, {2, 6, 5, 7}}) {
+           {2, 3, 8, 10}, {1, 3, 9, 13}, {2, 3, 6, 7}, {1, 3, 5, 8}, {2, 1, 8, 1}, {2, 3, 7, 2}, {1, 4, 8, 8},
+           {2, 2, 4, 6}, {1, 4, 3, 4}, {1, 5, 6, 8}, {2, 6, 5, 7}, {2, 3, 32, 40}, {1, 3, 24, 64}, {2, 1, 17, 129}}) {
     const Geometry g{shape[0], shape[1], shape[2], shape[3], shape[3] / 2 + 1};
-    const at::Tensor k = at::randn({g.channels, g.channels}, dtype) * 0.5 + at::eye(g.channels, dtype);
-    const at::Tensor go = at::randn({g.batch, g.channels, g.height, g.width}, dtype);
-    const at::Tensor phase = at::randn({g.batch, g.channels, g.height, g.half_width}, dtype);
-    const at::Tensor magnitude = at::rand({g.channels, g.height, g.half_width}, dtype) + 0.1;
-    const at::Tensor z = at::randn({g.batch, g.channels, g.height, g.half_width, 2}, dtype);
-    const at::Tensor scale = at::rand({g.height, g.half_width}, dtype) + 0.1;
-    const Outputs maco_want = maco.call(phase, magnitude, g.height, g.width, lo, hi, k, eps);
-    const Outputs fourier_want = fourier.call(z, scale, g.height, g.width, lo, hi, k, eps);
-    const at::Tensor maco_grad_want = maco_bwd.call(go, phase, magnitude, std::get<1>(maco_want),
-                                                    std::get<2>(maco_want), std::get<3>(maco_want), k, lo, hi, eps);
-    const at::Tensor fourier_grad_want =
-        fourier_bwd.call(go, z, scale, std::get<1>(fourier_want), std::get<2>(fourier_want),
-                         std::get<3>(fourier_want), k, lo, hi, eps);
-    const auto compare = [&](const Emulated& e, const Outputs& want, const at::Tensor& grad_want) {
-      for (double err : {relative_error(e.out, std::get<0>(want)), relative_error(e.x, std::get<1>(want)),
-                         relative_error(e.head_stats, std::get<2>(want)),
-                         relative_error(e.image_stats, std::get<3>(want)), relative_error(e.grad, grad_want)}) {
+    const auto f64 = at::TensorOptions().dtype(at::kDouble);
+    const at::Tensor k = at::randn({g.channels, g.channels}, f64) * 0.5 + at::eye(g.channels, f64);
+    const at::Tensor go = at::randn({g.batch, g.channels, g.height, g.width}, f64);
+    const at::Tensor phase = at::randn({g.batch, g.channels, g.height, g.half_width}, f64);
+    const at::Tensor magnitude = at::rand({g.channels, g.height, g.half_width}, f64) + 0.1;
+    const at::Tensor z = at::randn({g.batch, g.channels, g.height, g.half_width, 2}, f64);
+    const at::Tensor scale = at::rand({g.height, g.half_width}, f64) + 0.1;
+    for (const bool is_maco : {true, false}) {
+      const at::Tensor head = is_maco ? phase : z, fixed = is_maco ? magnitude : scale;
+      const Outputs got = (is_maco ? maco : fourier)
+                              .call(head.to(dtype), fixed.to(dtype), g.height, g.width, lo, hi, k.to(dtype), eps);
+      const at::Tensor grad = (is_maco ? maco_bwd : fourier_bwd)
+                                  .call(go.to(dtype), head.to(dtype), fixed.to(dtype), std::get<1>(got),
+                                        std::get<2>(got), std::get<3>(got), k.to(dtype), lo, hi, eps);
+
+      const at::Tensor leaf = (is_maco ? head : at::view_as_complex(head)).clone().set_requires_grad(true);
+      const Reference want = reference(is_maco, leaf, fixed, g.height, g.width, k, lo, hi, eps);
+      at::Tensor grad_want = torch::autograd::grad({want.image}, {leaf}, {go})[0];
+      if (!is_maco) grad_want = at::view_as_real(grad_want);
+      const double errors[] = {
+          relative_error(std::get<0>(got), want.image), relative_error(std::get<1>(got), want.x),
+          relative_error(std::get<2>(got), want.head_stats), relative_error(std::get<3>(got), want.image_stats),
+          relative_error(grad, grad_want)};
+      for (const double err : errors) {
         worst = std::fmax(worst, err);
+        if (!(err < tolerance))
+          std::printf("  %s (%lld, %lld, %lld, %lld): rel err %.2e\n", is_maco ? "maco" : "fourier",
+                      (long long)g.batch, (long long)g.channels, (long long)g.height, (long long)g.width, err);
         EXPECT(err < tolerance);
       }
-    };
-    for (bool wide : {false, true}) {
-      const chunks::MacoHead<T> maco_head{phase.data_ptr<T>(), magnitude.data_ptr<T>(), 0, g.spectrum_numel()};
-      compare(emulate_cuda_as_driver<T>(maco_head, phase, g, k, lo, hi, eps, go, wide), maco_want, maco_grad_want);
-      const chunks::FourierHead<T> fourier_head{z.data_ptr<T>(), scale.data_ptr<T>(), g.spectrum_numel()};
-      compare(emulate_cuda_as_driver<T>(fourier_head, z, g, k, lo, hi, eps, go, wide), fourier_want,
-              fourier_grad_want);
     }
   }
-  std::printf("CUDA chunks on the CPU vs the CPU op (%s): max rel err %.2e\n", c10::toString(dtype), worst);
+  std::printf("CPU ops vs the reference (%s): max rel err %.2e\n", c10::toString(dtype), worst);
 }
 
-static at::Tensor reference_maco(const at::Tensor& phase, const at::Tensor& mag, int64_t h, int64_t w,
-                                 const at::Tensor& k, double lo, double hi, double eps) {
-  auto standardize = [&](const at::Tensor& t) {
-    const auto dims = std::vector<int64_t>{1, 2, 3};
-    return (t - t.mean(dims, true)) / (t.std(dims, /*unbiased=*/true, true) + eps);
+// A non-finite input raises a ValueError naming it; finite values whose squares overflow float64 do not.
+static void test_non_finite_inputs() {
+  const auto maco = forward_op("phasevis::maco_synthesis"), fourier = forward_op("phasevis::fourier_synthesis");
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor k = at::eye(3, f32);
+  const auto message = [](const auto& call) -> std::string {
+    try {
+      call();
+    } catch (const c10::ValueError& e) {
+      return e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      return std::string("not a ValueError: ") + e.what();
+    }
+    return "no error";
   };
-  const at::Tensor ph = standardize(phase);
-  const at::Tensor spectrum = at::complex(mag * at::cos(ph), mag * at::sin(ph));
-  const at::Tensor x = standardize(at::fft_irfft2(spectrum, at::IntArrayRef{h, w}, {-2, -1}, "backward"));
-  const at::Tensor y = at::einsum("bchw,cd->bdhw", {x, k});
-  return lo + (hi - lo) * at::sigmoid(y);
+  const auto poked = [](at::Tensor t, double value) {
+    t = t.clone();
+    t.view(-1)[t.numel() / 2] = value;
+    return t;
+  };
+  const at::Tensor phase = at::randn({2, 3, 8, 5}, f32), magnitude = at::rand({3, 8, 5}, f32) + 0.1;
+  const at::Tensor z = at::randn({2, 3, 8, 5, 2}, f32), scale = at::rand({8, 5}, f32) + 0.1;
+  const auto maco_message = [&](const at::Tensor& p, const at::Tensor& m) {
+    return message([&] { maco.call(p, m, 8, 8, 0.0, 1.0, k, 1e-4); });
+  };
+  const auto fourier_message = [&](const at::Tensor& s, const at::Tensor& c) {
+    return message([&] { fourier.call(s, c, 8, 8, 0.0, 1.0, k, 1e-4); });
+  };
+  EXPECT(maco_message(poked(phase, NAN), magnitude) == "phase contains NaN or infinite values");
+  EXPECT(maco_message(poked(phase, -INFINITY), magnitude) == "phase contains NaN or infinite values");
+  EXPECT(maco_message(phase, poked(magnitude, INFINITY)) == "magnitude contains NaN or infinite values");
+  EXPECT(maco_message(phase, poked(magnitude, NAN)) == "magnitude contains NaN or infinite values");
+  EXPECT(fourier_message(poked(z, NAN), scale) == "spectrum contains NaN or infinite values");
+  EXPECT(fourier_message(z, poked(scale, INFINITY)) == "scale contains NaN or infinite values");
+  EXPECT(maco_message(phase, magnitude) == "no error");
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  EXPECT(message([&] { maco.call(phase.to(f64) * 1e200, magnitude.to(f64) * 1e200, 8, 8, 0.0, 1.0, k.to(f64), 1e-4); })
+         == "no error");
 }
 
-static void test_op_against_reference() {
-  const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("phasevis::maco_synthesis", "").typed<
-      std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, int64_t,
-                                                                  int64_t, double, double, const at::Tensor&, double)>();
-  at::manual_seed(0);
-  const at::Tensor k = at::tensor({0.56282854, 0.58447580, 0.58447580, 0.19482528, 0.0, -0.19482528, 0.04329450,
-                                   -0.10823626, 0.06494176}, at::kDouble).view({3, 3});
-  for (auto shape : std::vector<std::array<int64_t, 3>>{{2, 16, 16}, {1, 9, 13}, {3, 32, 7}}) {
-    const int64_t b = shape[0], h = shape[1], w = shape[2];
-    const at::Tensor phase = at::randn({b, 3, h, w / 2 + 1}, at::kDouble);
-    const at::Tensor mag = at::rand({3, h, w / 2 + 1}, at::kDouble) + 0.1;
-    const at::Tensor got = std::get<0>(op.call(phase, mag, h, w, -1.0, 2.0, k, 1e-4));
-    const at::Tensor want = reference_maco(phase, mag, h, w, k, -1.0, 2.0, 1e-4);
-    const double err = (got - want).abs().max().item<double>();
-    std::printf("op vs reference (%lld, 3, %lld, %lld): %.2e\n", (long long)b, (long long)h, (long long)w, err);
-    EXPECT(err < 1e-10);
+// ---------------------------------------------------------------------------
+// The wide chunks of the CUDA kernels against one-element chunks
+// ---------------------------------------------------------------------------
+
+// The CPU op runs one-element chunks; the CUDA kernels run chunks of kWide elements that may cross
+// rows and planes (SpectrumCursor) wherever the sample and the pointers allow. Same values expected.
+template <typename Head, typename T>
+static double wide_against_narrow(const Head& head, const at::Tensor& values, const Geometry& g, const at::Tensor& k) {
+  constexpr int W = chunks::kWide;
+  constexpr bool kComplex = Head::kComplex;
+  const int64_t n = g.spectrum_numel(), plane = g.height * g.width;
+  const int channels = int(g.channels);
+  T kk[4][4] = {};
+  for (int c = 0; c < channels; ++c)
+    for (int d = 0; d < channels; ++d) kk[c][d] = k[c][d].item<T>();
+  const math::Standardization s{0.1, 0.05, 1.3, 1.0 / 1.3};
+  const auto sg = math::standardization_grad(0.3, -0.2, 0.7, n, s);
+  const auto opts = values.options();
+  const at::Tensor x = at::randn({g.batch, g.channels, g.height, g.width}, opts);
+  const at::Tensor go = at::randn_like(x), big_g = at::randn({g.batch, n, 2}, opts);
+  const chunks::TailGrads tail = chunks::tail_grads(g, s, chunks::Sums{0.4, 0.0, -0.3});
+  double worst = 0;
+  const auto compare = [&](const at::Tensor& a, const at::Tensor& b) {
+    worst = std::fmax(worst, relative_error(a, b));
+  };
+  const auto compare_sums = [&](double a, double b) {
+    worst = std::fmax(worst, std::fabs(a - b) / (std::fabs(b) + 1e-30));
+  };
+  for (int64_t b = 0; b < g.batch; ++b) {
+    chunks::Sums m1, m4, d1, d4;
+    chunks::SpectrumEnergy e1, e4;
+    at::Tensor x1 = at::zeros({g.batch, n, 2}, opts), x4 = at::zeros_like(x1);
+    at::Tensor g1 = at::zeros_like(values), g4 = at::zeros_like(values);
+    for (int64_t i = 0; i < n; ++i) {
+      chunks::moments_chunk<1, kComplex>(values.data_ptr<T>(), n, b, i, m1);
+      chunks::spectrum_chunk<1>(head, g, s, b, i, chunks::SpectrumCursor(i, g), x1.data_ptr<T>(), e1);
+      chunks::spectrum_grad_chunk<1>(head, g, s, tail, b, i, chunks::SpectrumCursor(i, g), big_g.data_ptr<T>(),
+                                     g1.data_ptr<T>(), d1);
+      chunks::head_standardization_grad_chunk<1, kComplex>(values.data_ptr<T>(), g1.data_ptr<T>(), n, b, i, s, sg);
+    }
+    for (int64_t i = 0; i < n; i += W) {
+      chunks::moments_chunk<W, kComplex>(values.data_ptr<T>(), n, b, i, m4);
+      chunks::spectrum_chunk<W>(head, g, s, b, i, chunks::SpectrumCursor(i, g), x4.data_ptr<T>(), e4);
+      chunks::spectrum_grad_chunk<W>(head, g, s, tail, b, i, chunks::SpectrumCursor(i, g), big_g.data_ptr<T>(),
+                                     g4.data_ptr<T>(), d4);
+      chunks::head_standardization_grad_chunk<W, kComplex>(values.data_ptr<T>(), g4.data_ptr<T>(), n, b, i, s, sg);
+    }
+    compare(x4[b], x1[b]);
+    compare(g4[b], g1[b]);
+    for (const auto& [a, c] : {std::pair{m4, m1}, std::pair{d4, d1}}) {
+      compare_sums(a.re, c.re);
+      compare_sums(a.im, c.im);
+      compare_sums(a.dot, c.dot);
+    }
+    compare_sums(e4.weighted_sq, e1.weighted_sq);
+    compare_sums(e4.dc, e1.dc);
+
+    at::Tensor o1 = at::zeros_like(x), o4 = at::zeros_like(x), gx1 = at::zeros_like(x), gx4 = at::zeros_like(x);
+    chunks::Sums s1, s4;
+    const T scale = T(1.0 / double(plane)), mean = T(0.2), inv_t = T(0.9), lo = T(-1), span = T(2);
+    for (int64_t p = 0; p < plane; ++p) {
+      chunks::image_forward_chunk<1, 4>(x.data_ptr<T>(), o1.data_ptr<T>(), kk, channels, plane, b, p, scale, mean,
+                                        inv_t, lo, span);
+      chunks::image_backward_chunk<1, 4>(go.data_ptr<T>(), x.data_ptr<T>(), gx1.data_ptr<T>(), kk, channels, plane, b,
+                                         p, scale, mean, inv_t, span, s1);
+    }
+    for (int64_t p = 0; p < plane; p += W) {
+      chunks::image_forward_chunk<W, 4>(x.data_ptr<T>(), o4.data_ptr<T>(), kk, channels, plane, b, p, scale, mean,
+                                        inv_t, lo, span);
+      chunks::image_backward_chunk<W, 4>(go.data_ptr<T>(), x.data_ptr<T>(), gx4.data_ptr<T>(), kk, channels, plane,
+                                         b, p, scale, mean, inv_t, span, s4);
+    }
+    compare(o4[b], o1[b]);
+    compare(gx4[b], gx1[b]);
+    compare_sums(s4.re, s1.re);
+    compare_sums(s4.dot, s1.dot);
   }
+  return worst;
+}
+
+template <typename T>
+static void test_wide_chunks(at::ScalarType dtype, double tolerance) {
+  at::manual_seed(2);
+  double worst = 0;
+  // Samples of whole wide chunks, as the CUDA driver requires; chunks that cross rows (Wr = 3, 5)
+  // and planes, and both kinds of self-conjugate column.
+  for (auto shape : std::vector<std::array<int64_t, 4>>{{2, 3, 4, 4}, {1, 4, 3, 8}, {2, 3, 8, 9}, {1, 2, 6, 6}}) {
+    const Geometry g{shape[0], shape[1], shape[2], shape[3], shape[3] / 2 + 1};
+    const auto opts = at::TensorOptions().dtype(dtype);
+    const at::Tensor k = at::randn({g.channels, g.channels}, opts);
+    const at::Tensor phase = at::randn({g.batch, g.channels, g.height, g.half_width}, opts);
+    const at::Tensor magnitude = at::rand({g.channels, g.height, g.half_width}, opts) + 0.1;
+    const at::Tensor z = at::randn({g.batch, g.channels, g.height, g.half_width, 2}, opts);
+    const at::Tensor scale = at::rand({g.height, g.half_width}, opts) + 0.1;
+    const chunks::MacoHead<T> maco{phase.data_ptr<T>(), magnitude.data_ptr<T>(), 0, g.spectrum_numel()};
+    const chunks::FourierHead<T> fourier{z.data_ptr<T>(), scale.data_ptr<T>(), g.spectrum_numel()};
+    worst = std::fmax(worst, wide_against_narrow<chunks::MacoHead<T>, T>(maco, phase, g, k));
+    worst = std::fmax(worst, wide_against_narrow<chunks::FourierHead<T>, T>(fourier, z, g, k));
+  }
+  std::printf("wide chunks vs one-element chunks (%s): max rel err %.2e\n", c10::toString(dtype), worst);
+  EXPECT(worst < tolerance);
 }
 
 int main() {
@@ -303,9 +370,11 @@ int main() {
   test_layout();
   test_standardization_grad();
   test_spectrum_cursor();
-  test_cuda_chunks_against_cpu_op<double>(at::kDouble, 1e-9);
-  test_cuda_chunks_against_cpu_op<float>(at::kFloat, 2e-4);
-  test_op_against_reference();
+  test_ops_against_reference(at::kDouble, 1e-9);
+  test_ops_against_reference(at::kFloat, 2e-4);
+  test_non_finite_inputs();
+  test_wide_chunks<double>(at::kDouble, 1e-12);
+  test_wide_chunks<float>(at::kFloat, 1e-5);
   std::printf("%s\n", failures ? "FAILED" : "all C++ tests passed");
   return failures ? 1 : 0;
 }

@@ -1,9 +1,10 @@
 """Fuzz driver for the fused synthesis ops: many seeded cases in one process.
 
-    python tests/fuzz_ops.py --seed S --cases N [--start K] [--describe]
+    python tests/support/fuzz_ops.py --seed S --cases N [--start K] [--describe]
 
 Case i draws every parameter from random.Random(f"{S}:{i}") and every tensor from a generator
-seeded by that draw, so (S, i) replays a case exactly: `--start i --cases 1`. The draws mirror
+seeded by that draw, so (S, i) replays a case exactly: `--start i --cases 1`. Its image size is
+SHAPES[i % len(SHAPES)], so any len(SHAPES) consecutive cases cover every size. The draws mirror
 hypothesis strategies (sampled_from over 1-sized, odd and elongated sides, dtypes, memory
 layouts, and one deliberate fault per invalid case) but stay cheap, and a case replays without
 hypothesis' database. `--describe` prints the drawn parameters instead of running the cases.
@@ -35,6 +36,8 @@ OPS = torch.ops.phasevis
 KINDS = ("wrapper", "raw", "wrapper_fault", "raw_fault", "backward_fault")
 SIDES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 48, 63, 64)
 ELONGATED = ((1, 97), (97, 1), (2, 97), (97, 2), (1, 64), (64, 1), (3, 61), (61, 4))
+# Every (H, W) of SIDES², and each elongated size 8 times (about 15% of the cases).
+SHAPES = tuple((h, w) for h in SIDES for w in SIDES) + ELONGATED * 8
 HEAD_LAYOUTS = ("contiguous", "sliced", "transposed", "channels_last", "batch_strided", "offset", "expanded")
 MAGNITUDE_LAYOUTS = ("shared", "shared_transposed", "expanded", "per_sample", "per_sample_transposed", "per_sample_sliced")
 SCALE_LAYOUTS = ("full", "full_transposed", "row", "column", "vector", "scalar", "fourier_scale")
@@ -55,7 +58,7 @@ def draw(seed: int, index: int) -> dict:
     rng = random.Random(f"{seed}:{index}")
     kind = rng.choices(KINDS, weights=(30, 20, 20, 15, 15))[0]
     op = rng.choice(("maco", "fourier"))
-    height, width = rng.choice(ELONGATED) if rng.random() < 0.15 else (rng.choice(SIDES), rng.choice(SIDES))
+    height, width = SHAPES[index % len(SHAPES)]
     channels = rng.randint(1, 4)
     wrapped = kind.startswith("wrapper")
     # The wrapper needs two pixels per channel; the raw ops only two per sample.
@@ -298,6 +301,18 @@ def run_wrapper(spec) -> str:
 def run_raw(spec) -> str:
     head, other, k = build(spec)
     args = raw_args(spec, head, other, k)
+    # A NaN or an infinity in the inputs (poked, or overflowed by the "huge" scales; a scale layout
+    # that keeps one row or one value may have left a poked one out) must raise, naming the first.
+    culprit = next((which for which, t in (("head", head), ("other", other)) if not bool(torch.isfinite(t).all())), None)
+    if culprit:
+        name = ARGUMENT_NAMES[spec["op"]][culprit]
+        try:
+            forward_op(spec)(*args)
+        except ValueError as error:
+            if f"{name} contains NaN or infinite values" not in str(error):
+                raise Mismatch(f"wanted a ValueError naming {name!r}, got {raised(error)}") from None
+            return raised(error)
+        raise Mismatch(f"accepted: wanted a ValueError naming {name!r}")
     image, x, head_stats, image_stats = forward_op(spec)(*args)
     grad_out = random_like(image, spec["tensor_seed"] + 1)
     lo, hi = spec["values_range"]
@@ -355,9 +370,12 @@ def transposed_copy(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(-1, -2).contiguous().transpose(-1, -2)
 
 
+ARGUMENT_NAMES = {"maco": {"head": "phase", "other": "magnitude"}, "fourier": {"head": "spectrum", "other": "scale"}}
+
+
 def _wrapper_faults(op: str) -> dict:
     """name -> (fault, error type, argument the message must name); keys of `a` are generic."""
-    head, other = ("phase", "magnitude") if op == "maco" else ("spectrum", "scale")
+    head, other = ARGUMENT_NAMES[op]["head"], ARGUMENT_NAMES[op]["other"]
     faults = {
         "head_rank_low": (edit(head=lambda t, s: t[0]), ValueError, head),
         "head_rank_high": (edit(head=lambda t, s: t[None]), ValueError, head),

@@ -1,4 +1,4 @@
-"""Inputs shared by the CPU and CUDA op tests."""
+"""Inputs shared by the op, API and robustness tests."""
 import torch
 
 import phasevis_ext as pv
