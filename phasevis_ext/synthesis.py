@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from . import ops
+from .checks import InvalidArgument, InvalidArgumentType
 from .color import default_color_matrix
 from .reference import fourier_synthesis_reference, maco_synthesis_reference
 
@@ -34,7 +35,7 @@ def fourier_scale(size, decay: float = 1.0, *, device=None, dtype=torch.float32)
     """
     height, width = _image_size(size, "size")
     if not math.isfinite(decay) or decay < 0:
-        raise ValueError(f"decay must be a finite number >= 0, got {decay}")
+        raise InvalidArgument(f"decay must be a finite number >= 0, got {decay}")
     fy = torch.fft.fftfreq(height, dtype=torch.float64)[:, None]
     fx = torch.fft.rfftfreq(width, dtype=torch.float64)[None, :]
     radius = torch.sqrt(fx * fx + fy * fy).clamp_min(1.0 / max(height, width))
@@ -56,7 +57,7 @@ def maco_synthesis(
     batch, channels, height, half_width = phase.shape
     _check_tensor(magnitude, "magnitude", like=phase)
     if magnitude.shape not in ((channels, height, half_width), (batch, channels, height, half_width)):
-        raise ValueError(
+        raise InvalidArgument(
             f"magnitude must have shape (C, H, Wr) = {(channels, height, half_width)} or (B, C, H, Wr), "
             f"got {tuple(magnitude.shape)}"
         )
@@ -70,7 +71,7 @@ def maco_synthesis(
             _check_finite(phase, "phase")
             _check_finite(magnitude, "magnitude")
         if _any_negative(magnitude):
-            raise ValueError("magnitude must be non-negative")
+            raise InvalidArgument("magnitude must be non-negative")
     if use_extension:
         return _run_op(torch.ops.phasevis.maco_synthesis.default, (phase, "phase"), (magnitude, "magnitude"),
                        height, width, lo, hi, color_matrix, eps)
@@ -89,11 +90,11 @@ def fourier_synthesis(
 ) -> torch.Tensor:
     """Image from a spectrum, real (B, C, H, Wr, 2) or complex (B, C, H, Wr), and a real scale broadcastable to (H, Wr)."""
     if not isinstance(spectrum, torch.Tensor):
-        raise TypeError(f"spectrum must be a torch.Tensor, got {type(spectrum).__name__}")
+        raise InvalidArgumentType(f"spectrum must be a torch.Tensor, got {type(spectrum).__name__}")
     pairs = torch.view_as_real(spectrum) if spectrum.is_complex() else spectrum
     _check_head(pairs, "spectrum", rank=5)
     if pairs.shape[-1] != 2:
-        raise ValueError(f"a real spectrum must be (B, C, H, Wr, 2) holding (re, im), got {tuple(spectrum.shape)}")
+        raise InvalidArgument(f"a real spectrum must be (B, C, H, Wr, 2) holding (re, im), got {tuple(spectrum.shape)}")
     _, channels, height, half_width, _ = pairs.shape
     _check_tensor(scale, "scale", like=pairs)
     try:
@@ -101,7 +102,7 @@ def fourier_synthesis(
     except RuntimeError:
         fits = False
     if not fits:  # a scale that broadcast the spectrum up (e.g. (2, Wr) for H = 1) would change the image size
-        raise ValueError(f"scale must broadcast to (H, Wr) = {(height, half_width)}, got {tuple(scale.shape)}")
+        raise InvalidArgument(f"scale must broadcast to (H, Wr) = {(height, half_width)}, got {tuple(scale.shape)}")
     height, width = _output_size(size, height, half_width)
     lo, hi = _values_range(values_range)
     color_matrix = _color_matrix(color_matrix, channels, pairs)
@@ -130,7 +131,7 @@ def _eager() -> bool:
 
 def _use_extension(backend: str, head: torch.Tensor) -> bool:
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        raise InvalidArgument(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return False
     on_cuda = head.device.type == "cuda"
@@ -143,29 +144,29 @@ def _use_extension(backend: str, head: torch.Tensor) -> bool:
 
 def _check_tensor(t, name: str, *, like: torch.Tensor) -> None:
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise InvalidArgumentType(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype != like.dtype:
-        raise TypeError(f"{name} must have the same dtype as the input ({like.dtype}), got {t.dtype}")
+        raise InvalidArgumentType(f"{name} must have the same dtype as the input ({like.dtype}), got {t.dtype}")
     if t.device != like.device:
-        raise ValueError(f"{name} must be on the same device as the input ({like.device}), got {t.device}")
+        raise InvalidArgument(f"{name} must be on the same device as the input ({like.device}), got {t.device}")
 
 
 def _check_head(t, name: str, *, rank: int) -> None:
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise InvalidArgumentType(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} must be float32 or float64 (complex64/128 for a spectrum), got {t.dtype}")
+        raise InvalidArgumentType(f"{name} must be float32 or float64 (complex64/128 for a spectrum), got {t.dtype}")
     if t.dim() != rank:
-        raise ValueError(f"{name} must have {rank} dimensions, got shape {tuple(t.shape)}")
+        raise InvalidArgument(f"{name} must have {rank} dimensions, got shape {tuple(t.shape)}")
     if t.shape[0] == 0:
-        raise ValueError(f"{name} has an empty batch")
+        raise InvalidArgument(f"{name} has an empty batch")
     if t.numel() == 0:
-        raise ValueError(f"{name} has an empty dimension: shape {tuple(t.shape)}")
+        raise InvalidArgument(f"{name} has an empty dimension: shape {tuple(t.shape)}")
 
 
 def _check_finite(t: torch.Tensor, name: str) -> None:
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise InvalidArgument(f"{name} contains NaN or infinite values")
 
 
 def _any_negative(t: torch.Tensor) -> bool:
@@ -192,7 +193,7 @@ def _run_op(op, head: tuple[torch.Tensor, str], fixed: tuple[torch.Tensor, str],
 
 def _check_eps(eps) -> None:
     if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        raise InvalidArgument(f"eps must be a finite number >= 0, got {eps!r}")
 
 
 def _image_size(size, name: str) -> tuple[int, int]:
@@ -203,9 +204,9 @@ def _image_size(size, name: str) -> tuple[int, int]:
         or len(size) != 2
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
     ):
-        raise TypeError(f"{name} must be an int or a pair of ints (H, W), got {size!r}")
+        raise InvalidArgumentType(f"{name} must be an int or a pair of ints (H, W), got {size!r}")
     if min(size) <= 0:
-        raise ValueError(f"{name} must be positive, got {tuple(size)}")
+        raise InvalidArgument(f"{name} must be positive, got {tuple(size)}")
     return int(size[0]), int(size[1])
 
 
@@ -213,15 +214,15 @@ def _output_size(size, height: int, half_width: int) -> tuple[int, int]:
     if size is None:
         width = 2 * (half_width - 1)
         if width <= 0:
-            raise ValueError("size is required when the spectrum has a single column (W would be 0)")
+            raise InvalidArgument("size is required when the spectrum has a single column (W would be 0)")
         return height, width
     out_h, out_w = _image_size(size, "size")
     if out_h != height:
-        raise ValueError(f"size[0] = {out_h} does not match the spectrum's H = {height}")
+        raise InvalidArgument(f"size[0] = {out_h} does not match the spectrum's H = {height}")
     if out_w // 2 + 1 != half_width:
-        raise ValueError(f"size[1] = {out_w} does not match the spectrum's Wr = {half_width}: need W // 2 + 1 == Wr")
+        raise InvalidArgument(f"size[1] = {out_w} does not match the spectrum's Wr = {half_width}: need W // 2 + 1 == Wr")
     if out_h * out_w < 2:
-        raise ValueError("size must hold at least two pixels (the image std needs two)")
+        raise InvalidArgument("size must hold at least two pixels (the image std needs two)")
     return out_h, out_w
 
 
@@ -229,9 +230,9 @@ def _values_range(values_range) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in values_range)
     except (TypeError, ValueError):
-        raise TypeError(f"values_range must be a pair of numbers (lo, hi), got {values_range!r}") from None
+        raise InvalidArgumentType(f"values_range must be a pair of numbers (lo, hi), got {values_range!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
-        raise ValueError(f"values_range must be finite with lo < hi, got {(lo, hi)}")
+        raise InvalidArgument(f"values_range must be finite with lo < hi, got {(lo, hi)}")
     return lo, hi
 
 
@@ -241,7 +242,7 @@ def _color_matrix(color_matrix, channels: int, like: torch.Tensor) -> torch.Tens
     if not isinstance(color_matrix, torch.Tensor):
         color_matrix = torch.as_tensor(color_matrix, dtype=like.dtype, device=like.device)
     if color_matrix.shape != (channels, channels):
-        raise ValueError(f"color_matrix must be ({channels}, {channels}) to match C = {channels}, got {tuple(color_matrix.shape)}")
+        raise InvalidArgument(f"color_matrix must be ({channels}, {channels}) to match C = {channels}, got {tuple(color_matrix.shape)}")
     if color_matrix.device != like.device:
-        raise ValueError(f"color_matrix must be on {like.device}, got {color_matrix.device}")
+        raise InvalidArgument(f"color_matrix must be on {like.device}, got {color_matrix.device}")
     return color_matrix.to(like.dtype).contiguous()

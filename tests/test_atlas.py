@@ -137,7 +137,7 @@ def test_settings_mismatch_is_caught_and_new_run_overrides(tmp_path):
     assert _index(out)["settings"]["steps"] == 3 and len(_index(out)["units"]) == 2
     (archived,) = (out / "archive").iterdir()
     assert json.loads((archived / "settings.json").read_text())["steps"] == 2
-    assert len(list((archived / "units" / "conv1").glob("*.png"))) == 4
+    assert len(list((archived / "units" / "conv1").glob("*.png"))) == 2 * 3  # image, transparency, raw
 
 
 def test_model_in_train_mode_resumes(tmp_path):

@@ -599,7 +599,9 @@ def run_wrapper_fault(spec) -> str:
     try:
         fn(a.pop("head"), a.pop("other"), **a)
     except (TypeError, ValueError) as error:
-        if type(error) is not error_type or argument not in str(error):
+        # checks.InvalidArgumentType is a TypeError and a ValueError; a ValueError case must not raise it.
+        right_kind = isinstance(error, TypeError) if error_type is TypeError else not isinstance(error, TypeError)
+        if not right_kind or argument not in str(error):
             raise Mismatch(f"wanted {error_type.__name__} naming {argument!r}, got {raised(error)}") from None
         return raised(error)
     raise Mismatch(f"accepted: wanted {error_type.__name__} naming {argument!r}")
