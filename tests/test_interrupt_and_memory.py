@@ -87,7 +87,10 @@ def test_cli_sigint_writes_the_partial_gallery_and_exits_130(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "phasevis_ext.cli", "visualize", "logit:1,2", "--out", str(out), "--steps", "100000",
          "--image-size", "32", "--input-size", "32", "--crops", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # A shell's background jobs ignore SIGINT, and Python keeps an ignored SIGINT ignored: give the
+        # child the default disposition, so that this test does not depend on how the suite was started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
     try:
         # Interrupt only once the progress bar counts a few optimization steps, however slow the start-up.
