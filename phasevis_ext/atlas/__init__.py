@@ -28,7 +28,7 @@ The folder:
                                 seed, seconds (wall time), finished (UTC), rank, world_size, host
     index.json                  the shards merged by rank 0 at the end of a run
     index.html, layer-*.html    the gallery: one page per layer, sortable by score, works offline
-    archive/TIMESTAMP/          earlier runs set aside by new_run=True / --new-run
+    archive/TIMESTAMP/          the runs that new_run=True / --new-run set aside
 
 Crash safety: every file is written to a temporary file and moved into place (os.replace), then
 fsync'd; only then is the unit's index line appended, flushed and fsync'd. So an index line always
