@@ -46,22 +46,15 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) float32 RGB in [0, 1]; raises OSError/ValueError when PIL cannot decode it."""
-    with Image.open(path) as im:
-        im.load()  # decodes now, so truncated files fail here rather than half-read
-        if im.mode in _SIXTEEN_BIT_MODES:
-            grey = np.asarray(im, dtype=np.float32) / 65535.0
-            return np.repeat(grey[..., None], 3, axis=-1)
-        if im.mode == "F":
-            grey = np.asarray(im, dtype=np.float32)
-            return np.repeat(grey[..., None], 3, axis=-1)
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    """(H, W, 3) float32 RGB in [0, 1] (greyscale repeated); raises OSError/ValueError when PIL cannot decode it."""
+    image = read_channels(path)
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
 
 
 def read_channels(path: str | os.PathLike) -> np.ndarray:
     """(H, W, C) float32 in [0, 1] with the file's own channels: 1 for greyscale, 3 for colour."""
     with Image.open(path) as im:
-        im.load()
+        im.load()  # decodes now, so truncated files fail here rather than half-read
         if im.mode in _SIXTEEN_BIT_MODES:
             return (np.asarray(im, dtype=np.float32) / 65535.0)[..., None]
         if im.mode == "F":

@@ -29,6 +29,7 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import math
 import os
 import re
 import sys
@@ -294,14 +295,10 @@ def _normalization(normalize, default):
         mean, std = (tuple(float(v) for v in ([x] if isinstance(x, (int, float)) else x)) for x in (mean, std))
     except (TypeError, ValueError):
         raise InvalidArgument(f"normalize must be (mean, std), each a number or one per channel, got {normalize!r}") from None
-    if len(mean) != len(std) or not all(s > 0 for s in std) or not all(map(_finite, mean + std)):
+    if len(mean) != len(std) or not all(s > 0 for s in std) or not all(map(math.isfinite, mean + std)):
         raise InvalidArgument(f"normalize: mean and std need the same number of finite values and std > 0, "
                          f"got {normalize!r}")
     return mean, std
-
-
-def _finite(x: float) -> bool:
-    return x == x and abs(x) != float("inf")
 
 
 class ScriptedModel(nn.Module):
