@@ -36,6 +36,23 @@ def median_ms(fn, device, repeats: int, warmup: int = 5) -> float:
     return statistics.median(times)
 
 
+def median_ms_interleaved(fns, device, repeats: int, warmup: int = 5) -> list[float]:
+    """Medians of several functions timed in turn, call by call (alternating the order), so that a
+    change in the machine's load hits them alike: what a ratio between them needs."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for i in range(repeats):
+        for j in (range(len(fns)) if i % 2 == 0 else reversed(range(len(fns)))):
+            _sync(device)
+            start = time.perf_counter()
+            fns[j]()
+            _sync(device)
+            times[j].append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
 def bench_case(size: int, batch: int, device, repeats: int, with_compile: bool) -> dict:
     torch.manual_seed(0)
     # Timing does not depend on the magnitude's values; a 1/f profile stands in for the natural one.
@@ -84,10 +101,8 @@ def bench_case(size: int, batch: int, device, repeats: int, with_compile: bool) 
     row = {"size": size, "batch": batch}
     row["fft_floor"] = median_ms(fft_floor, device, repeats)
     if pv.extension_available():
-        row["ext_fwd"] = median_ms(ext_forward, device, repeats)
-        row["public_fwd"] = median_ms(public_forward, device, repeats)
-        row["ext_fwd_bwd"] = median_ms(ext_both, device, repeats)
-        row["public_fwd_bwd"] = median_ms(public_both, device, repeats)
+        row["ext_fwd"], row["public_fwd"] = median_ms_interleaved([ext_forward, public_forward], device, repeats)
+        row["ext_fwd_bwd"], row["public_fwd_bwd"] = median_ms_interleaved([ext_both, public_both], device, repeats)
         row["ext_bwd_op"] = median_ms(ext_backward_op, device, repeats)
     fwd, both = ref(maco_synthesis_reference)
     row["eager_fwd"] = median_ms(fwd, device, repeats)

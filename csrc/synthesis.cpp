@@ -330,11 +330,6 @@ struct CpuDrivers {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(phasevis, CPU, m) {
-  m.impl("maco_synthesis", &SynthesisOps<CpuDrivers>::maco);
-  m.impl("maco_synthesis_backward", &SynthesisOps<CpuDrivers>::maco_backward);
-  m.impl("fourier_synthesis", &SynthesisOps<CpuDrivers>::fourier);
-  m.impl("fourier_synthesis_backward", &SynthesisOps<CpuDrivers>::fourier_backward);
-}
+TORCH_LIBRARY_IMPL(phasevis, CPU, m) { register_synthesis_kernels<CpuDrivers>(m); }
 
 }  // namespace phasevis

@@ -21,6 +21,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <torch/library.h>
 
 #include <tuple>
 
@@ -106,5 +107,14 @@ struct SynthesisOps {
     return {z.const_data_ptr<T>(), scale.const_data_ptr<T>(), g.spectrum_numel()};
   }
 };
+
+// The four synthesis kernels of a backend, for its TORCH_LIBRARY_IMPL block.
+template <typename Drivers>
+void register_synthesis_kernels(torch::Library& m) {
+  m.impl("maco_synthesis", &SynthesisOps<Drivers>::maco);
+  m.impl("maco_synthesis_backward", &SynthesisOps<Drivers>::maco_backward);
+  m.impl("fourier_synthesis", &SynthesisOps<Drivers>::fourier);
+  m.impl("fourier_synthesis_backward", &SynthesisOps<Drivers>::fourier_backward);
+}
 
 }  // namespace phasevis

@@ -179,13 +179,19 @@ def _any_negative(t: torch.Tensor) -> bool:
 
 def _run_op(op, head: tuple[torch.Tensor, str], fixed: tuple[torch.Tensor, str], *args) -> torch.Tensor:
     """The image of a native synthesis op, whose first passes find non-finite inputs: the CPU kernels
-    raise the ValueError themselves. The CUDA kernels never synchronize with the host (a whole step
-    can be captured in a CUDA graph), so they cannot raise; their per-sample statistics, which those
-    passes make non-finite exactly when an input is, are read here instead, in eager calls: one small
-    read where two full passes over the inputs would be. Only when they are not finite are the inputs
-    looked at, to name the culprit (finite inputs whose squares overflow float64 are let through)."""
-    image, _, head_stats, image_stats = op(head[0], fixed[0], *args)
-    if head[0].device.type != "cpu" and _eager() and not bool(torch.isfinite(torch.cat([head_stats, image_stats], 1)).all()):
+    raise a ValueError naming the argument themselves (here made an InvalidArgument, as every other
+    check's). The CUDA kernels never synchronize with the host (a whole step can be captured in a
+    CUDA graph), so they cannot raise; their per-sample statistics, which those passes make
+    non-finite exactly when an input is, are read here instead, in eager calls: one small read where
+    two full passes over the inputs would be. Only when they are not finite are the inputs looked at,
+    to name the culprit (finite inputs whose squares overflow float64 are let through)."""
+    if not _eager():
+        return op(head[0], fixed[0], *args)[0]
+    try:
+        image, _, head_stats, image_stats = op(head[0], fixed[0], *args)
+    except ValueError as error:  # TORCH_CHECK_VALUE: only the finiteness checks raise it
+        raise InvalidArgument(str(error)) from None
+    if head[0].device.type != "cpu" and not bool(torch.isfinite(torch.cat([head_stats, image_stats], 1)).all()):
         _check_finite(*head)
         _check_finite(*fixed)
     return image

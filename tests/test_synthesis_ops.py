@@ -8,6 +8,7 @@ import torch
 
 import phasevis_ext as pv
 from conftest import requires_cuda_ext, requires_ext
+from phasevis_ext.checks import InvalidArgument
 from support.synthesis_cases import SHAPES, fourier_inputs, maco_inputs, op_args
 
 pytestmark = requires_ext
@@ -219,7 +220,7 @@ def test_non_finite_input_raises_naming_it(device, op, where, value):
     for index in (0, 7, -1):
         poked = _poke(head if where == "head" else fixed, value, index % (head if where == "head" else fixed).numel())
         args = (poked, fixed) if where == "head" else (head, poked)
-        with pytest.raises(ValueError, match=f"{name} contains NaN or infinite values"):
+        with pytest.raises(InvalidArgument, match=f"{name} contains NaN or infinite values"):
             fn(*args, size=(8, 10), backend="ext")
 
 

@@ -406,11 +406,6 @@ struct CudaDrivers {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(phasevis, CUDA, m) {
-  m.impl("maco_synthesis", &SynthesisOps<CudaDrivers>::maco);
-  m.impl("maco_synthesis_backward", &SynthesisOps<CudaDrivers>::maco_backward);
-  m.impl("fourier_synthesis", &SynthesisOps<CudaDrivers>::fourier);
-  m.impl("fourier_synthesis_backward", &SynthesisOps<CudaDrivers>::fourier_backward);
-}
+TORCH_LIBRARY_IMPL(phasevis, CUDA, m) { register_synthesis_kernels<CudaDrivers>(m); }
 
 }  // namespace phasevis
