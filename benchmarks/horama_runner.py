@@ -3,18 +3,32 @@
 Horama's images are in values_range (-1, 1), which is what the lite models' own normalization
 (x - 0.5)/0.5 produces, so they go to the network without our normalization hook. Our default
 spectrum is written where Horama looks for its file, so it does not download.
+
+    pip install --no-deps horama==0.3.0 einops
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import time
 
 import numpy as np
 import torch
 
 from phasevis_ext import models
 from phasevis_ext.spectrum import natural_magnitude
+
+HORAMA_INSTALL = "pip install --no-deps horama==0.3.0 einops"
+
+
+def horama_missing() -> str | None:
+    """Why Horama cannot run here, or None when it can."""
+    try:
+        import horama  # noqa: F401
+    except ImportError as error:
+        return f"not importable ({error}); install with `{HORAMA_INSTALL}`"
+    return None
 
 
 @contextlib.contextmanager
@@ -43,3 +57,46 @@ def horama_class_images(model, classes, *, steps: int, image_size: int, crops: i
                             values_range=(-1.0, 1.0), crops_per_iteration=crops, device=str(device))
             images.append(((image.detach() + 1) / 2).clamp(0, 1).cpu())
     return torch.stack(images)
+
+
+def horama_snapshots(model, classes, budgets, *, seed: int = 0) -> dict:
+    """{budget: ((K, 3, H, W) images in [0, 1], mean seconds per unit)}, one run of Horama's maco
+    with its defaults (1280² image, 6 crops, NAdam lr 1.0, noise 0.05) per class logit, to the
+    largest budget. Horama returns only its last image, so its image function is wrapped to keep
+    the latest image: the one the objective sees at step s + 1 is the image after s updates."""
+    from horama import maco_fv
+
+    budgets = sorted(budgets)
+    images = {b: [] for b in budgets}
+    seconds = {b: [] for b in budgets}
+    original = maco_fv.maco_preconditioner
+    latest = {}
+
+    def keep_latest(*args, **kwargs):
+        latest["image"] = original(*args, **kwargs)
+        return latest["image"]
+
+    maco_fv.maco_preconditioner = keep_latest
+    try:
+        with tempfile.TemporaryDirectory() as tmp, _in_dir(tmp):
+            np.save("spectrum_decorrelated.npy", natural_magnitude((512, 512)).numpy())
+            for c in classes:
+                torch.manual_seed(seed)
+                calls = [0]
+                start = time.perf_counter()
+
+                def objective(crops_batch, c=c, calls=calls, start=start):
+                    if calls[0] in budgets[:-1]:
+                        images[calls[0]].append(((latest["image"].detach() + 1) / 2).clamp(0, 1).cpu())
+                        seconds[calls[0]].append(time.perf_counter() - start)
+                    calls[0] += 1
+                    with models.without_normalization(model):
+                        return model(crops_batch)[:, c].mean()
+
+                image, _ = maco_fv.maco(objective, total_steps=budgets[-1], model_input_size=224,
+                                        values_range=(-1.0, 1.0), device="cpu")
+                images[budgets[-1]].append(((image.detach() + 1) / 2).clamp(0, 1).cpu())
+                seconds[budgets[-1]].append(time.perf_counter() - start)
+    finally:
+        maco_fv.maco_preconditioner = original
+    return {b: (torch.stack(images[b]), float(np.mean(seconds[b]))) for b in budgets}

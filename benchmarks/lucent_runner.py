@@ -74,6 +74,37 @@ def lucent_images(model, targets, *, steps: int = DEFAULT_STEPS, image_size: int
     return torch.stack(images).clamp(0, 1), seconds
 
 
+def lucent_snapshots(model, targets, budgets, *, image_size: int = IMAGE_SIZE, seed: int = 0) -> dict:
+    """{budget: ((K, 3, H, W) images, mean seconds per unit)} from one render_vis run per target
+    with thresholds=budgets. The time of a budget is taken at the objective's next evaluation (one
+    per step), which follows the threshold's snapshot; the last one is the run's end."""
+    _kornia_shim()
+    from lucent.optvis import objectives, param, render
+
+    budgets = sorted(budgets)
+    images = {b: [] for b in budgets}
+    seconds = {b: [] for b in budgets}
+    for layer, index in targets:
+        torch.manual_seed(seed)
+        objective = objectives.channel(lucent_layer_name(layer), index)
+        calls = []
+
+        def timed(hook, objective=objective, calls=calls):
+            calls.append(time.perf_counter())
+            return objective(hook)
+
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = render.render_vis(model, objectives.Objective(timed), param_f=lambda: param.image(image_size),
+                                    thresholds=tuple(budgets), preprocess=False, progress=False, show_image=False)
+        end = time.perf_counter()
+        for budget, array in zip(budgets, out):
+            images[budget].append(torch.from_numpy(np.ascontiguousarray(array[0])).permute(2, 0, 1).float())
+            seconds[budget].append((calls[budget] if budget < len(calls) else end) - start)
+    return {b: (torch.stack(images[b]).clamp(0, 1), float(np.mean(seconds[b]))) for b in budgets}
+
+
 def logits_layer(model) -> str:
     """The name of the model's last Linear module, which lucent hooks for class logits."""
     names = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]

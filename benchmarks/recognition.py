@@ -43,7 +43,8 @@ def random_crop_batch(images: torch.Tensor, crops: int, size: int, seed: int = 0
 
 @torch.no_grad()
 def recognition(model, images: torch.Tensor, classes, *, crops: int = 16, size: int = 224) -> dict:
-    """Rates (over classes) of the target in the top-1 / top-5, for crop-averaged probabilities and the whole image."""
+    """Rates (over classes) of the target in the top-1 / top-5, for crop-averaged probabilities and the whole
+    image, and the mean crop-averaged probability of the target (`crops_prob`), which moves before the rates do."""
     images = images.to(next(model.parameters()).device)
     targets = torch.tensor(classes, device=images.device)
     whole = model(F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
@@ -53,6 +54,7 @@ def recognition(model, images: torch.Tensor, classes, *, crops: int = 16, size: 
         top5 = scores.topk(5, dim=-1).indices
         out[f"{name}_top1"] = (top5[:, 0] == targets).float().mean().item()
         out[f"{name}_top5"] = (top5 == targets[:, None]).any(-1).float().mean().item()
+    out["crops_prob"] = probs.gather(1, targets[:, None]).mean().item()
     return out
 
 

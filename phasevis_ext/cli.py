@@ -15,6 +15,7 @@ import os
 import sys
 import traceback
 
+from . import defaults
 from .checks import RANGE_HELP, InvalidArgument
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -46,20 +47,27 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `visualize` and `atlas`: how each unit is rendered."""
     _add_model_options(p)
     p.add_argument("--param", default="maco", choices=("maco", "fourier", "pixel"), help="image parameterization")
-    p.add_argument("--steps", type=int, default=256, help="optimization steps per unit (default: %(default)s)")
+    # None: the library's default (defaults.py), so the library, the atlas and the CLI cannot drift apart.
+    p.add_argument("--steps", type=int, default=None, help=f"optimization steps per unit (default: {defaults.STEPS})")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per param, 1.0 for maco)")
+    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                   help="constant, or cosine decay to 0 over the steps (default: %(default)s)")
     p.add_argument("--optimizer", default="nadam", choices=("nadam", "adam"))
-    p.add_argument("--image-size", type=int, default=256, help="side of the rendered image (default: %(default)s)")
-    p.add_argument("--crops", type=int, default=6, help="random crops per image per step (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help=f"side of the rendered image (default: {defaults.IMAGE_SIZE})")
+    p.add_argument("--crops", type=int, default=None,
+                   help=f"random crops per image per step (default: {defaults.CROPS})")
     p.add_argument("--box-size", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                   help="crop side range as fractions of the image side")
-    p.add_argument("--noise", type=float, default=None, help="std of the Gaussian noise added to crops")
+                   help="crop side range as fractions of the image side (default: %s %s)" % defaults.BOX_SIZE)
+    p.add_argument("--noise", type=float, default=None,
+                   help=f"std of the Gaussian noise added to crops (default: {defaults.NOISE})")
     p.add_argument("--spectrum", default="default",
                    help="MACO magnitude and colour matrix: 'default' (shipped photos; 1/f for channel counts other "
                         "than 1 and 3), 'imagenet' (needs the xplique 2.0.2 wheel) or a file from "
                         "`phasevis spectrum compute`")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8, help="units optimized together (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"units optimized together (default: {defaults.BATCH_SIZE})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--amp", default="auto", choices=("auto", "none", "bfloat16", "float16"),
                    help="autocast for the model pass; auto: bfloat16 on CPUs with native bf16, none elsewhere "
@@ -154,13 +162,13 @@ def visualize_kwargs(args) -> dict:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kwargs = dict(param=args.param, steps=args.steps, lr=args.lr, optimizer=args.optimizer, image_size=args.image_size,
-                  input_size=args.input_size, crops=args.crops, seed=args.seed, device=device, amp=args.amp,
-                  batch_size=args.batch_size, progress=not args.no_progress, channels=args.input_channels)
+    kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer, input_size=args.input_size, seed=args.seed,
+                  device=device, amp=args.amp, progress=not args.no_progress, channels=args.input_channels)
+    for name in ("steps", "image_size", "crops", "noise", "batch_size"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     if args.box_size is not None:
         kwargs["box_size"] = tuple(args.box_size)
-    if args.noise is not None:
-        kwargs["noise"] = args.noise
     if getattr(args, "memory_budget", None) is not None:
         kwargs["memory_budget"] = int(args.memory_budget * 1024**3)
     if getattr(args, "model_batch", None) is not None:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checks, models
+from . import checks, defaults, models
 from .activations import capture
 from .checks import InvalidArgument, check_box_size, finite_number, positive_int, unique_ids
 from .objectives import Objective, batched_score, parse_targets
@@ -36,7 +36,7 @@ from .param import PARAMS, make_param
 from .prepared_model import PreparedModel, prepare_model
 from .records import jsonable
 from .spectrum import natural_spectrum
-from .transform import DEFAULT_BOX_SIZE, eval_crops, random_crops
+from .transform import eval_crops, random_crops
 
 # Learning rates per parameterization, with NAdam: Horama's lr=1.0 on MACO's phase of std 1, and
 # lucid's 0.05 for its spectrum and for pixels. Quick runs on efficientnet_lite0 logits (2 units,
@@ -44,6 +44,11 @@ from .transform import DEFAULT_BOX_SIZE, eval_crops, random_crops
 # pixel at lr 0.01 reached about half the score of 0.05.
 DEFAULT_LR = {"maco": 1.0, "fourier": 0.05, "pixel": 0.05}
 OPTIMIZERS = {"nadam": torch.optim.NAdam, "adam": torch.optim.Adam}
+# The learning rate's factor at step s (from 0) of a run of n steps.
+LR_SCHEDULES = {
+    "constant": lambda s, n: 1.0,
+    "cosine": lambda s, n: 0.5 * (1.0 + math.cos(math.pi * s / n)),  # from lr down to ~0 at the last step
+}
 AMP_DTYPES = (torch.float16, torch.bfloat16)
 AMP_NAMES = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -111,6 +116,7 @@ class _Options:
     param: str
     steps: int
     lr: float
+    lr_schedule: str
     make_optimizer: Callable
     image_size: tuple[int, int]
     input_size: int
@@ -141,22 +147,23 @@ def visualize(
     objectives,
     *,
     param: str = "maco",
-    steps: int = 256,
+    steps: int = defaults.STEPS,
     lr: float | None = None,
+    lr_schedule: str = "constant",
     optimizer: str | Callable = "nadam",
-    image_size: int | tuple[int, int] = 256,
+    image_size: int | tuple[int, int] = defaults.IMAGE_SIZE,
     input_size: int | None = None,
-    crops: int = 6,
-    box_size: tuple[float, float] = DEFAULT_BOX_SIZE,
+    crops: int = defaults.CROPS,
+    box_size: tuple[float, float] = defaults.BOX_SIZE,
     normalize: tuple[Sequence[float], Sequence[float]] | None = None,
-    noise: float = 0.02,
+    noise: float = defaults.NOISE,
     seed: int = 0,
     device: torch.device | str | None = None,
     amp: str | torch.dtype | None = "auto",
     progress: bool | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], Any] | None = None,
     callback_every: int = 1,
-    batch_size: int = 8,
+    batch_size: int = defaults.BATCH_SIZE,
     param_kwargs: dict | None = None,
     unit_ids: Sequence[str] | None = None,
     channels_last: bool | None = None,
@@ -173,7 +180,8 @@ def visualize(
         parameters for the call; its mode and requires_grad flags are restored afterwards.
     objectives: an Objective, a target string ('_blocks.15:0-7', 'logit:1,207') or a list of them.
     param: "maco", "fourier" or "pixel"; param_kwargs go to `param.make_param` (e.g. decay, std).
-    lr: default per param, DEFAULT_LR. optimizer: "nadam", "adam" or a callable called as
+    lr: default per param, DEFAULT_LR. lr_schedule: "constant" or "cosine" (lr times
+        (1 + cos(pi * s / steps)) / 2 at step s from 0). optimizer: "nadam", "adam" or a callable called as
         optimizer(params, lr=lr), e.g. torch.optim.SGD; it must act elementwise for units to
         stay independent.
     image_size: the rendered image (int or (H, W)); input_size: the side of the crops fed to
@@ -221,7 +229,7 @@ def visualize(
     if isinstance(model, str):
         model = models.load(model, device=device)
     options = check_options(
-        model, param=param, steps=steps, lr=lr, optimizer=optimizer, image_size=image_size, input_size=input_size,
+        model, param=param, steps=steps, lr=lr, lr_schedule=lr_schedule, optimizer=optimizer, image_size=image_size, input_size=input_size,
         crops=crops, box_size=box_size, normalize=normalize, noise=noise, seed=seed, device=device, amp=amp,
         callback=callback, callback_every=callback_every, param_kwargs=param_kwargs, channels_last=channels_last,
         model_batch=model_batch, fold_batchnorm=fold_batchnorm, channels=channels, spectrum=spectrum)
@@ -294,6 +302,8 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
     image_param = make_param(options.param, count, options.image_size, generators=generators, device=device,
                              channels=options.channels, **options.param_kwargs)
     optimizer = options.make_optimizer(list(image_param.parameters()), lr=options.lr)
+    factor = LR_SCHEDULES[options.lr_schedule]
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s, options.steps))
     layers = set().union(*(obj.layers for obj in objectives))
     need_logits = any(obj.needs_logits for obj in objectives)
     alpha_raw = torch.zeros(count, 1, *options.image_size, device=device)
@@ -347,6 +357,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             scores = score_units(crops, options.crops)
             alpha_raw.add_(images.grad.abs().sum(dim=1, keepdim=True))
             optimizer.step()
+            schedule.step()
             history[step - 1] = scores.detach()
             if options.callback is not None and step % options.callback_every == 0:
                 options.callback(step, images.detach(), scores.detach())
@@ -385,11 +396,14 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def check_options(model, *, param, steps, lr, optimizer, image_size, input_size, crops, box_size, normalize,
                    noise, seed, device, amp, callback, callback_every, param_kwargs, channels_last,
-                   model_batch=None, fold_batchnorm=True, channels=None, spectrum=None) -> _Options:
+                   model_batch=None, fold_batchnorm=True, channels=None, spectrum=None,
+                   lr_schedule="constant") -> _Options:
     if param not in PARAMS:
         raise InvalidArgument(f"param must be one of {PARAMS}, got {param!r}")
     steps = positive_int(steps, "steps")
     lr = DEFAULT_LR[param] if lr is None else finite_number(lr, "lr", positive=True)
+    if lr_schedule not in LR_SCHEDULES:
+        raise InvalidArgument(f"lr_schedule must be one of {tuple(LR_SCHEDULES)}, got {lr_schedule!r}")
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
             raise InvalidArgument(f"optimizer must be one of {tuple(OPTIMIZERS)} or a callable, got {optimizer!r}")
@@ -430,7 +444,7 @@ def check_options(model, *, param, steps, lr, optimizer, image_size, input_size,
     model_batch = positive_int(model_batch, "model_batch")
     if not isinstance(fold_batchnorm, bool):
         raise InvalidArgument(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
-    return _Options(param, steps, lr, make_optimizer, tuple(image_size), input_size, crops, box_size, normalize,
+    return _Options(param, steps, lr, lr_schedule, make_optimizer, tuple(image_size), input_size, crops, box_size, normalize,
                     noise, seed, device, amp, callback, callback_every, param_kwargs, bool(channels_last),
                     model_batch, fold_batchnorm, channels, "default" if spectrum is None else str(spectrum))
 
@@ -468,6 +482,7 @@ def _settings(options: _Options, *, model_name: str, optimizer, batch_size: int)
         "param": options.param,
         "steps": options.steps,
         "lr": options.lr,
+        "lr_schedule": options.lr_schedule,
         "optimizer": optimizer if isinstance(optimizer, str) else jsonable(optimizer),
         "image_size": list(options.image_size),
         "input_size": options.input_size,

@@ -22,9 +22,9 @@ import torch
 from torchvision.ops import roi_align
 
 from . import ops
+from .defaults import BOX_SIZE as DEFAULT_BOX_SIZE
 from .checks import InvalidArgument, check_box_size, positive_int
 
-DEFAULT_BOX_SIZE = (0.25, 1.0)
 # Horama's spread of the crop centres around the image centre, in fractions of the image side.
 CENTER_STD = 0.15
 # Offsets of the off-centre evaluation crops: one CENTER_STD from the centre along each diagonal.

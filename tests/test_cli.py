@@ -91,3 +91,23 @@ def test_the_import_graph_has_no_cycle():
         if node not in state:
             visit(node, [])
     assert graph["phasevis_ext.atlas"] and "phasevis_ext.cli" not in set().union(*graph.values())
+
+
+def test_the_command_line_renders_with_the_library_defaults():
+    """Options the user leaves out are not passed, so visualize's own defaults (defaults.py) apply,
+    and the help shows those values."""
+    import inspect
+
+    from phasevis_ext import defaults
+    from phasevis_ext.render import visualize
+
+    parser = cli.build_parser()
+    kwargs = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1"]))
+    assert not {"steps", "image_size", "crops", "box_size", "noise", "batch_size"} & set(kwargs)
+    signature = inspect.signature(visualize).parameters
+    for name in ("steps", "image_size", "crops", "box_size", "noise", "batch_size"):
+        assert signature[name].default == getattr(defaults, name.upper())
+    given = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--steps", "7", "--crops", "2"]))
+    assert (given["steps"], given["crops"]) == (7, 2)
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["visualize"].format_help().split())
+    assert f"(default: {defaults.STEPS})" in help_text and f"(default: {defaults.CROPS})" in help_text

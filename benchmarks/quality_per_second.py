@@ -1,0 +1,266 @@
+"""Image quality bought per second: transfer of class visualizations to EfficientNet-Lite2 against
+the seconds each method spends per unit, at budgets from 16 steps to each method's default.
+
+    python benchmarks/quality_per_second.py run METHOD [--set tuning|held-out|all] [--max-steps N]
+        [--option KEY=VALUE ...] [--label NAME] [--out quality-out]
+    python benchmarks/quality_per_second.py report [--out quality-out]
+
+METHOD is `maco` or `fourier` (ours, `visualize` with its defaults unless --option overrides
+them: crops=4, steps are the budgets), `lucent` (torch-lucent 0.1.8's render_vis with its
+defaults, lucent_runner.py) or `horama` (Horama 0.3.0's maco with its defaults, horama_runner.py).
+Every method runs once to its largest budget and its images are taken at each budget on the way,
+which is exact for these loops: none of them has a schedule that depends on the total number of
+steps. Options that add such a schedule (lr_schedule=cosine) get one run per budget instead. The time of a budget is the wall time from the start of the method's run to the moment its
+image was taken, divided by the number of units (ours renders all units in one batch; the peers
+one unit per run, so theirs is the mean over their runs).
+
+Units are EfficientNet-Lite0 class logits, two disjoint sets of 8 classes: "tuning", on which
+option changes are tried, and "held-out", on which the chosen ones are confirmed; or "channels",
+two channels of an early, a middle and the last block (activations only: no class to recognize). Each run writes
+OUT/LABEL-SET.json (images as .pt beside it) and `report` turns every such file into
+OUT/report.md and OUT/quality_per_second.png, one curve per label. Peers that are not installed
+are skipped with their install command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fidelity import high_frequency_fraction, image_spectrum, machine, natural_spectrum, pct, pick_classes, table
+from recognition import recognition
+
+from phasevis_ext import models
+from phasevis_ext.activations import LOGITS, as_bchw, capture
+from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.objectives import channel, logit
+from phasevis_ext.render import visualize
+
+BUDGETS = (16, 32, 64, 128, 256, 512)
+METHODS = ("maco", "fourier", "lucent", "horama")
+# Default steps of each method: ours `visualize`'s, lucent's render_vis thresholds=(512,), and
+# Horama's total_steps=1000 capped at the largest budget.
+DEFAULT_STEPS = {"lucent": 512, "horama": 512}
+JUDGE = "efficientnet_lite2"
+JUDGE_CROPS = 16
+
+
+LAYERS = {"_blocks.2": 24, "_blocks.8": 80, "_blocks.15": 320}  # EfficientNet-Lite0's widths
+SETS = ("tuning", "held-out", "all", "channels")
+
+
+def unit_sets() -> dict[str, list[tuple[str, int]]]:
+    """(layer, index) units; the class sets are two interleaved halves of fidelity.pick_classes(16),
+    so both spread over ImageNet; the channels are the first and the middle one of each layer."""
+    classes = [(LOGITS, c) for c in pick_classes(16)]
+    channels = [(layer, c) for layer, width in LAYERS.items() for c in (0, width // 2)]
+    return {"tuning": classes[0::2], "held-out": classes[1::2], "all": classes, "channels": channels}
+
+
+def objective(layer: str, index: int):
+    return logit(index) if layer == LOGITS else channel(layer, index)
+
+
+@torch.no_grad()
+def activations(model, images: torch.Tensor, units: list[tuple[str, int]]) -> list[float]:
+    """Each unit's mean activation on its own image, the whole image resized to 224², fp32: one
+    measure for every tool, whatever crops it optimized."""
+    x = torch.nn.functional.interpolate(images.float(), size=(224, 224), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    layers = sorted({layer for layer, _ in units if layer != LOGITS})
+    with capture(model, layers, need_logits=True) as cap:
+        acts = cap.run(x)
+    return [as_bchw(acts[layer])[i, index].mean().item() for i, (layer, index) in enumerate(units)]
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE a Python literal (crops=4, box_size=(0.3,1.0), lr=0.5)."""
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise SystemExit(f"--option: expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def run_ours(model, units, budgets, param: str, options: dict) -> tuple[dict, float]:
+    """{budget: (images, seconds per unit)} from one `visualize` call; the image after s updates is
+    the one the callback sees at step s + 1 (the last one is the result). A schedule over the steps
+    makes every budget a run of its own."""
+    if options.get("lr_schedule", "constant") != "constant":
+        snapshots = {}
+        for budget in budgets:
+            result = visualize(model, [objective(*u) for u in units], param=param, steps=budget,
+                               batch_size=len(units), progress=False, **options)
+            snapshots[budget] = (result.images, result.seconds / len(units))
+        return snapshots, result.settings
+    last = budgets[-1]
+    snapshots = {}
+    start = time.perf_counter()
+
+    def take(step, images, scores):
+        if step - 1 in budgets:
+            snapshots[step - 1] = (images.cpu().clone(), (time.perf_counter() - start) / len(units))
+
+    result = visualize(model, [objective(*u) for u in units], param=param, steps=last, callback=take,
+                       batch_size=len(units), progress=False, **options)
+    snapshots[last] = (result.images, result.seconds / len(units))
+    return snapshots, result.settings
+
+
+def run_peer(method: str, model, units, budgets) -> dict:
+    if method == "lucent":
+        from lucent_runner import logits_layer, lucent_snapshots
+
+        return lucent_snapshots(model, [(logits_layer(model) if layer == LOGITS else layer, index)
+                                        for layer, index in units], budgets)
+    from horama_runner import horama_snapshots
+
+    if any(layer != LOGITS for layer, _ in units):
+        raise SystemExit("horama_runner renders class logits only")
+    return horama_snapshots(model, [index for _, index in units], budgets)
+
+
+def peer_missing(method: str) -> str | None:
+    if method == "lucent":
+        from lucent_runner import lucent_missing
+
+        return lucent_missing()
+    from horama_runner import horama_missing
+
+    return horama_missing()
+
+
+def run(args, command: str) -> Path:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    label = args.label or args.method
+    path = out / f"{label}-{args.set}.json"
+    if args.method in ("lucent", "horama") and (missing := peer_missing(args.method)):
+        print(f"{args.method}: skipped, {missing}", file=sys.stderr)
+        return path
+    units = unit_sets()[args.set]
+    classes = [index for layer, index in units if layer == LOGITS]
+    top = args.max_steps or DEFAULT_STEPS.get(args.method, 256)
+    budgets = [b for b in BUDGETS if b < top] + [top]
+    model = models.load("efficientnet_lite0")
+    options = dict(parse_option(o) for o in args.option)
+    if args.method in ("maco", "fourier"):
+        visualize(model, [objective(*units[0])], param=args.method, steps=2, progress=False, **options)  # warm-up
+        snapshots, settings = run_ours(model, units, budgets, args.method, options)
+    else:
+        snapshots, settings = run_peer(args.method, model, units, budgets), {"defaults": True}
+    judge = models.load(JUDGE)
+    rows = {}
+    for budget, (images, seconds) in sorted(snapshots.items()):
+        images = images.float().clamp(0, 1)
+        scores = {}
+        if classes:
+            scores = recognition(judge, images, classes, crops=JUDGE_CROPS, size=models.default_input_size(JUDGE))
+        spectrum = image_spectrum(export_size(images))
+        rows[budget] = {"seconds_per_unit": seconds, **scores, "slope": float(spectrum.slope[0]),
+                        "hf": high_frequency_fraction(spectrum), "activations": activations(model, images, units)}
+        torch.save(images.half(), out / f"{label}-{args.set}-{budget}.pt")
+    record = {"label": label, "method": args.method, "set": args.set, "units": units, "options": options,
+              "settings": settings, "budgets": rows, "command": command, "machine": machine(torch.device("cpu")),
+              "torch": torch.__version__}
+    path.write_text(json.dumps(record, indent=1, default=str))
+    return path
+
+
+def export_size(images: torch.Tensor, side: int = 256) -> torch.Tensor:
+    """Horama's 1280² images are judged as they are but their spectrum is taken at 256², as ours."""
+    if images.shape[-1] == side:
+        return images
+    return torch.nn.functional.interpolate(images, size=(side, side), mode="bilinear", antialias=True,
+                                           align_corners=False)
+
+
+def load_records(out: Path) -> list[dict]:
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    for r in records:
+        r.setdefault("units", [[LOGITS, c] for c in r.get("classes", [])])
+    return records
+
+
+def plot(records: list[dict], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    records = [r for r in records if r["set"] != "channels"]
+    sets = sorted({r["set"] for r in records})
+    metrics = (("crops_top1", "lite2 top-1 (crops)"), ("crops_top5", "lite2 top-5 (crops)"),
+               ("crops_prob", "lite2 mean target probability (crops)"))
+    fig = Figure(figsize=(5.0 * len(metrics), 3.8 * len(sets)), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(sets), len(metrics), squeeze=False)
+    for row, name in zip(axes, sets):
+        for ax, (metric, title) in zip(row, metrics):
+            for i, r in enumerate(x for x in records if x["set"] == name):
+                points = sorted((v["seconds_per_unit"], v[metric], int(b)) for b, v in r["budgets"].items())
+                xs, ys, steps = zip(*points)
+                ax.plot(xs, ys, marker="o", ms=3, label=r["label"], color=f"C{i}")
+                ax.annotate(str(steps[-1]), (xs[-1], ys[-1]), fontsize=7, xytext=(3, 0), textcoords="offset points")
+            ax.set(xscale="log", xlabel="seconds per unit", title=f"{title}, {name} classes")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.savefig(path)
+
+
+def report(out: Path, command: str) -> Path:
+    records = load_records(out)
+    if not records:
+        raise SystemExit(f"no results in {out}; run `quality_per_second.py run METHOD` first")
+    plot(records, out / "quality_per_second.png")
+    photos, _ = natural_spectrum(256)
+    lines = ["# Quality per second: transfer to EfficientNet-Lite2 against seconds per unit", "",
+             f"Report: `{command}`", "",
+             f"Luminance spectrum of the photos behind the default spectrum (256² windows): slope "
+             f"{float(photos.slope[0]):+.2f}, HF share {high_frequency_fraction(photos):.1%}.", ""]
+    for name in sorted({r["set"] for r in records} - {"channels"}):
+        units = next(r["units"] for r in records if r["set"] == name)
+        lines += [f"## {name} classes", "", ", ".join(f"{c} {IMAGENET_CLASSES[c]}" for _, c in units), ""]
+        rows = []
+        for r in (x for x in records if x["set"] == name):
+            for budget, v in sorted(r["budgets"].items(), key=lambda kv: int(kv[0])):
+                rows.append([r["label"], budget, f"{v['seconds_per_unit']:.1f}", pct(v["crops_top1"]),
+                             pct(v["crops_top5"]), pct(v["whole_top1"]), pct(v["whole_top5"]),
+                             f"{v['crops_prob']:.3f}", f"{v['slope']:+.2f}", f"{v['hf']:.1%}"])
+        lines += [table(["run", "steps", "s per unit", "top-1 crops", "top-5 crops", "top-1 whole", "top-5 whole",
+                         "mean p(target)", "slope", "HF share"], rows), ""]
+    lines += ["## Runs", ""]
+    lines += [f"- {r['label']} ({r['set']}): `{r['command']}`; {r['machine']}; torch {r['torch']}; options "
+              f"{r['options'] or 'defaults'}" for r in records]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run")
+    run_parser.add_argument("method", choices=METHODS)
+    run_parser.add_argument("--set", choices=SETS, default="tuning")
+    run_parser.add_argument("--max-steps", type=int, help="the largest budget (default: the method's default steps)")
+    run_parser.add_argument("--option", action="append", default=[], help="KEY=VALUE for visualize (ours only)")
+    run_parser.add_argument("--label", help="the curve's name (default: METHOD)")
+    for p in (run_parser, sub.add_parser("report")):
+        p.add_argument("--out", default="quality-out")
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python", "benchmarks/quality_per_second.py", *map(shlex.quote, argv)])
+    path = run(args, command) if args.command == "run" else report(Path(args.out), command)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
