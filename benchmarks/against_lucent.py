@@ -3,8 +3,8 @@ render_vis with its defaults (lucent_runner.py), on the same units of EfficientN
 
     python benchmarks/against_lucent.py [--runs quality-out] [--ours maco] [--lucent lucent] [--out DIR]
 
-A report over the runs of `quality_per_second.py`, each tool at its default number of steps (the
-last budget of its runs), on 16 class logits (its "tuning" and "held-out" sets) and 6 channels of
+A report over the runs of `quality_per_second.py`, each tool at its default number of steps
+(`defaults.STEPS`, lucent's 512), on 16 class logits (its "tuning" and "held-out" sets) and 6 channels of
 an early, a middle and the last block ("channels"). Make them first:
 
     for s in tuning held-out channels; do
@@ -30,9 +30,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fidelity import high_frequency_fraction, image_spectrum, natural_spectrum, pct, table
+from lucent_runner import DEFAULT_STEPS as LUCENT_STEPS
 from recognition import recognition
 
-from phasevis_ext import export, models
+from phasevis_ext import defaults, export, models
 from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
 
 JUDGES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -40,21 +41,22 @@ CLASS_SETS = ("tuning", "held-out")
 JUDGE_CROPS = 16
 
 
-def load_run(runs: Path, label: str, unit_set: str) -> tuple[dict, torch.Tensor]:
-    """A quality_per_second record and the images of its last budget (the tool's default steps)."""
+def load_run(runs: Path, label: str, unit_set: str, steps: int) -> tuple[dict, torch.Tensor]:
+    """A quality_per_second record and its images after `steps` steps (the tool's default)."""
     path = runs / f"{label}-{unit_set}.json"
     if not path.exists():
         raise SystemExit(f"{path} is missing: run `python benchmarks/quality_per_second.py run ... --set {unit_set} "
                          f"--label {label} --out {runs}` first")
     record = json.loads(path.read_text())
     record.setdefault("units", [["logits", c] for c in record.get("classes", [])])
-    last = max(record["budgets"], key=int)
-    images = torch.load(runs / f"{label}-{unit_set}-{last}.pt").float()
-    return {**record, "steps": int(last), "final": record["budgets"][last]}, images
+    if str(steps) not in record["budgets"]:
+        raise SystemExit(f"{path} has no images at {steps} steps (it has {sorted(map(int, record['budgets']))})")
+    images = torch.load(runs / f"{label}-{unit_set}-{steps}.pt").float()
+    return {**record, "steps": steps, "final": record["budgets"][str(steps)]}, images
 
 
-def tool_summary(runs: Path, label: str, judges: dict, stretch: bool) -> tuple[dict, torch.Tensor]:
-    records, images = zip(*(load_run(runs, label, s) for s in (*CLASS_SETS, "channels")))
+def tool_summary(runs: Path, label: str, steps: int, judges: dict, stretch: bool) -> tuple[dict, torch.Tensor]:
+    records, images = zip(*(load_run(runs, label, s, steps) for s in (*CLASS_SETS, "channels")))
     classes = [index for r in records[:2] for _, index in r["units"]]
     class_images = torch.cat(images[:2])
     spectrum = image_spectrum(class_images if class_images.shape[-1] == 256 else F.interpolate(
@@ -128,15 +130,20 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     judges = {j: models.load(j) for j in JUDGES}
     tools, sheets = {}, []
-    for name, label, stretch in (("ours (MACO, defaults)", args.ours, True),
-                                 ("torch-lucent 0.1.8 (defaults)", args.lucent, False)):
-        tools[name], shown = tool_summary(runs, label, judges, stretch)
+    for name, label, steps, stretch in (("ours (MACO, defaults)", args.ours, defaults.STEPS, True),
+                                        ("torch-lucent 0.1.8 (defaults)", args.lucent, LUCENT_STEPS, False)):
+        tools[name], shown = tool_summary(runs, label, steps, judges, stretch)
         sheets.append(F.interpolate(shown, size=(128, 128), mode="bilinear", antialias=True, align_corners=False))
     classes = [c for layer, c in tools[next(iter(tools))]["units"] if layer == "logits"]
     natural, _ = natural_spectrum(256)
     photos = {"slope": float(natural.slope[0]), "hf": high_frequency_fraction(natural)}
-    export.contact_sheet(torch.cat(sheets), [f"{n.split(' (')[0]}: {IMAGENET_CLASSES[c]}" for n in tools
-                                             for c in classes], out / "classes.jpg", cols=len(classes))
+    # Rows of 8 classes, each tool's row above the other's, so that a class's two images are one above the other.
+    tiles, labels = [], []
+    for first in range(0, len(classes), 8):
+        for name, sheet in zip(tools, sheets):
+            tiles += list(sheet[first:first + 8])
+            labels += [f"{name.split(' (')[0]}: {IMAGENET_CLASSES[c]}" for c in classes[first:first + 8]]
+    export.contact_sheet(tiles, labels, out / "classes.jpg", cols=8)
     (out / "against_lucent.json").write_text(json.dumps({"tools": tools, "photos": photos}, indent=1))
     print(f"wrote {write_report(out, tools, photos, classes, command)}")
 
