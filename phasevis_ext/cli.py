@@ -66,6 +66,13 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
                         "than 1 and 3), 'imagenet' (needs the xplique 2.0.2 wheel) or a file from "
                         "`phasevis spectrum compute`")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=1, metavar="K",
+                   help="images per unit, each from its own random start (default: %(default)s)")
+    p.add_argument("--diversity", type=float, default=0.0, metavar="W",
+                   help="weight of the term that pushes a unit's samples apart (lucid's Gram-matrix similarity; "
+                        "default: %(default)s)")
+    p.add_argument("--diversity-layer", default=None, metavar="LAYER",
+                   help="layer the samples are compared at (default: the objective's own; needed for logits)")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"units optimized together (default: {defaults.BATCH_SIZE})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -162,7 +169,8 @@ def visualize_kwargs(args) -> dict:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer, input_size=args.input_size, seed=args.seed,
+    kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer,
+                  samples=args.samples, diversity=args.diversity, diversity_layer=args.diversity_layer, input_size=args.input_size, seed=args.seed,
                   device=device, amp=args.amp, progress=not args.no_progress, channels=args.input_channels)
     for name in ("steps", "image_size", "crops", "noise", "batch_size"):
         if getattr(args, name) is not None:

@@ -22,7 +22,7 @@ from torch import nn
 from . import ops
 from .checks import InvalidArgument, image_size
 from .color import default_color_matrix
-from .reference import fourier_synthesis_reference, maco_synthesis_reference
+from .reference import fourier_synthesis_reference, maco_synthesis_reference, synthesis_tail
 from .spectrum import natural_magnitude
 from .synthesis import fourier_scale
 
@@ -137,6 +137,26 @@ class PixelParam(ImageParam):
     def forward(self) -> torch.Tensor:
         lo, hi = VALUES_RANGE
         return lo + (hi - lo) * torch.sigmoid(self.param)
+
+
+class PhotoPhaseParam(ImageParam):
+    """MACO started from given phases (a photo's), each unit with its own magnitude.
+
+    The phase is used as it is, not standardized as MacoParam's is: a photo's phases spread over
+    (-pi, pi] with a std near 1.8, and standardizing them would scale every angle and lose the
+    photo. So this runs the reference synthesis (torch.fft under autograd), not the fused op.
+    """
+
+    kind = "maco"
+
+    def __init__(self, size, *, phase: torch.Tensor, magnitude: torch.Tensor, color_matrix=None):
+        super().__init__(size, phase.detach().clone())
+        self.register_buffer("magnitude", magnitude.detach().expand_as(phase).contiguous())
+        self.register_buffer("color_matrix", _color_matrix(color_matrix, phase.shape[1], device=phase.device,
+                                                           dtype=phase.dtype))
+
+    def forward(self) -> torch.Tensor:
+        return synthesis_tail(torch.polar(self.magnitude, self.param), self.size, VALUES_RANGE, self.color_matrix, EPS)
 
 
 _CLASSES = {cls.kind: cls for cls in (MacoParam, FourierParam, PixelParam)}
