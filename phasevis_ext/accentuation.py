@@ -12,8 +12,9 @@ parameter.
   start is already a little smoother than the photo).
 - fourier: the parameter is the photo's spectrum divided by the 1/f scale, so that the
   optimizer's steps are preconditioned as in `visualize`.
-Both syntheses standardize the image before the sigmoid, so the rendered start (the result's
-`seeds`) is the photo with its contrast normalized; the penalty measures the distance to it.
+The synthesis standardizes the image before the sigmoid; each photo's own std and mean are put
+back after it, so the start (the result's `seeds`) is the photo itself (with magnitude="natural":
+its phases and contrast under the natural spectrum). The penalty measures the distance to it.
 
 The penalty is in pixel space (the mean squared difference from the seed), or at `reg_layer` in
 the model's own activations as in the paper: the mean squared difference between the layer's
@@ -22,16 +23,14 @@ seed's mean square, so that one weight means the same at every layer.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from . import checks
 from .checks import InvalidArgument, finite_number
 from .color import default_color_matrix
 from .objectives import parse_targets
-from .param import FourierParam, PhotoPhaseParam
-from .render import Guide, VisualizationResult, render_guided
+from .param import PhotoPhaseParam, PhotoSpectrumParam
+from .render import Guide, GuidedResult, render_guided
 from .synthesis import fourier_scale
 
 PARAMS = ("maco", "fourier")
@@ -42,43 +41,34 @@ DEFAULT_LR = {"maco": 0.1, "fourier": 0.05}
 LOGIT_EPS = 1e-3  # photos' 0 and 1 would be infinite logits
 
 
-@dataclass
-class AccentuationResult(VisualizationResult):
-    seeds: torch.Tensor | None = None  # (N, C, H, W) the start, as the parameterization renders the photo
-    photos: torch.Tensor | None = None  # (N, C, H, W) the photos as given
-
-
-def photo_spectrum(photos: torch.Tensor, color_matrix: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W//2+1) complex: the spectrum whose synthesis (before its standardization) is the
-    photo: the inverse of sigmoid, then of the colour matrix, then rfft2."""
+def decorrelated_logits(photos: torch.Tensor, color_matrix: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) float64: what the synthesis tail turns into `photos`, before its sigmoid and
+    colour matrix: the inverse of sigmoid, then of the colour matrix."""
     logits = torch.logit(photos.double().clamp(LOGIT_EPS, 1 - LOGIT_EPS))
-    decorrelated = torch.einsum("nchw,dc->ndhw", logits, torch.linalg.inv(color_matrix.double()))
-    return torch.fft.rfft2(decorrelated)
+    return torch.einsum("ndhw,dc->nchw", logits, torch.linalg.inv(color_matrix.double()))  # rgb = dec @ K
 
 
 def seeded_param(kind: str, photos: torch.Tensor, *, magnitude: str, natural: torch.Tensor | None,
                  color_matrix: torch.Tensor | None):
-    """An ImageParam whose initial images are `photos` rendered by `kind`'s synthesis."""
-    n, channels, height, width = photos.shape
+    """An ImageParam whose initial images are `photos` (exactly, up to float32 rounding and the
+    logit's clipping at LOGIT_EPS; with magnitude="natural", the photos' phases and statistics)."""
+    channels, height, width = photos.shape[1:]
     k = default_color_matrix(channels, device=photos.device) if color_matrix is None else color_matrix
-    spectrum = photo_spectrum(photos, k.to(photos.device))
+    y = decorrelated_logits(photos, k.to(photos.device))
+    stats = dict(gain=y.flatten(1).std(dim=1).float(), offset=y.flatten(1).mean(dim=1).float(), color_matrix=k)
+    spectrum = torch.fft.rfft2(y)
     if kind == "maco":
-        own = magnitude == "photo"
-        amplitude = spectrum.abs() if own else natural.to(torch.float64).expand(spectrum.shape)
-        return PhotoPhaseParam((height, width), phase=spectrum.angle().float(), magnitude=amplitude.float(),
-                               color_matrix=k)
-    param = FourierParam((height, width), generators=[torch.Generator(photos.device)] * n, channels=channels,
-                         device=photos.device, color_matrix=k)
-    scaled = spectrum / fourier_scale((height, width), device=photos.device, dtype=torch.float64)
-    scaled = scaled / scaled.flatten(1).std(dim=1).clamp_min(1e-12)[:, None, None, None]
-    with torch.no_grad():
-        param.param.copy_(torch.view_as_real(scaled).float())
-    return param
+        amplitude = spectrum.abs() if magnitude == "photo" else natural.to(torch.float64).expand(spectrum.shape)
+        return PhotoPhaseParam((height, width), phase=spectrum.angle().float(), magnitude=amplitude.float(), **stats)
+    scale = fourier_scale((height, width), device=photos.device, dtype=torch.float64)
+    scaled = spectrum / scale
+    scaled = scaled / scaled.flatten(1).abs().pow(2).mean(1).sqrt().clamp_min(1e-12)[:, None, None, None]
+    return PhotoSpectrumParam((height, width), spectrum=scaled.to(torch.complex64), scale=scale.float(), **stats)
 
 
 def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str = "photo", penalty: float = 1.0,
                reg_layer: str | None = None, steps: int = 128, lr: float | None = None, image_size=None,
-               **options) -> AccentuationResult:
+               **options) -> GuidedResult:
     """Accentuate `objectives` in real `images`.
 
     images: (N, C, H, W) photos with values in [0, 1]; the images are rendered at their own size
@@ -89,7 +79,7 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
         for pixel space. lr: default DEFAULT_LR[param].
     options: as `visualize` (crops, box_size, noise, seed, device, amp, batch_size, ...).
 
-    Returns an AccentuationResult: images, alpha (the gradient-based transparency), scores (the
+    Returns a GuidedResult: images, alpha (the gradient-based transparency), scores (the
     objective alone, on the final images), seeds and photos.
     """
     if param not in PARAMS:
@@ -140,4 +130,4 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
     result = render_guided(model, goals, make_guide, layers={reg_layer} - {None}, unit_ids=unit_ids, param=param,
                            steps=steps, lr=DEFAULT_LR[param] if lr is None else lr,
                            image_size=tuple(photos.shape[-2:]), **options)
-    return AccentuationResult(**vars(result), seeds=seeds["images"].cpu(), photos=photos.cpu())
+    return GuidedResult(**vars(result), seeds=seeds["images"].cpu(), photos=photos.cpu())

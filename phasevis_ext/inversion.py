@@ -18,7 +18,7 @@ import torch
 from . import checks
 from .checks import InvalidArgument
 from .objectives import Objective
-from .render import Guide, VisualizationResult, render_guided
+from .render import Guide, GuidedResult, render_guided
 
 SIMILARITIES = ("cosine", "l2")
 
@@ -34,7 +34,7 @@ def similarity(ours: torch.Tensor, theirs: torch.Tensor, crops: int, kind: str) 
 
 
 def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: str = "cosine", steps: int = 256,
-           image_size=None, **options) -> VisualizationResult:
+           image_size=None, **options) -> GuidedResult:
     """Invert real `images` at `layer`.
 
     images: (N, C, H, W) photos with values in [0, 1], rendered at their own size (image_size, when
@@ -42,7 +42,8 @@ def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: s
     param: "maco", "fourier" or "pixel"; options: as `visualize` (lr, crops, box_size, noise, seed,
         device, amp, batch_size, ...).
 
-    Returns a VisualizationResult whose scores are the final similarities (fixed evaluation crops).
+    Returns a GuidedResult whose scores are the final similarities (fixed evaluation crops) and
+    whose photos are `images`.
     """
     if not isinstance(layer, str) or not layer:
         raise InvalidArgument(f"layer must be a layer name, got {layer!r}")
@@ -63,5 +64,6 @@ def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: s
 
         return Guide(references=photos.to(checked.device), term=term, layers=frozenset({layer}))
 
-    return render_guided(model, goals, make_guide, layers={layer}, unit_ids=unit_ids, param=param, steps=steps,
-                         image_size=tuple(photos.shape[-2:]), **options)
+    result = render_guided(model, goals, make_guide, layers={layer}, unit_ids=unit_ids, param=param, steps=steps,
+                           image_size=tuple(photos.shape[-2:]), **options)
+    return GuidedResult(**vars(result), photos=photos.cpu())

@@ -139,24 +139,50 @@ class PixelParam(ImageParam):
         return lo + (hi - lo) * torch.sigmoid(self.param)
 
 
-class PhotoPhaseParam(ImageParam):
-    """MACO started from given phases (a photo's), each unit with its own magnitude.
+class _PhotoParam(ImageParam):
+    """A start that renders given photos exactly: no standardization of the parameter (it could
+    not hold a photo's phases or spectrum) and, after the image's standardization, each photo's
+    own std (gain) and mean (offset) in the decorrelated logit space. Runs the reference synthesis
+    (torch.fft under autograd), not the fused ops, which have neither."""
 
-    The phase is used as it is, not standardized as MacoParam's is: a photo's phases spread over
-    (-pi, pi] with a std near 1.8, and standardizing them would scale every angle and lose the
-    photo. So this runs the reference synthesis (torch.fft under autograd), not the fused op.
-    """
+    def __init__(self, size, param: torch.Tensor, *, gain: torch.Tensor, offset: torch.Tensor, color_matrix=None):
+        super().__init__(size, param.detach().clone())
+        self.register_buffer("gain", gain.detach().reshape(-1, 1, 1, 1).clone())
+        self.register_buffer("offset", offset.detach().reshape(-1, 1, 1, 1).clone())
+        self.register_buffer("color_matrix", _color_matrix(color_matrix, param.shape[1], device=param.device,
+                                                           dtype=param.dtype))
+
+    def _render(self, spectrum: torch.Tensor) -> torch.Tensor:
+        return synthesis_tail(spectrum, self.size, VALUES_RANGE, self.color_matrix, EPS, self.gain, self.offset)
+
+
+class PhotoPhaseParam(_PhotoParam):
+    """MACO from a photo: the phase (N, C, H, W//2+1) is optimized, under the photo's own or the
+    natural magnitude. A photo's phases spread over (-pi, pi] with a std near 1.8, which MACO's
+    phase standardization would rescale, losing the photo: here the phase is used as it is."""
 
     kind = "maco"
 
-    def __init__(self, size, *, phase: torch.Tensor, magnitude: torch.Tensor, color_matrix=None):
-        super().__init__(size, phase.detach().clone())
+    def __init__(self, size, *, phase: torch.Tensor, magnitude: torch.Tensor, gain, offset, color_matrix=None):
+        super().__init__(size, phase, gain=gain, offset=offset, color_matrix=color_matrix)
         self.register_buffer("magnitude", magnitude.detach().expand_as(phase).contiguous())
-        self.register_buffer("color_matrix", _color_matrix(color_matrix, phase.shape[1], device=phase.device,
-                                                           dtype=phase.dtype))
 
     def forward(self) -> torch.Tensor:
-        return synthesis_tail(torch.polar(self.magnitude, self.param), self.size, VALUES_RANGE, self.color_matrix, EPS)
+        return self._render(torch.polar(self.magnitude, self.param))
+
+
+class PhotoSpectrumParam(_PhotoParam):
+    """The Fourier parameterization from a photo: the spectrum divided by the 1/f scale (and by its
+    std, so that learning rates mean what they mean for a random start) is optimized."""
+
+    kind = "fourier"
+
+    def __init__(self, size, *, spectrum: torch.Tensor, scale: torch.Tensor, gain, offset, color_matrix=None):
+        super().__init__(size, torch.view_as_real(spectrum), gain=gain, offset=offset, color_matrix=color_matrix)
+        self.register_buffer("scale", scale)
+
+    def forward(self) -> torch.Tensor:
+        return self._render(torch.view_as_complex(self.param) * self.scale)
 
 
 _CLASSES = {cls.kind: cls for cls in (MacoParam, FourierParam, PixelParam)}

@@ -116,6 +116,14 @@ class Guide:
     final_scores: bool = True
 
 
+@dataclass
+class GuidedResult(VisualizationResult):
+    """A run that starts from or aims at real photos (accentuation, inversion)."""
+
+    photos: torch.Tensor | None = None  # (N, C, H, W) the photos as given
+    seeds: torch.Tensor | None = None  # (N, C, H, W) accentuation's start: the photo as the parameterization renders it
+
+
 class VisualizationInterrupted(KeyboardInterrupt):
     """Ctrl-C during `visualize`; `.result` holds the finished units and the partial ones."""
 
