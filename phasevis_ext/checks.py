@@ -132,3 +132,23 @@ def indices(spec, name: str, count: int | None = None) -> list[int]:
         where = "" if count is None else f" (there are {count})"
         raise InvalidArgument(f"{name}: {spec!r} selects nothing{where}")
     return out
+
+
+def photo_batch(images, name: str = "images", *, channels: int | None = None, size=None) -> torch.Tensor:
+    """Real images as a float (N, C, H, W) tensor with values in [0, 1], optionally of `channels`
+    channels and of `size` (H, W)."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise InvalidArgument(f"{name} must be a non-empty (N, C, H, W) tensor, got {shape}")
+    if not images.is_floating_point():
+        raise InvalidArgument(f"{name} must be floating point with values in [0, 1] (divide 8-bit images by 255), "
+                              f"got {images.dtype}")
+    if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
+        raise InvalidArgument(f"{name} must have finite values in [0, 1], got the range "
+                              f"[{images.min().item():.4g}, {images.max().item():.4g}]")
+    if channels is not None and images.shape[1] != channels:
+        raise InvalidArgument(f"{name} have {images.shape[1]} channels but the model takes {channels}")
+    if size is not None and tuple(images.shape[-2:]) != tuple(size):
+        raise InvalidArgument(f"{name} are {images.shape[-2]}x{images.shape[-1]} but image_size is "
+                              f"{size[0]}x{size[1]}: resize them, or leave image_size out to use theirs")
+    return images.float()

@@ -43,12 +43,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=None, help="side of the crops fed to the model (default: the model's)")
 
 
-def _add_visualize_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by `visualize` and `atlas`: how each unit is rendered."""
+def _add_visualize_options(p: argparse.ArgumentParser, *, steps: int | None = None) -> None:
+    """Options shared by `visualize`, `atlas`, `accentuate` and `invert`: how each unit is rendered."""
     _add_model_options(p)
     p.add_argument("--param", default="maco", choices=("maco", "fourier", "pixel"), help="image parameterization")
     # None: the library's default (defaults.py), so the library, the atlas and the CLI cannot drift apart.
-    p.add_argument("--steps", type=int, default=None, help=f"optimization steps per unit (default: {defaults.STEPS})")
+    p.add_argument("--steps", type=int, default=steps,
+                   help=f"optimization steps per unit (default: {steps or defaults.STEPS})")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per param, 1.0 for maco)")
     p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
                    help="constant, or cosine decay to 0 over the steps (default: %(default)s)")
@@ -66,6 +67,13 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
                         "than 1 and 3), 'imagenet' (needs the xplique 2.0.2 wheel) or a file from "
                         "`phasevis spectrum compute`")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=1, metavar="K",
+                   help="images per unit, each from its own random start (default: %(default)s)")
+    p.add_argument("--diversity", type=float, default=0.0, metavar="W",
+                   help="weight of the term that pushes a unit's samples apart (lucid's Gram-matrix similarity; "
+                        "default: %(default)s)")
+    p.add_argument("--diversity-layer", default=None, metavar="LAYER",
+                   help="layer the samples are compared at (default: the objective's own; needed for logits)")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"units optimized together (default: {defaults.BATCH_SIZE})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -96,6 +104,30 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("targets", nargs="+", help="units to visualize, e.g. logit:1,207 _blocks.15:0-7")
     vis.add_argument("--out", required=True, help="output folder")
     _add_visualize_options(vis)
+
+    acc = sub.add_parser("accentuate", help="accentuate a unit in real photos (feature accentuation)",
+                         description="Each photo of --images is centre-cropped and resized to --image-size, then "
+                                     "pushed toward TARGET while a penalty keeps it near the photo. The gallery "
+                                     "shows photo, start and result side by side.")
+    acc.add_argument("target", help="one unit for every photo, e.g. logit:207 or _blocks.15:3")
+    acc.add_argument("--images", required=True, help="a folder of images (PNG, JPEG, TIFF, .npy)")
+    acc.add_argument("--out", required=True, help="output folder")
+    acc.add_argument("--magnitude", default="photo", choices=("photo", "natural"),
+                     help="maco's magnitude: the photo's own or the natural-image one (default: %(default)s)")
+    acc.add_argument("--penalty", type=float, default=1.0, help="weight of the distance to the start (default: %(default)s)")
+    acc.add_argument("--reg-layer", default=None, metavar="LAYER",
+                     help="measure that distance in this layer's activations (default: in pixels)")
+    _add_visualize_options(acc, steps=128)
+
+    inv = sub.add_parser("invert", help="invert real photos at a layer (feature inversion)",
+                         description="Each photo of --images is centre-cropped and resized to --image-size; the "
+                                     "image whose LAYER activations match it is optimized from a random start.")
+    inv.add_argument("layer", help="layer name (`phasevis layers` lists them)")
+    inv.add_argument("--images", required=True, help="a folder of images (PNG, JPEG, TIFF, .npy)")
+    inv.add_argument("--out", required=True, help="output folder")
+    inv.add_argument("--similarity", default="cosine", choices=("cosine", "l2"),
+                     help="how activations are matched (default: %(default)s)")
+    _add_visualize_options(inv)
 
     layers = sub.add_parser("layers", help="list a model's hookable layers with their output shapes")
     _add_model_options(layers)
@@ -162,7 +194,8 @@ def visualize_kwargs(args) -> dict:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer, input_size=args.input_size, seed=args.seed,
+    kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer,
+                  samples=args.samples, diversity=args.diversity, diversity_layer=args.diversity_layer, input_size=args.input_size, seed=args.seed,
                   device=device, amp=args.amp, progress=not args.no_progress, channels=args.input_channels)
     for name in ("steps", "image_size", "crops", "noise", "batch_size"):
         if getattr(args, name) is not None:
@@ -202,6 +235,54 @@ def cmd_visualize(args) -> int:
     index = export.write_gallery(result, args.out, class_names=IMAGENET_CLASSES)
     print(f"{len(result)} units in {result.seconds:.1f} s; gallery: {index}")
     return EXIT_OK
+
+
+def _photos(args):
+    """The --images folder as a (N, C, H, W) batch at --image-size, for the model's channel count."""
+    import numpy as np
+    import torch
+
+    from . import image_io
+
+    size = (args.image_size or defaults.IMAGE_SIZE,) * 2
+    channels = args.input_channels or 3
+    named = [(name, image_io.center_crop_resize(array, size))
+             for name, array in image_io.iter_images(args.images, channels=channels)]
+    if not named:
+        raise InvalidArgument(f"--images: no readable image in {args.images}")
+    batch = torch.from_numpy(np.stack([array for _, array in named])).permute(0, 3, 1, 2).float()
+    return [name for name, _ in named], batch.clamp(0, 1)
+
+
+def _guided(args, run) -> int:
+    from . import export
+
+    kwargs = visualize_kwargs(args)
+    for name in ("samples", "diversity", "diversity_layer", "image_size"):
+        kwargs.pop(name, None)
+    names, photos = _photos(args)
+    model = load_model(args, kwargs["device"])
+    result = run(model, photos, kwargs)
+    result.settings["model"] = args.model
+    result.settings["images"] = names
+    index = export.write_gallery(result, args.out)
+    print(f"{len(result)} images in {result.seconds:.1f} s; gallery: {index}")
+    return EXIT_OK
+
+
+def cmd_accentuate(args) -> int:
+    from .accentuation import accentuate
+
+    return _guided(args, lambda model, photos, kwargs: accentuate(
+        model, photos, args.target, magnitude=args.magnitude, penalty=args.penalty, reg_layer=args.reg_layer,
+        **kwargs))
+
+
+def cmd_invert(args) -> int:
+    from .inversion import invert
+
+    return _guided(args, lambda model, photos, kwargs: invert(model, photos, args.layer,
+                                                               similarity_kind=args.similarity, **kwargs))
 
 
 def cmd_layers(args) -> int:
@@ -246,8 +327,8 @@ def cmd_atlas(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"visualize": cmd_visualize, "layers": cmd_layers, "spectrum": cmd_spectrum, "demo": cmd_demo,
-            "atlas": cmd_atlas}
+COMMANDS = {"visualize": cmd_visualize, "accentuate": cmd_accentuate, "invert": cmd_invert, "layers": cmd_layers,
+            "spectrum": cmd_spectrum, "demo": cmd_demo, "atlas": cmd_atlas}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

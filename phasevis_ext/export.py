@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .checks import InvalidArgument
+from .render import sample_ids
 
 
 
@@ -237,13 +239,32 @@ def default_class_names() -> Sequence[str] | None:
     return IMAGENET_CLASSES
 
 
+def one_entry_per_image(result):
+    """A result with samples=k > 1 seen as N * k single images (unit i's sample j at i * k + j), each
+    with its unit's objective and its sample's id; a result with one image per unit, as it is."""
+    samples = getattr(result, "samples", 1)
+    if samples == 1:
+        return result
+    flat = (result.images.flatten(0, 1), result.alpha.flatten(0, 1), result.scores.flatten())
+    repeat = lambda values: [v for v in values for _ in range(samples)]  # noqa: E731
+    partial = None if result.partial is None else result.partial.repeat_interleave(samples)
+    return SimpleNamespace(images=flat[0], alpha=flat[1], scores=flat[2], objectives=repeat(result.objectives),
+                           unit_ids=sample_ids(result.unit_ids, samples), units=repeat(result.units or
+                                                                                       [None] * len(result)),
+                           partial=partial, settings=result.settings, seconds=result.seconds, samples=1,
+                           per_unit=samples)
+
+
 def _units(result, class_names, files=None) -> list[dict]:
+    samples = getattr(result, "per_unit", 1)
     units = []
     refs = getattr(result, "units", None) or [None] * len(result.objectives)
     for index, (description, unit_id, ref) in enumerate(zip(result.objectives, result.unit_ids, refs)):
         score = float(result.scores[index])
-        unit = {"index": index, "unit_id": unit_id, "objective": description,
+        unit = {"index": index // samples, "unit_id": unit_id, "objective": description,
                 "score": score if math.isfinite(score) else None}
+        if samples > 1:
+            unit["sample"] = index % samples
         if getattr(result, "partial", None) is not None and bool(result.partial[index]):
             unit["partial"] = True  # cut short by Ctrl-C: the image is what the run had reached
         if ref is not None:
@@ -258,6 +279,7 @@ def _units(result, class_names, files=None) -> list[dict]:
 
 
 def _results_json(result, class_names, files=None) -> dict:
+    result = one_entry_per_image(result)
     display = {"stretch_percentile": STRETCH_PERCENTILE, "alpha_percentile": ALPHA_PERCENTILE}
     return {"units": _units(result, class_names, files), "settings": result.settings, "display": display,
             "seconds": result.seconds}
@@ -278,13 +300,30 @@ def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *,
     """
     out_dir = Path(out_dir)
     class_names = default_class_names() if class_names is None else class_names
+    result = one_entry_per_image(result)
+    samples = getattr(result, "per_unit", 1)
     files = []
     for index in range(len(result.objectives)):
-        files.append(save_unit_images(result.images[index], result.alpha[index], out_dir, f"unit_{index:04d}",
-                                      percentile))
+        stem = f"unit_{index // samples:04d}" + (f"_s{index % samples}" if samples > 1 else "")
+        files.append(save_unit_images(result.images[index], result.alpha[index], out_dir, stem, percentile))
+    # Accentuation and inversion: the photo (and the start made from it) beside each result.
+    beside = {name: getattr(result, name, None) for name in ("photos", "seeds")}
+    beside = {name: images for name, images in beside.items() if images is not None}
+    for name, images in beside.items():
+        for index, entry in enumerate(files):
+            entry[name[:-1]] = f"unit_{index:04d}_{name[:-1]}.png"
+            save_png(images[index], out_dir / entry[name[:-1]])
     units = _units(result, class_names, files)
     titles = [_title(unit) for unit in units]
-    contact_sheet([display_stretch(image) for image in result.images], titles, out_dir / "contact_sheet.png")
+    sheet = [display_stretch(image) for image in result.images]
+    if beside:
+        rows = list(zip(*beside.values(), sheet))
+        sheet = [image for row in rows for image in row]
+        titles_shown = [t for title in titles for t in [*(f"{name[:-1]}" for name in beside), title]]
+    else:
+        titles_shown = titles
+    contact_sheet(sheet, titles_shown, out_dir / "contact_sheet.png",
+                  cols=len(beside) + 1 if beside else (samples if samples > 1 else None))
     atomic_write(out_dir / "results.json",
                  lambda f: json.dump(_results_json(result, class_names, files), f, indent=2), mode="w")
     page = _gallery_html(units, titles, result.settings)
@@ -300,6 +339,8 @@ def _format_score(score) -> str:
 def _title(unit: dict) -> str:
     name = unit.get("class_name")
     title = f"{unit['objective']} {name}" if name else unit["objective"]
+    if "sample" in unit:
+        title += f" #{unit['sample']}"
     return f"{title} (partial)" if unit.get("partial") else title
 
 
@@ -312,6 +353,7 @@ body { font-family: sans-serif; margin: 1em; background: #fafafa; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 0; width: 200px; }
 figure img { width: 100%; height: auto; display: block; }
+figure img.sample { width: 32%; display: inline-block; margin: 2px 1% 0 0; }
 figure.channels { width: 480px; }
 .rgba { background: repeating-conic-gradient(#ccc 0% 25%, #fff 0% 50%) 50% / 16px 16px; }
 figcaption { font-size: 12px; overflow-wrap: anywhere; }
@@ -351,6 +393,11 @@ def _card(files: dict, title: str, caption: str, *, show: str = "image", data: s
         shown = (f'<a href="{esc(files["image"])}"><img src="{esc(files["image"])}" alt="{esc(title)}"></a>'
                  f'<a href="{esc(files["rgba"])}"><img class="rgba" src="{esc(files["rgba"])}" '
                  f'alt="{esc(title)} with transparency"></a>')
+        shown = "".join(f'<a href="{esc(files[k])}"><img src="{esc(files[k])}" alt="{k}" title="{k}"></a>'
+                        for k in ("photo", "seed") if files.get(k)) + shown
+    others = [name for key, name in files.items() if key.startswith("sample") and key.endswith("_image")]
+    shown += "".join(f'<a href="{esc(name)}"><img class="sample" src="{esc(name)}" alt="{esc(title)} sample" '
+                     f'loading="lazy"></a>' for name in others)
     links = "".join(f' <a href="{esc(files[k])}">{k if k != "array" else "npy"}</a>'
                     for k in ("raw", "array", "record") if files.get(k))
     return f'<figure class="unit{wide}"{data}>{shown}<figcaption>{caption}{links}</figcaption></figure>'

@@ -366,6 +366,8 @@ def batched_score(objectives: Sequence[Objective], acts: Acts, crops_per_unit: i
         indices.append(torch.tensor([unit], device=score.device))
         values.append(score[None])
 
+    if not values:  # objectives with no terms (inversion's placeholders) score 0
+        return torch.zeros(count, device=next(iter(acts.values())).device)
     dtype = functools.reduce(torch.promote_types, (v.dtype for v in values))
     total = torch.zeros(count, dtype=dtype, device=values[0].device)
     return total.index_add(0, torch.cat(indices), torch.cat([v.to(dtype) for v in values]))

@@ -22,7 +22,7 @@ from torch import nn
 from . import ops
 from .checks import InvalidArgument, image_size
 from .color import default_color_matrix
-from .reference import fourier_synthesis_reference, maco_synthesis_reference
+from .reference import fourier_synthesis_reference, maco_synthesis_reference, synthesis_tail
 from .spectrum import natural_magnitude
 from .synthesis import fourier_scale
 
@@ -137,6 +137,52 @@ class PixelParam(ImageParam):
     def forward(self) -> torch.Tensor:
         lo, hi = VALUES_RANGE
         return lo + (hi - lo) * torch.sigmoid(self.param)
+
+
+class _PhotoParam(ImageParam):
+    """A start that renders given photos exactly: no standardization of the parameter (it could
+    not hold a photo's phases or spectrum) and, after the image's standardization, each photo's
+    own std (gain) and mean (offset) in the decorrelated logit space. Runs the reference synthesis
+    (torch.fft under autograd), not the fused ops, which have neither."""
+
+    def __init__(self, size, param: torch.Tensor, *, gain: torch.Tensor, offset: torch.Tensor, color_matrix=None):
+        super().__init__(size, param.detach().clone())
+        self.register_buffer("gain", gain.detach().reshape(-1, 1, 1, 1).clone())
+        self.register_buffer("offset", offset.detach().reshape(-1, 1, 1, 1).clone())
+        self.register_buffer("color_matrix", _color_matrix(color_matrix, param.shape[1], device=param.device,
+                                                           dtype=param.dtype))
+
+    def _render(self, spectrum: torch.Tensor) -> torch.Tensor:
+        return synthesis_tail(spectrum, self.size, VALUES_RANGE, self.color_matrix, EPS, self.gain, self.offset)
+
+
+class PhotoPhaseParam(_PhotoParam):
+    """MACO from a photo: the phase (N, C, H, W//2+1) is optimized, under the photo's own or the
+    natural magnitude. A photo's phases spread over (-pi, pi] with a std near 1.8, which MACO's
+    phase standardization would rescale, losing the photo: here the phase is used as it is."""
+
+    kind = "maco"
+
+    def __init__(self, size, *, phase: torch.Tensor, magnitude: torch.Tensor, gain, offset, color_matrix=None):
+        super().__init__(size, phase, gain=gain, offset=offset, color_matrix=color_matrix)
+        self.register_buffer("magnitude", magnitude.detach().expand_as(phase).contiguous())
+
+    def forward(self) -> torch.Tensor:
+        return self._render(torch.polar(self.magnitude, self.param))
+
+
+class PhotoSpectrumParam(_PhotoParam):
+    """The Fourier parameterization from a photo: the spectrum divided by the 1/f scale (and by its
+    std, so that learning rates mean what they mean for a random start) is optimized."""
+
+    kind = "fourier"
+
+    def __init__(self, size, *, spectrum: torch.Tensor, scale: torch.Tensor, gain, offset, color_matrix=None):
+        super().__init__(size, torch.view_as_real(spectrum), gain=gain, offset=offset, color_matrix=color_matrix)
+        self.register_buffer("scale", scale)
+
+    def forward(self) -> torch.Tensor:
+        return self._render(torch.view_as_complex(self.param) * self.scale)
 
 
 _CLASSES = {cls.kind: cls for cls in (MacoParam, FourierParam, PixelParam)}

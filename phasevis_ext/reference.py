@@ -17,11 +17,15 @@ def _standardize(t: torch.Tensor, eps: float) -> torch.Tensor:
     return (t - mean) / (std + eps)
 
 
-def synthesis_tail(spectrum: torch.Tensor, size, values_range, color_matrix, eps: float) -> torch.Tensor:
-    """Complex (B, C, H, Wr) spectrum to an image in values_range: irfft2, standardize, recorrelate, sigmoid."""
+def synthesis_tail(spectrum: torch.Tensor, size, values_range, color_matrix, eps: float, gain=None,
+                   offset=None) -> torch.Tensor:
+    """Complex (B, C, H, Wr) spectrum to an image in values_range: irfft2, standardize, recorrelate, sigmoid.
+    gain and offset ((B, 1, 1, 1) each), when given, restore a known std and mean after the standardization."""
     lo, hi = values_range
     image = torch.fft.irfft2(spectrum, s=tuple(size), norm="backward")
     image = _standardize(image, eps)
+    if gain is not None:
+        image = image * gain + offset
     image = recorrelate(image, color_matrix)
     return lo + (hi - lo) * torch.sigmoid(image)
 

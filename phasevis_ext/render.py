@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import math
 import sys
 import time
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from . import checks, defaults, models
 from .activations import capture
 from .checks import InvalidArgument, check_box_size, finite_number, positive_int, unique_ids
+from .diversity import diversity_layers, gram_similarity
 from .objectives import Objective, batched_score, parse_targets
 from .param import PARAMS, make_param
 from .prepared_model import PreparedModel, prepare_model
@@ -74,6 +76,7 @@ def resolve_amp(amp, device) -> torch.dtype | None:
 class VisualizationResult:
     """One image per objective, index-aligned with `objectives` and `unit_ids`."""
 
+    # With samples=k > 1 every per-image entry gains a sample dim after N: (N, k, C, H, W), (N, k), (steps, N, k).
     images: torch.Tensor  # (N, C, H, W) in [0, 1], on CPU (C = 3: RGB)
     alpha: torch.Tensor  # (N, 1, H, W) accumulated |d loss / d image| over the run, / its max per image
     alpha_raw: torch.Tensor  # (N, 1, H, W) the accumulated sum itself
@@ -85,9 +88,40 @@ class VisualizationResult:
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     partial: torch.Tensor | None = None  # (N,) bool: units cut short by Ctrl-C (their scores are NaN)
+    samples: int = 1
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+
+@dataclass(frozen=True)
+class Guide:
+    """What accentuation and inversion change in the loop, unit by unit.
+
+    references: (N, C, H, W) images on the run's device, each cropped with its unit's own boxes
+        (and noise) beside the unit's image, and run through the model without gradients.
+    term(rows, images, acts, reference_acts, crops_per_unit): (n,) added to the scores of the
+        chunk's global `rows` (images: their whole images; acts: of their crops; reference_acts:
+        of their references' crops, or None).
+    layers: layers the term reads, captured besides the objectives'.
+    make_param(rows, generators): the chunk's ImageParam, instead of a random start.
+    final_scores: whether the term counts in the final scores too (inversion's similarity is its
+        score; accentuation's penalty is not part of the objective it reports).
+    """
+
+    references: torch.Tensor | None = None
+    term: Callable | None = None
+    layers: frozenset = frozenset()
+    make_param: Callable | None = None
+    final_scores: bool = True
+
+
+@dataclass
+class GuidedResult(VisualizationResult):
+    """A run that starts from or aims at real photos (accentuation, inversion)."""
+
+    photos: torch.Tensor | None = None  # (N, C, H, W) the photos as given
+    seeds: torch.Tensor | None = None  # (N, C, H, W) accentuation's start: the photo as the parameterization renders it
 
 
 class VisualizationInterrupted(KeyboardInterrupt):
@@ -102,6 +136,12 @@ def unit_seed(seed: int, unit_id: str) -> int:
     """A 63-bit generator seed from (seed, unit id), stable across processes and machines."""
     digest = hashlib.sha256(f"{seed}:{unit_id}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def sample_ids(unit_ids: Sequence[str], samples: int) -> list[str]:
+    """The id of each of a unit's samples: the first is the unit's own (so samples=1 changes
+    nothing), the others get '~j' and with it their own random streams."""
+    return [uid if j == 0 else f"{uid}~{j}" for uid in unit_ids for j in range(samples)]
 
 
 def default_unit_ids(objectives: Sequence[Objective]) -> list[str]:
@@ -135,6 +175,9 @@ class _Options:
     fold_batchnorm: bool
     channels: int
     spectrum: str
+    samples: int = 1
+    diversity: float = 0.0
+    diversity_layer: str | None = None
 
 
 # Crops per model pass on a CPU: on the 2-core AVX-512 machine, lite0 forward+backward of 48 crops
@@ -172,6 +215,9 @@ def visualize(
     fold_batchnorm: bool = True,
     channels: int | None = None,
     spectrum: str | None = None,
+    samples: int = 1,
+    diversity: float = 0.0,
+    diversity_layer: str | None = None,
 ) -> VisualizationResult:
     """Optimize one image per objective so that the model scores it highly.
 
@@ -218,6 +264,13 @@ def visualize(
         1/f power law stands in, with a warning). An explicit param_kwargs magnitude or
         color_matrix takes precedence.
 
+    samples: images per unit (k); with k > 1 the result's per-image entries are (N, k, ...). Each
+        sample has its own random streams; the first is the image samples=1 gives.
+    diversity: weight of the diversity term (`diversity.gram_similarity`, lucid's) that pushes a
+        unit's samples apart; 0 leaves them independent restarts. Only a unit's own samples
+        interact. diversity_layer: where the samples are compared, default each objective's own
+        layer (name one for logits).
+
     Ctrl-C (KeyboardInterrupt) during a run raises VisualizationInterrupted carrying the finished
     units and the current chunk's images so far, marked in `result.partial`.
     """
@@ -232,13 +285,46 @@ def visualize(
         model, param=param, steps=steps, lr=lr, lr_schedule=lr_schedule, optimizer=optimizer, image_size=image_size, input_size=input_size,
         crops=crops, box_size=box_size, normalize=normalize, noise=noise, seed=seed, device=device, amp=amp,
         callback=callback, callback_every=callback_every, param_kwargs=param_kwargs, channels_last=channels_last,
-        model_batch=model_batch, fold_batchnorm=fold_batchnorm, channels=channels, spectrum=spectrum)
+        model_batch=model_batch, fold_batchnorm=fold_batchnorm, channels=channels, spectrum=spectrum,
+        samples=samples, diversity=diversity, diversity_layer=diversity_layer)
     batch_size = positive_int(batch_size, "batch_size")
     unit_ids = _check_unit_ids(unit_ids, objectives)
-    with prepare(model, options, layers=set().union(*(obj.layers for obj in objectives)), batch_size=batch_size,
+    layers = set().union(*(obj.layers for obj in objectives))
+    if options.diversity:
+        layers |= set(diversity_layers(objectives, options.diversity_layer))
+    with prepare(model, options, layers=layers, batch_size=max(batch_size, options.samples),
                  memory_budget=memory_budget) as prepared:
         return render_units(prepared, objectives, unit_ids, options, progress=progress, start=start,
                             optimizer=optimizer, model_name=model_name)
+
+
+def render_guided(model, objectives: list[Objective], make_guide: Callable[[_Options], Guide], *, layers=(),
+                  unit_ids=None, batch_size: int = defaults.BATCH_SIZE, memory_budget: int | None = None,
+                  progress: bool | None = None, optimizer="nadam", **options) -> VisualizationResult:
+    """`visualize`'s checks, preparation and loop with a Guide built from the checked options:
+    the shared body of `accentuation.accentuate` and `inversion.invert`. `layers`: what the guide
+    reads, checked against the model before any work."""
+    start = time.perf_counter()
+    model_name = model if isinstance(model, str) else type(model).__name__
+    if isinstance(model, str):
+        model = models.load(model, device=options.get("device"))
+    for name in ("samples", "diversity", "diversity_layer"):
+        if name in options:
+            raise InvalidArgument(f"{name} applies to visualize only")
+    check_names = inspect.signature(check_options).parameters
+    unknown = set(options) - set(check_names)
+    if unknown:
+        raise TypeError(f"unexpected options {sorted(unknown)}")
+    defaults_ = {name: p.default for name, p in inspect.signature(visualize).parameters.items()
+                 if name in check_names and name != "optimizer" and p.default is not inspect.Parameter.empty}
+    options = check_options(model, optimizer=optimizer, **{**defaults_, **options})
+    batch_size = positive_int(batch_size, "batch_size")
+    unit_ids = _check_unit_ids(unit_ids, objectives)
+    with prepare(model, options, layers=set().union(*(obj.layers for obj in objectives), layers),
+                 batch_size=batch_size, memory_budget=memory_budget) as prepared:
+        guide = make_guide(options)
+        return render_units(prepared, objectives, unit_ids, options, progress=progress, start=start,
+                            optimizer=optimizer, model_name=model_name, guide=guide)
 
 
 def prepare(model: nn.Module, options: _Options, *, layers, batch_size: int, memory_budget: int | None):
@@ -251,24 +337,34 @@ def prepare(model: nn.Module, options: _Options, *, layers, batch_size: int, mem
 
 def render_units(prepared: PreparedModel, objectives: list[Objective], unit_ids: list[str], options: _Options, *,
                  progress: bool | None = None, start: float | None = None, optimizer="nadam",
-                 model_name: str | None = None) -> VisualizationResult:
+                 model_name: str | None = None, guide: Guide | None = None) -> VisualizationResult:
     """The optimization of `objectives` on a prepared model, in chunks of its planned batch size.
 
     visualize is this after its checks and `prepare`; the atlas calls it once per batch of units
     with the model it prepared once for the whole run.
     """
     start = time.perf_counter() if start is None else start
-    prepared.check_layers(set().union(*(obj.layers for obj in objectives)))
+    samples = options.samples
+    compare_at = diversity_layers(objectives, options.diversity_layer) if options.diversity else None
+    prepared.check_layers(set().union(*(obj.layers for obj in objectives), compare_at or (),
+                                      guide.layers if guide else ()))
     if progress is None:
         progress = sys.stderr.isatty()
-    count, batch_size = len(objectives), prepared.batch_size
+    count = len(objectives)
+    if prepared.batch_size < samples:
+        raise InvalidArgument(f"samples: the {samples} images of one unit do not fit in memory together "
+                              f"(at most {prepared.batch_size} do); ask for fewer samples or a smaller image")
+    batch_size = prepared.batch_size // samples  # units per chunk: a unit's samples always share one
     outputs = []
     interrupted = False
-    with tqdm(total=count * options.steps, disable=not progress, desc="visualize", unit="unit-step") as bar:
+    with tqdm(total=count * samples * options.steps, disable=not progress, desc="visualize", unit="image-step") as bar:
         for first in range(0, count, batch_size):
             chunk = slice(first, first + batch_size)
             try:
-                outputs.append(_render_chunk(prepared.module, objectives[chunk], unit_ids[chunk], options, bar))
+                outputs.append(_render_chunk(
+                    prepared.module, [obj for obj in objectives[chunk] for _ in range(samples)],
+                    sample_ids(unit_ids[chunk], samples), options, bar,
+                    None if compare_at is None else compare_at[chunk], guide, range(count)[chunk]))
             except KeyboardInterrupt:  # while a chunk was being set up: it has nothing to keep
                 interrupted = True
                 break
@@ -279,38 +375,56 @@ def render_units(prepared: PreparedModel, objectives: list[Objective], unit_ids:
         raise KeyboardInterrupt
 
     images, alpha_raw, scores, partial = (torch.cat([out[i] for out in outputs]) for i in (0, 1, 2, 5))
-    done = images.shape[0]
+    done = images.shape[0] // samples
     history = torch.cat([out[3] for out in outputs], dim=1)
     peak = alpha_raw.amax(dim=(1, 2, 3), keepdim=True)
     alpha = alpha_raw / peak.clamp_min(torch.finfo(alpha_raw.dtype).tiny)
+    if samples > 1:
+        images, alpha_raw, alpha, scores = (t.unflatten(0, (done, samples)) for t in (images, alpha_raw, alpha, scores))
+        history = history.unflatten(1, (done, samples))
+        partial = partial.unflatten(0, (done, samples)).any(1)
     settings = _settings(options, model_name=model_name, optimizer=optimizer, batch_size=batch_size)
     settings["weights_file"] = models.weights_record(prepared.module)
     result = VisualizationResult(images=images, alpha=alpha, alpha_raw=alpha_raw, scores=scores, history=history,
                                  objectives=[obj.description for obj in objectives[:done]], unit_ids=unit_ids[:done],
                                  units=[obj.unit for obj in objectives[:done]],
-                                 settings=settings, seconds=time.perf_counter() - start, partial=partial)
+                                 settings=settings, seconds=time.perf_counter() - start, partial=partial,
+                                 samples=samples)
     if interrupted:
         raise VisualizationInterrupted(result)
     return result
 
 
-def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], options: _Options, bar):
+def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], options: _Options, bar,
+                  compare_at: list[str] | None = None, guide: Guide | None = None, run_rows: range | None = None):
     """(images, alpha_raw, scores, history, interrupted, partial) of one chunk, on CPU. On Ctrl-C the
-    chunk stops where it is: its images so far come back marked partial, with NaN scores."""
-    count, device = len(objectives), options.device
+    chunk stops where it is: its images so far come back marked partial, with NaN scores.
+
+    Rows come in groups of options.samples consecutive images of one unit; compare_at gives each
+    group's diversity layer (None: no diversity term). With a guide, run_rows are the chunk's units in
+    the whole run (samples is then 1)."""
+    count, device, samples = len(objectives), options.device, options.samples
     generators = [torch.Generator(device=device).manual_seed(unit_seed(options.seed, uid)) for uid in unit_ids]
-    image_param = make_param(options.param, count, options.image_size, generators=generators, device=device,
-                             channels=options.channels, **options.param_kwargs)
+    if guide is not None and guide.make_param is not None:
+        image_param = guide.make_param(run_rows, generators)
+    else:
+        image_param = make_param(options.param, count, options.image_size, generators=generators, device=device,
+                                 channels=options.channels, **options.param_kwargs)
+    references = None
+    if guide is not None and guide.references is not None:
+        references = guide.references[run_rows.start:run_rows.stop]
+    channels = options.channels
+    current = {}  # the chunk's whole images of this step, for terms in pixel space
     optimizer = options.make_optimizer(list(image_param.parameters()), lr=options.lr)
     factor = LR_SCHEDULES[options.lr_schedule]
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s, options.steps))
-    layers = set().union(*(obj.layers for obj in objectives))
+    layers = set().union(*(obj.layers for obj in objectives), compare_at or (), guide.layers if guide else ())
     need_logits = any(obj.needs_logits for obj in objectives)
     alpha_raw = torch.zeros(count, 1, *options.image_size, device=device)
     history = torch.empty(options.steps, count, device=device)
 
     with capture(model, sorted(layers), need_logits=need_logits) as cap:
-        def score(crops: torch.Tensor, crops_per_unit: int, units: slice = slice(None)) -> torch.Tensor:
+        def model_acts(crops: torch.Tensor) -> dict:
             if options.normalize is not None:
                 mean, std = options.normalize
                 crops = (crops - mean) / std
@@ -319,11 +433,36 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             autocast = (torch.autocast(device.type, dtype=options.amp) if options.amp is not None
                         else contextlib.nullcontext())
             with autocast:
-                acts = cap.run(crops)
-            return batched_score(objectives[units], acts, crops_per_unit).float()
+                return cap.run(crops)
+
+        def with_references(images: torch.Tensor) -> torch.Tensor:
+            return images if references is None else torch.cat([images, references], dim=1)
+
+        def score(crops: torch.Tensor, crops_per_unit: int, units: slice = slice(None), *,
+                  diversity: bool = False) -> tuple[torch.Tensor, torch.Tensor | float]:
+            """The scores of `units` and, with diversity, the sum of their groups' similarity."""
+            reference_acts = None
+            if references is not None:  # crops of image and reference side by side: the same boxes
+                crops, reference_crops = crops[:, :channels], crops[:, channels:]
+                with torch.no_grad():
+                    reference_acts = model_acts(reference_crops)
+            acts = model_acts(crops)
+            scores = batched_score(objectives[units], acts, crops_per_unit).float()
+            if guide is not None and guide.term is not None and (crops.requires_grad or guide.final_scores):
+                span = range(len(objectives))[units]
+                scores = scores + guide.term(run_rows[span.start:span.stop], current["images"][units], acts,
+                                             reference_acts, crops_per_unit).float()
+            if not diversity:
+                return scores, 0.0
+            first = units.start or 0
+            rows = crops_per_unit * samples
+            similarity = sum(gram_similarity(acts[layer][g * rows:(g + 1) * rows], crops_per_unit, samples).sum()
+                             for g, layer in enumerate(compare_at[first // samples:(first + len(scores)) // samples]))
+            return scores, similarity
 
         def passes(crops_per_unit: int) -> list[slice]:
-            per_pass = max(1, options.model_batch // crops_per_unit)
+            # Whole groups per pass, so that a unit's samples are compared within one pass.
+            per_pass = max(1, options.model_batch // crops_per_unit // samples) * samples
             return [slice(u, min(u + per_pass, count)) for u in range(0, count, per_pass)]
 
         def score_units(crops: torch.Tensor, crops_per_unit: int) -> torch.Tensor:
@@ -334,16 +473,17 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             chunks = passes(crops_per_unit)
             rows = [slice(u.start * crops_per_unit, u.stop * crops_per_unit) for u in chunks]
             if not crops.requires_grad:
-                return torch.cat([score(crops[r], crops_per_unit, u) for r, u in zip(rows, chunks)])
+                return torch.cat([score(crops[r], crops_per_unit, u)[0] for r, u in zip(rows, chunks)])
+            diversity = compare_at is not None
             if len(chunks) == 1:
-                scores = score(crops, crops_per_unit)
-                (-scores.sum()).backward()
+                scores, similarity = score(crops, crops_per_unit, diversity=diversity)
+                (options.diversity * similarity - scores.sum()).backward()
                 return scores
             leaf = crops.detach().requires_grad_()
             parts = []
             for r, u in zip(rows, chunks):
-                part = score(leaf[r], crops_per_unit, u)
-                (-part.sum()).backward()
+                part, similarity = score(leaf[r], crops_per_unit, u, diversity=diversity)
+                (options.diversity * similarity - part.sum()).backward()
                 parts.append(part.detach())
             crops.backward(leaf.grad)
             return torch.cat(parts)
@@ -351,7 +491,8 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
         def one_step(step: int) -> None:
             images = image_param()
             images.retain_grad()
-            crops = random_crops(images, options.crops, options.input_size, options.box_size,
+            current["images"] = images
+            crops = random_crops(with_references(images), options.crops, options.input_size, options.box_size,
                                  generators=generators, noise=options.noise)
             optimizer.zero_grad(set_to_none=True)
             scores = score_units(crops, options.crops)
@@ -377,7 +518,8 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
 
         with torch.no_grad():
             images = image_param()
-            crops = eval_crops(images, options.input_size, options.box_size)
+            current["images"] = images
+            crops = eval_crops(with_references(images), options.input_size, options.box_size)
             final_scores = score_units(crops, crops.shape[0] // count)
     return (images.detach().cpu(), alpha_raw.cpu(), final_scores.cpu(), history.cpu(), False,
             torch.zeros(count, dtype=torch.bool))
@@ -397,7 +539,7 @@ def _model_device(model: nn.Module) -> torch.device:
 def check_options(model, *, param, steps, lr, optimizer, image_size, input_size, crops, box_size, normalize,
                    noise, seed, device, amp, callback, callback_every, param_kwargs, channels_last,
                    model_batch=None, fold_batchnorm=True, channels=None, spectrum=None,
-                   lr_schedule="constant") -> _Options:
+                   lr_schedule="constant", samples=1, diversity=0.0, diversity_layer=None) -> _Options:
     if param not in PARAMS:
         raise InvalidArgument(f"param must be one of {PARAMS}, got {param!r}")
     steps = positive_int(steps, "steps")
@@ -442,11 +584,18 @@ def check_options(model, *, param, steps, lr, optimizer, image_size, input_size,
     if model_batch is None:
         model_batch = CPU_MODEL_BATCH if device.type == "cpu" else 2**31 - 1
     model_batch = positive_int(model_batch, "model_batch")
+    samples = positive_int(samples, "samples")
+    diversity = finite_number(diversity, "diversity", positive=False)
+    if diversity and samples < 2:
+        raise InvalidArgument(f"diversity={diversity} needs samples >= 2: it compares a unit's samples")
+    if diversity_layer is not None and not diversity:
+        raise InvalidArgument("diversity_layer applies only with diversity > 0")
     if not isinstance(fold_batchnorm, bool):
         raise InvalidArgument(f"fold_batchnorm must be True or False, got {fold_batchnorm!r}")
     return _Options(param, steps, lr, lr_schedule, make_optimizer, tuple(image_size), input_size, crops, box_size, normalize,
                     noise, seed, device, amp, callback, callback_every, param_kwargs, bool(channels_last),
-                    model_batch, fold_batchnorm, channels, "default" if spectrum is None else str(spectrum))
+                    model_batch, fold_batchnorm, channels, "default" if spectrum is None else str(spectrum),
+                    samples, float(diversity), diversity_layer)
 
 
 def _spectrum_kwargs(param: str, spectrum, image_size, channels: int, param_kwargs: dict) -> dict:
@@ -500,4 +649,7 @@ def _settings(options: _Options, *, model_name: str, optimizer, batch_size: int)
         "fold_batchnorm": options.fold_batchnorm,
         "channels": options.channels,
         "spectrum": options.spectrum,
+        "samples": options.samples,
+        "diversity": options.diversity,
+        "diversity_layer": options.diversity_layer,
     })

@@ -102,12 +102,12 @@ def test_the_command_line_renders_with_the_library_defaults():
     from phasevis_ext.render import visualize
 
     parser = cli.build_parser()
-    kwargs = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1"]))
+    kwargs = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--out", "x"]))
     assert not {"steps", "image_size", "crops", "box_size", "noise", "batch_size"} & set(kwargs)
     signature = inspect.signature(visualize).parameters
     for name in ("steps", "image_size", "crops", "box_size", "noise", "batch_size"):
         assert signature[name].default == getattr(defaults, name.upper())
-    given = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--steps", "7", "--crops", "2"]))
+    given = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--out", "x", "--steps", "7", "--crops", "2"]))
     assert (given["steps"], given["crops"]) == (7, 2)
     help_text = " ".join(parser._subparsers._group_actions[0].choices["visualize"].format_help().split())
     assert f"(default: {defaults.STEPS})" in help_text and f"(default: {defaults.CROPS})" in help_text

@@ -22,7 +22,8 @@ The folder:
     settings.json               everything that changes the images (model + weights digest, param,
                                 steps, lr, image_size, input_size, crops, box_size, noise, seed, ...)
     units/GROUP/STEM.png        the image; STEM_rgba.png with MACO's transparency; STEM.json its record;
-                                STEM.npy the raw image when it has other channel counts than 1 and 3
+                                STEM.npy the raw image when it has other channel counts than 1 and 3;
+                                with samples=k, the other samples as STEM_s1.png ... (score: their mean)
     index/rank-00003.jsonl      one line per finished unit, appended by rank 3 only: unit, group, index,
                                 label, objective, score, files, settings (the digest of settings.json),
                                 seed, seconds (wall time), finished (UTC), rank, world_size, host
@@ -164,16 +165,26 @@ def _render(prepared, out_dir: Path, units: list[Unit], settings, settings_id, o
             result = render_units(prepared, [u.objective() for u in batch], [u.id for u in batch], options,
                                   progress=False, optimizer=optimizer)
             seconds = result.seconds / len(batch)
+            samples = result.samples
             written = []
             for i, unit in enumerate(batch):
                 stem = unit_stem(unit)
-                files = {**export.save_unit_images(result.images[i], result.alpha[i], out_dir, stem),
-                         "record": f"{stem}.json"}
+                # Sample 0 is the unit's image (the one samples=1 gives); the others are STEM_sJ*.
+                images, alphas = (result.images[i], result.alpha[i]) if samples > 1 else (result.images[i:i + 1],
+                                                                                          result.alpha[i:i + 1])
+                files = export.save_unit_images(images[0], alphas[0], out_dir, stem)
+                for j in range(1, samples):
+                    extra = export.save_unit_images(images[j], alphas[j], out_dir, f"{stem}_s{j}")
+                    files.update({f"sample{j}_{key}": name for key, name in extra.items()})
+                files["record"] = f"{stem}.json"
+                scores = result.scores[i].reshape(-1)
                 entry = {"unit": unit.id, "group": unit.group, "index": unit.index, "label": unit.label,
-                         "objective": result.objectives[i], "score": float(result.scores[i]), "files": files,
+                         "objective": result.objectives[i], "score": float(scores.mean()), "files": files,
                          "settings": settings_id, "seed": settings["seed"], "seconds": round(seconds, 4),
                          "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                          "rank": rank, "world_size": world, "host": host}
+                if samples > 1:
+                    entry["scores"] = scores.tolist()
                 record = {**entry, "settings": settings, "settings_id": settings_id,
                           "history": result.history[:, i].tolist()}
                 write_json(out_dir / files["record"], record)

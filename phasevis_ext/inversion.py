@@ -1,0 +1,69 @@
+"""Feature inversion: the image whose activations at a layer match a photo's, which shows what
+that layer keeps of the photo and what it throws away.
+
+Each image starts from the parameterization's random start (as in `visualize`) and is scored by
+its similarity to its photo at `layer`, crop by crop: the image and the photo are cropped with
+the same boxes, so the match is of the same region at the same scale.
+
+similarity="cosine" (the default) compares the direction of the two activation tensors of a
+crop: its range is [-1, 1] at every layer, so one learning rate and one number of steps suit
+early and late layers alike, and an image cannot score by scaling its activations up. "l2" is
+minus the mean squared difference divided by the photo's mean square, for activations whose
+size matters.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import checks
+from .checks import InvalidArgument
+from .objectives import Objective
+from .render import Guide, GuidedResult, render_guided
+
+SIMILARITIES = ("cosine", "l2")
+
+
+def similarity(ours: torch.Tensor, theirs: torch.Tensor, crops: int, kind: str) -> torch.Tensor:
+    """(N,) per unit, the mean over its crops of the similarity of the two activations."""
+    ours, theirs = (a.float().flatten(1) for a in (ours, theirs))
+    if kind == "cosine":
+        per_crop = torch.nn.functional.cosine_similarity(ours, theirs, dim=1, eps=1e-12)
+    else:
+        per_crop = -(ours - theirs).pow(2).mean(1) / theirs.pow(2).mean(1).clamp_min(1e-12)
+    return per_crop.unflatten(0, (-1, crops)).mean(1)
+
+
+def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: str = "cosine", steps: int = 256,
+           image_size=None, **options) -> GuidedResult:
+    """Invert real `images` at `layer`.
+
+    images: (N, C, H, W) photos with values in [0, 1], rendered at their own size (image_size, when
+        given, must match it). layer: a layer name (`phasevis layers`).
+    param: "maco", "fourier" or "pixel"; options: as `visualize` (lr, crops, box_size, noise, seed,
+        device, amp, batch_size, ...).
+
+    Returns a GuidedResult whose scores are the final similarities (fixed evaluation crops) and
+    whose photos are `images`.
+    """
+    if not isinstance(layer, str) or not layer:
+        raise InvalidArgument(f"layer must be a layer name, got {layer!r}")
+    if similarity_kind not in SIMILARITIES:
+        raise InvalidArgument(f"similarity_kind must be one of {SIMILARITIES}, got {similarity_kind!r}")
+    photos = checks.photo_batch(images)
+    if image_size is not None:
+        checks.photo_batch(photos, size=checks.image_size(image_size, "image_size"))
+    description = f"invert({layer}, {similarity_kind})"
+    goals = [Objective(description, frozenset()) for _ in range(photos.shape[0])]
+    unit_ids = options.pop("unit_ids", None) or [f"{i}:{description}" for i in range(photos.shape[0])]
+
+    def make_guide(checked) -> Guide:
+        checks.photo_batch(photos, channels=checked.channels)
+
+        def term(rows, images, acts, reference_acts, crops):
+            return similarity(acts[layer], reference_acts[layer], crops, similarity_kind)
+
+        return Guide(references=photos.to(checked.device), term=term, layers=frozenset({layer}))
+
+    result = render_guided(model, goals, make_guide, layers={layer}, unit_ids=unit_ids, param=param, steps=steps,
+                           image_size=tuple(photos.shape[-2:]), **options)
+    return GuidedResult(**vars(result), photos=photos.cpu())
