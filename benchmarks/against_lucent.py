@@ -11,6 +11,7 @@ an early, a middle and the last block ("channels"). Make them first:
         python benchmarks/quality_per_second.py run maco --set $s --out quality-out
         python benchmarks/quality_per_second.py run lucent --set $s --out quality-out
     done
+    python benchmarks/against_lucent.py --runs quality-out --out lucent-out
 
 Reported per tool: seconds per unit; recognition of the class images by lite0 (which made them)
 and by lite1 and lite2 (which did not), on crops and on the whole image; the luminance power
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from fidelity import high_frequency_fraction, image_spectrum, natural_spectrum, pct, table
 from lucent_runner import DEFAULT_STEPS as LUCENT_STEPS
+from lucent_runner import lucent_missing
 from recognition import recognition
 
 from phasevis_ext import defaults, export, models
@@ -130,8 +132,13 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     judges = {j: models.load(j) for j in JUDGES}
     tools, sheets = {}, []
-    for name, label, steps, stretch in (("ours (MACO, defaults)", args.ours, defaults.STEPS, True),
-                                        ("torch-lucent 0.1.8 (defaults)", args.lucent, LUCENT_STEPS, False)):
+    compared = [("ours (MACO, defaults)", args.ours, defaults.STEPS, True)]
+    missing = lucent_missing()
+    if missing and not (runs / f"{args.lucent}-tuning.json").exists():
+        print(f"torch-lucent: skipped, {missing}", file=sys.stderr)
+    else:
+        compared.append(("torch-lucent 0.1.8 (defaults)", args.lucent, LUCENT_STEPS, False))
+    for name, label, steps, stretch in compared:
         tools[name], shown = tool_summary(runs, label, steps, judges, stretch)
         sheets.append(F.interpolate(shown, size=(128, 128), mode="bilinear", antialias=True, align_corners=False))
     classes = [c for layer, c in tools[next(iter(tools))]["units"] if layer == "logits"]

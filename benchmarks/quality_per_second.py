@@ -6,7 +6,7 @@ the seconds each method spends per unit, at budgets from 16 steps to each method
     python benchmarks/quality_per_second.py report [--out quality-out]
 
 METHOD is `maco` or `fourier` (ours, `visualize` with its defaults unless --option overrides
-them: crops=4, steps are the budgets), `lucent` (torch-lucent 0.1.8's render_vis with its
+them, e.g. crops=6; the steps are the budgets), `lucent` (torch-lucent 0.1.8's render_vis with its
 defaults, lucent_runner.py) or `horama` (Horama 0.3.0's maco with its defaults, horama_runner.py).
 Every method runs once to its largest budget and its images are taken at each budget on the way,
 which is exact for these loops: none of them has a schedule that depends on the total number of
@@ -35,7 +35,7 @@ import torch
 from fidelity import high_frequency_fraction, image_spectrum, machine, natural_spectrum, pct, pick_classes, table
 from recognition import recognition
 
-from phasevis_ext import models
+from phasevis_ext import defaults, models
 from phasevis_ext.activations import LOGITS, as_bchw, capture
 from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.objectives import channel, logit
@@ -43,9 +43,9 @@ from phasevis_ext.render import visualize
 
 BUDGETS = (16, 32, 64, 128, 256, 512)
 METHODS = ("maco", "fourier", "lucent", "horama")
-# Default steps of each method: ours `visualize`'s, lucent's render_vis thresholds=(512,), and
-# Horama's total_steps=1000 capped at the largest budget.
-DEFAULT_STEPS = {"lucent": 512, "horama": 512}
+# The largest budget of each method: twice ours (`defaults.STEPS`), to show where the curve goes
+# after it; lucent's render_vis thresholds=(512,); Horama's total_steps=1000 capped at 512.
+DEFAULT_STEPS = {"maco": 2 * defaults.STEPS, "fourier": 2 * defaults.STEPS, "lucent": 512, "horama": 512}
 JUDGE = "efficientnet_lite2"
 JUDGE_CROPS = 16
 
@@ -149,7 +149,7 @@ def run(args, command: str) -> Path:
         return path
     units = unit_sets()[args.set]
     classes = [index for layer, index in units if layer == LOGITS]
-    top = args.max_steps or DEFAULT_STEPS.get(args.method, 256)
+    top = args.max_steps or DEFAULT_STEPS[args.method]
     budgets = [b for b in BUDGETS if b < top] + [top]
     model = models.load("efficientnet_lite0")
     options = dict(parse_option(o) for o in args.option)
@@ -197,17 +197,18 @@ def plot(records: list[dict], path: Path) -> None:
 
     records = [r for r in records if r["set"] != "channels"]
     sets = sorted({r["set"] for r in records})
-    metrics = (("crops_top1", "lite2 top-1 (crops)"), ("crops_top5", "lite2 top-5 (crops)"),
-               ("crops_prob", "lite2 mean target probability (crops)"))
+    metrics = (("crops_top1", "lite2 top-1 (crops)"), ("whole_top1", "lite2 top-1 (whole image)"),
+               ("crops_prob", "lite2 mean p(class) (crops)"))
     fig = Figure(figsize=(5.0 * len(metrics), 3.8 * len(sets)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(sets), len(metrics), squeeze=False)
+    colors = {label: f"C{i}" for i, label in enumerate(dict.fromkeys(r["label"] for r in records))}
     for row, name in zip(axes, sets):
         for ax, (metric, title) in zip(row, metrics):
-            for i, r in enumerate(x for x in records if x["set"] == name):
+            for r in (x for x in records if x["set"] == name):
                 points = sorted((v["seconds_per_unit"], v[metric], int(b)) for b, v in r["budgets"].items())
                 xs, ys, steps = zip(*points)
-                ax.plot(xs, ys, marker="o", ms=3, label=r["label"], color=f"C{i}")
+                ax.plot(xs, ys, marker="o", ms=3, label=r["label"], color=colors[r["label"]])
                 ax.annotate(str(steps[-1]), (xs[-1], ys[-1]), fontsize=7, xytext=(3, 0), textcoords="offset points")
             ax.set(xscale="log", xlabel="seconds per unit", title=f"{title}, {name} classes")
             ax.grid(True, alpha=0.3)
@@ -215,11 +216,19 @@ def plot(records: list[dict], path: Path) -> None:
     fig.savefig(path)
 
 
-def report(out: Path, command: str) -> Path:
+def report(out: Path, command: str, plots: list[str]) -> Path:
+    """report.md with every run, quality_per_second.png with every curve, and one more plot per
+    NAME=LABEL,LABEL... in `plots` (quality_per_second_NAME.png) with those curves only."""
     records = load_records(out)
     if not records:
         raise SystemExit(f"no results in {out}; run `quality_per_second.py run METHOD` first")
     plot(records, out / "quality_per_second.png")
+    for spec in plots:
+        name, _, labels = spec.partition("=")
+        chosen = [r for label in labels.split(",") for r in records if r["label"] == label]
+        if not chosen:
+            raise SystemExit(f"--plot {spec}: no run has those labels")
+        plot(chosen, out / f"quality_per_second_{name}.png")
     photos, _ = natural_spectrum(256)
     lines = ["# Quality per second: transfer to EfficientNet-Lite2 against seconds per unit", "",
              f"Report: `{command}`", "",
@@ -253,12 +262,15 @@ def main(argv=None):
     run_parser.add_argument("--max-steps", type=int, help="the largest budget (default: the method's default steps)")
     run_parser.add_argument("--option", action="append", default=[], help="KEY=VALUE for visualize (ours only)")
     run_parser.add_argument("--label", help="the curve's name (default: METHOD)")
-    for p in (run_parser, sub.add_parser("report")):
+    report_parser = sub.add_parser("report")
+    report_parser.add_argument("--plot", action="append", default=[], metavar="NAME=LABEL,LABEL",
+                               help="one more plot with these runs only")
+    for p in (run_parser, report_parser):
         p.add_argument("--out", default="quality-out")
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
     command = " ".join(["python", "benchmarks/quality_per_second.py", *map(shlex.quote, argv)])
-    path = run(args, command) if args.command == "run" else report(Path(args.out), command)
+    path = run(args, command) if args.command == "run" else report(Path(args.out), command, args.plot)
     print(f"wrote {path}")
 
 

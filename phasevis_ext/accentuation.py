@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from . import checks
+from . import checks, defaults
 from .checks import InvalidArgument, finite_number
 from .color import default_color_matrix
 from .objectives import parse_targets
@@ -67,7 +67,7 @@ def seeded_param(kind: str, photos: torch.Tensor, *, magnitude: str, natural: to
 
 
 def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str = "photo", penalty: float = 1.0,
-               reg_layer: str | None = None, steps: int = 128, lr: float | None = None, image_size=None,
+               reg_layer: str | None = None, steps: int = defaults.STEPS, lr: float | None = None, image_size=None,
                **options) -> GuidedResult:
     """Accentuate `objectives` in real `images`.
 

@@ -43,13 +43,22 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=None, help="side of the crops fed to the model (default: the model's)")
 
 
-def _add_visualize_options(p: argparse.ArgumentParser, *, steps: int | None = None) -> None:
+def _add_photo_command(sub, name: str, positional: tuple[str, str], *, help: str, description: str):
+    """A command that reads a folder of photos: its positional argument, --images and --out."""
+    p = sub.add_parser(name, help=help, description="Each photo of --images is centre-cropped and resized to "
+                                                    "--image-size, then " + description)
+    p.add_argument(positional[0], help=positional[1])
+    p.add_argument("--images", required=True, help="a folder of images (PNG, JPEG, TIFF, .npy)")
+    p.add_argument("--out", required=True, help="output folder")
+    return p
+
+
+def _add_visualize_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `visualize`, `atlas`, `accentuate` and `invert`: how each unit is rendered."""
     _add_model_options(p)
     p.add_argument("--param", default="maco", choices=("maco", "fourier", "pixel"), help="image parameterization")
     # None: the library's default (defaults.py), so the library, the atlas and the CLI cannot drift apart.
-    p.add_argument("--steps", type=int, default=steps,
-                   help=f"optimization steps per unit (default: {steps or defaults.STEPS})")
+    p.add_argument("--steps", type=int, default=None, help=f"optimization steps per unit (default: {defaults.STEPS})")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per param, 1.0 for maco)")
     p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
                    help="constant, or cosine decay to 0 over the steps (default: %(default)s)")
@@ -105,26 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--out", required=True, help="output folder")
     _add_visualize_options(vis)
 
-    acc = sub.add_parser("accentuate", help="accentuate a unit in real photos (feature accentuation)",
-                         description="Each photo of --images is centre-cropped and resized to --image-size, then "
-                                     "pushed toward TARGET while a penalty keeps it near the photo. The gallery "
-                                     "shows photo, start and result side by side.")
-    acc.add_argument("target", help="one unit for every photo, e.g. logit:207 or _blocks.15:3")
-    acc.add_argument("--images", required=True, help="a folder of images (PNG, JPEG, TIFF, .npy)")
-    acc.add_argument("--out", required=True, help="output folder")
+    acc = _add_photo_command(sub, "accentuate", ("target", "one unit for every photo, e.g. logit:207 or _blocks.15:3"),
+                             help="accentuate a unit in real photos (feature accentuation)",
+                             description="pushed toward TARGET while a penalty keeps it near the photo. The gallery "
+                                         "shows photo, start and result side by side.")
     acc.add_argument("--magnitude", default="photo", choices=("photo", "natural"),
                      help="maco's magnitude: the photo's own or the natural-image one (default: %(default)s)")
     acc.add_argument("--penalty", type=float, default=1.0, help="weight of the distance to the start (default: %(default)s)")
     acc.add_argument("--reg-layer", default=None, metavar="LAYER",
                      help="measure that distance in this layer's activations (default: in pixels)")
-    _add_visualize_options(acc, steps=128)
+    _add_visualize_options(acc)
 
-    inv = sub.add_parser("invert", help="invert real photos at a layer (feature inversion)",
-                         description="Each photo of --images is centre-cropped and resized to --image-size; the "
-                                     "image whose LAYER activations match it is optimized from a random start.")
-    inv.add_argument("layer", help="layer name (`phasevis layers` lists them)")
-    inv.add_argument("--images", required=True, help="a folder of images (PNG, JPEG, TIFF, .npy)")
-    inv.add_argument("--out", required=True, help="output folder")
+    inv = _add_photo_command(sub, "invert", ("layer", "layer name (`phasevis layers` lists them)"),
+                             help="invert real photos at a layer (feature inversion)",
+                             description="matched from a random start: the image whose LAYER activations are "
+                                         "those of the photo.")
     inv.add_argument("--similarity", default="cosine", choices=("cosine", "l2"),
                      help="how activations are matched (default: %(default)s)")
     _add_visualize_options(inv)
@@ -167,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the README's main job: 8 ImageNet classes of the embedded model")
     demo.add_argument("--out", default="demo-out")
-    demo.add_argument("--steps", type=int, default=96)
-    demo.add_argument("--image-size", type=int, default=224)
+    demo.add_argument("--steps", type=int, default=None, help=f"(default: {defaults.STEPS})")
+    demo.add_argument("--image-size", type=int, default=None, help=f"(default: {defaults.IMAGE_SIZE})")
     return parser
 
 
@@ -306,8 +310,10 @@ def cmd_spectrum(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    argv = ["visualize", DEMO_TARGETS, "--out", args.out, "--steps", str(args.steps),
-            "--image-size", str(args.image_size)]
+    argv = ["visualize", DEMO_TARGETS, "--out", args.out]
+    for flag, value in (("--steps", args.steps), ("--image-size", args.image_size)):
+        if value is not None:
+            argv += [flag, str(value)]
     return main(argv)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from . import checks
+from . import checks, defaults
 from .checks import InvalidArgument
 from .objectives import Objective
 from .render import Guide, GuidedResult, render_guided
@@ -33,7 +33,8 @@ def similarity(ours: torch.Tensor, theirs: torch.Tensor, crops: int, kind: str) 
     return per_crop.unflatten(0, (-1, crops)).mean(1)
 
 
-def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: str = "cosine", steps: int = 256,
+def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: str = "cosine",
+           steps: int = defaults.STEPS,
            image_size=None, **options) -> GuidedResult:
     """Invert real `images` at `layer`.
 

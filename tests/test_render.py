@@ -7,6 +7,7 @@ from torch import nn
 
 from phasevis_ext import models
 from phasevis_ext.activations import capture
+from phasevis_ext.checks import InvalidArgument
 from phasevis_ext.objectives import batched_score, channel, logit, objective, parse_targets
 from phasevis_ext.param import make_param
 from phasevis_ext.render import VisualizationResult, default_unit_ids, unit_seed, visualize
@@ -232,3 +233,18 @@ def test_cli_passes_the_model_pass_options():
     assert kwargs["model_batch"] == 6 and kwargs["fold_batchnorm"] is False
     defaults = visualize_kwargs(build_parser().parse_args(base))
     assert "model_batch" not in defaults and "fold_batchnorm" not in defaults
+
+
+def test_cosine_schedule_decays_the_learning_rate(model):
+    from phasevis_ext.render import LR_SCHEDULES
+
+    cosine = LR_SCHEDULES["cosine"]
+    assert cosine(0, 10) == 1.0 and abs(cosine(10, 10)) < 1e-12 and 0 < cosine(5, 10) < 1
+    objectives = [channel("conv2", 0)]
+    constant = visualize(model, objectives, **FAST)
+    decayed = visualize(model, objectives, lr_schedule="cosine", **FAST)
+    assert decayed.settings["lr_schedule"] == "cosine"
+    # The first step is taken at the full rate either way; the later ones are smaller.
+    assert not torch.equal(constant.images, decayed.images)
+    with pytest.raises(InvalidArgument, match="lr_schedule"):
+        visualize(model, objectives, lr_schedule="linear", **FAST)

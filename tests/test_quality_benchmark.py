@@ -1,0 +1,71 @@
+"""The helpers of benchmarks/quality_per_second.py and against_lucent.py on tiny inputs (the
+benchmarks themselves are run by hand; their results are in docs/)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+quality = pytest.importorskip("quality_per_second")
+
+from phasevis_ext.activations import LOGITS  # noqa: E402
+
+
+def test_the_tuning_and_held_out_classes_are_disjoint_and_the_channels_span_the_network():
+    sets = quality.unit_sets()
+    tuning, held_out = ({index for _, index in sets[name]} for name in ("tuning", "held-out"))
+    assert len(tuning) == len(held_out) == 8 and not tuning & held_out
+    assert sorted(sets["all"]) == sorted(sets["tuning"] + sets["held-out"])
+    assert all(layer == LOGITS for layer, _ in sets["all"])
+    assert {layer for layer, _ in sets["channels"]} == set(quality.LAYERS)
+
+
+def test_options_are_python_literals():
+    assert quality.parse_option("crops=4") == ("crops", 4)
+    assert quality.parse_option("box_size=(0.5, 1.0)") == ("box_size", (0.5, 1.0))
+    assert quality.parse_option("lr_schedule=cosine") == ("lr_schedule", "cosine")
+    with pytest.raises(SystemExit):
+        quality.parse_option("crops")
+
+
+def test_a_schedule_over_the_steps_gets_a_run_per_budget(monkeypatch):
+    calls = []
+
+    class Result:
+        def __init__(self, steps):
+            self.images, self.seconds, self.settings = torch.zeros(1, 3, 8, 8), float(steps), {}
+
+    def fake_visualize(model, objectives, *, steps, callback=None, **kwargs):
+        calls.append(steps)
+        for step in range(1, steps + 1):
+            if callback is not None:
+                callback(step, torch.zeros(1, 3, 8, 8), torch.zeros(1))
+        return Result(steps)
+
+    monkeypatch.setattr(quality, "visualize", fake_visualize)
+    units = [(LOGITS, 1)]
+    snapshots, _ = quality.run_ours(None, units, [16, 32], "maco", {"lr_schedule": "cosine"})
+    assert calls == [16, 32] and sorted(snapshots) == [16, 32]
+    calls.clear()
+    snapshots, _ = quality.run_ours(None, units, [16, 32], "maco", {})
+    assert calls == [32] and sorted(snapshots) == [16, 32]  # one run, its image after 16 updates taken on the way
+
+
+def test_report_tables_and_plots_every_run(tmp_path):
+    budgets = {str(b): {"seconds_per_unit": b / 10, "crops_top1": 0.5, "crops_top5": 1.0, "whole_top1": 0.5,
+                        "whole_top5": 1.0, "crops_prob": b / 1000, "slope": -2.6, "hf": 0.03, "activations": [1.0]}
+               for b in (16, 32)}
+    for label in ("maco", "lucent"):
+        record = {"label": label, "method": label, "set": "tuning", "units": quality.unit_sets()["tuning"],
+                  "options": {}, "budgets": budgets, "command": f"python run {label}", "machine": "test",
+                  "torch": torch.__version__}
+        (tmp_path / f"{label}-tuning.json").write_text(json.dumps(record))
+    path = quality.report(tmp_path, "report", ["pair=maco,lucent"])
+    text = path.read_text()
+    assert text.count("| maco |") == 2 and text.count("| lucent |") == 2 and "python run lucent" in text
+    assert (tmp_path / "quality_per_second.png").stat().st_size > 0
+    assert (tmp_path / "quality_per_second_pair.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="no run"):
+        quality.report(tmp_path, "report", ["none=nobody"])
