@@ -194,9 +194,10 @@ def load_records(out: Path) -> list[dict]:
 def plot(records: list[dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     records = [r for r in records if r["set"] != "channels"]
-    sets = sorted({r["set"] for r in records})
+    sets = [name for name in SETS if any(r["set"] == name for r in records)]
     metrics = (("crops_top1", "lite2 top-1 (crops)"), ("whole_top1", "lite2 top-1 (whole image)"),
                ("crops_prob", "lite2 mean p(class) (crops)"))
     fig = Figure(figsize=(5.0 * len(metrics), 3.8 * len(sets)), dpi=100, layout="constrained")
@@ -211,6 +212,8 @@ def plot(records: list[dict], path: Path) -> None:
                 ax.plot(xs, ys, marker="o", ms=3, label=r["label"], color=colors[r["label"]])
                 ax.annotate(str(steps[-1]), (xs[-1], ys[-1]), fontsize=7, xytext=(3, 0), textcoords="offset points")
             ax.set(xscale="log", xlabel="seconds per unit", title=f"{title}, {name} classes")
+            ax.set_xticks([2, 5, 10, 20, 50, 100], labels=["2", "5", "10", "20", "50", "100"])
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7)
     fig.savefig(path)
