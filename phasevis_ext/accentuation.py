@@ -27,7 +27,7 @@ import torch
 
 from . import checks, defaults
 from .checks import InvalidArgument, finite_number
-from .color import default_color_matrix
+from .color import decorrelate, default_color_matrix
 from .objectives import parse_targets
 from .param import PhotoPhaseParam, PhotoSpectrumParam
 from .render import Guide, GuidedResult, render_guided
@@ -44,8 +44,7 @@ LOGIT_EPS = 1e-3  # photos' 0 and 1 would be infinite logits
 def decorrelated_logits(photos: torch.Tensor, color_matrix: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) float64: what the synthesis tail turns into `photos`, before its sigmoid and
     colour matrix: the inverse of sigmoid, then of the colour matrix."""
-    logits = torch.logit(photos.double().clamp(LOGIT_EPS, 1 - LOGIT_EPS))
-    return torch.einsum("ndhw,dc->nchw", logits, torch.linalg.inv(color_matrix.double()))  # rgb = dec @ K
+    return decorrelate(torch.logit(photos.double().clamp(LOGIT_EPS, 1 - LOGIT_EPS)), color_matrix)
 
 
 def seeded_param(kind: str, photos: torch.Tensor, *, magnitude: str, natural: torch.Tensor | None,
@@ -91,9 +90,7 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
     penalty = finite_number(penalty, "penalty", positive=False)
     if reg_layer is not None and not isinstance(reg_layer, str):
         raise InvalidArgument(f"reg_layer must be a layer name or None, got {reg_layer!r}")
-    photos = checks.photo_batch(images)
-    if image_size is not None:
-        checks.photo_batch(photos, size=checks.image_size(image_size, "image_size"))
+    photos = checks.photo_batch(images, size=None if image_size is None else checks.image_size(image_size, "image_size"))
     goals = parse_targets(objectives)
     if len(goals) == 1:
         goals = goals * photos.shape[0]
