@@ -90,7 +90,8 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
     penalty = finite_number(penalty, "penalty", positive=False)
     if reg_layer is not None and not isinstance(reg_layer, str):
         raise InvalidArgument(f"reg_layer must be a layer name or None, got {reg_layer!r}")
-    photos = checks.photo_batch(images, size=None if image_size is None else checks.image_size(image_size, "image_size"))
+    size = None if image_size is None else checks.image_size(image_size, "image_size")
+    photos = checks.photo_batch(images, size=size)
     goals = parse_targets(objectives)
     if len(goals) == 1:
         goals = goals * photos.shape[0]

@@ -50,7 +50,8 @@ def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: s
         raise InvalidArgument(f"layer must be a layer name, got {layer!r}")
     if similarity_kind not in SIMILARITIES:
         raise InvalidArgument(f"similarity_kind must be one of {SIMILARITIES}, got {similarity_kind!r}")
-    photos = checks.photo_batch(images, size=None if image_size is None else checks.image_size(image_size, "image_size"))
+    size = None if image_size is None else checks.image_size(image_size, "image_size")
+    photos = checks.photo_batch(images, size=size)
     description = f"invert({layer}, {similarity_kind})"
     goals = [Objective(description, frozenset()) for _ in range(photos.shape[0])]
     unit_ids = options.pop("unit_ids", None) or [f"{i}:{description}" for i in range(photos.shape[0])]
