@@ -450,7 +450,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             scores = batched_score(objectives[units], acts, crops_per_unit).float()
             if guide is not None and guide.term is not None and (crops.requires_grad or guide.final_scores):
                 span = range(len(objectives))[units]
-                scores = scores + guide.term(run_rows[span.start:span.stop], current["images"][units], acts,
+                scores = scores + guide.term(run_rows[span.start:span.stop], current["term_images"][units], acts,
                                              reference_acts, crops_per_unit).float()
             if not diversity:
                 return scores, 0.0
@@ -479,19 +479,27 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
                 scores, similarity = score(crops, crops_per_unit, diversity=diversity)
                 (options.diversity * similarity - scores.sum()).backward()
                 return scores
+            # A guide's term may read the images themselves (accentuation's pixel penalty): they get
+            # a detached copy too, and both gradients go down the synthesis in the one backward.
             leaf = crops.detach().requires_grad_()
+            images = current["images"]
+            current["term_images"] = image_leaf = images.detach().requires_grad_()
             parts = []
             for r, u in zip(rows, chunks):
                 part, similarity = score(leaf[r], crops_per_unit, u, diversity=diversity)
                 (options.diversity * similarity - part.sum()).backward()
                 parts.append(part.detach())
-            crops.backward(leaf.grad)
+            current["term_images"] = images
+            if image_leaf.grad is None:
+                crops.backward(leaf.grad)
+            else:
+                torch.autograd.backward([crops, images], [leaf.grad, image_leaf.grad])
             return torch.cat(parts)
 
         def one_step(step: int) -> None:
             images = image_param()
             images.retain_grad()
-            current["images"] = images
+            current["images"] = current["term_images"] = images
             crops = random_crops(with_references(images), options.crops, options.input_size, options.box_size,
                                  generators=generators, noise=options.noise)
             optimizer.zero_grad(set_to_none=True)
@@ -518,7 +526,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
 
         with torch.no_grad():
             images = image_param()
-            current["images"] = images
+            current["images"] = current["term_images"] = images
             crops = eval_crops(with_references(images), options.input_size, options.box_size)
             final_scores = score_units(crops, crops.shape[0] // count)
     return (images.detach().cpu(), alpha_raw.cpu(), final_scores.cpu(), history.cpu(), False,

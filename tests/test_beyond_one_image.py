@@ -139,6 +139,16 @@ def test_penalty_keeps_the_image_near_its_seed(model, photos):
     assert torch.isfinite(at_layer.scores).all()
 
 
+@pytest.mark.parametrize("reg_layer", [None, "conv1"])
+def test_accentuation_is_the_same_when_the_model_runs_in_several_passes(model, photos, reg_layer):
+    # model_batch=2 (the crops of one photo) splits every step into three passes; the pixel
+    # penalty reads the images, which then need their own detached copy.
+    one = accentuate(model, photos, "logit:3", penalty=10.0, reg_layer=reg_layer, **OPTIONS)
+    passes = accentuate(model, photos, "logit:3", penalty=10.0, reg_layer=reg_layer, model_batch=2, **OPTIONS)
+    torch.testing.assert_close(passes.images, one.images, atol=1e-5, rtol=0)
+    torch.testing.assert_close(passes.alpha, one.alpha, atol=1e-5, rtol=1e-4)
+
+
 def test_accentuation_is_independent_of_the_batch(model, photos):
     together = accentuate(model, photos, ["logit:1", "logit:2", "logit:3"], reg_layer="conv1", **OPTIONS)
     alone = accentuate(model, photos[1:2], "logit:2", unit_ids=[together.unit_ids[1]], reg_layer="conv1", **OPTIONS)
