@@ -2,8 +2,8 @@
 the classic Fourier parameterization and plain pixels, on one budget and with the same augmentations,
 side by side with natural photographs and Horama 0.3.0.
 
-    python benchmarks/fidelity.py [--quick] [--classes 16] [--full-steps 192] [--low-steps 24]
-        [--image-size 256] [--crops 4] [--channels 8] [--judge-crops 16] [--skip-horama]
+    python benchmarks/fidelity.py [--quick] [--classes 16] [--full-steps 128] [--low-steps 32]
+        [--image-size 256] [--crops 3] [--channels 6] [--judge-crops 16] [--skip-horama]
         [--device cpu] [--out fidelity-out]
 
 Parts, all written to OUT/report.md with PNG figures beside it:
@@ -13,9 +13,9 @@ Parts, all written to OUT/report.md with PNG figures beside it:
  3. channels of an early, a middle and the last block, MACO beside Fourier: final scores and
     high-frequency power;
  4. Horama 0.3.0 on the full budget: recognition and wall time against ours.
-On a quiet 2-core CPU (AMD EPYC, bf16 autocast) the defaults take about 40 minutes and --quick about 7
-(measured at 256² with 4 crops: ours 0.09-0.11 s per unit-step on class logits, ~0.07 on channels; Horama
-~0.17 s per step); pass --device cuda on a GPU. Explicit options override --quick's.
+The full budget, image size and crops are the library's defaults (`phasevis_ext.defaults`); the low
+budget is the same runs after --low-steps updates. The report lists the wall time of each part; pass
+--device cuda on a GPU. Explicit options override --quick's.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from recognition import CLASSES, recognition
 
-from phasevis_ext import export, models
+from phasevis_ext import defaults, export, models
 from phasevis_ext.diagnostics import DEFAULT_BAND, RadialPower, fit_power_law, radial_power
 from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.objectives import channel, logit
@@ -44,9 +44,11 @@ JUDGES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 LAYERS = ("_blocks.2", "_blocks.8", "_blocks.15")
 HIGH_FREQUENCY = 0.25  # cycles/px: the top octave, where MACO's fixed magnitude leaves little power
 # Explicit options win over these; --quick keeps the low budget and shrinks the rest to fit 10 minutes.
-DEFAULTS = {"classes": 16, "full_steps": 192, "low_steps": 24, "image_size": 256, "crops": 4, "channels": 8,
-            "judge_crops": 16}
-QUICK = {**DEFAULTS, "full_steps": 32, "channels": 4, "judge_crops": 4}
+# The full budget, the image size and the crops are the library's defaults: the report is about what a
+# user gets.
+DEFAULTS = {"classes": 16, "full_steps": defaults.STEPS, "low_steps": 32, "image_size": defaults.IMAGE_SIZE,
+            "crops": defaults.CROPS, "channels": 6, "judge_crops": 16}
+QUICK = {**DEFAULTS, "full_steps": 48, "channels": 3, "judge_crops": 4}
 COLORS = {"maco": "C0", "fourier": "C1", "pixel": "C2", "horama": "C3"}  # the same in every panel
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601, as the default spectrum's grey channel
 
@@ -127,11 +129,17 @@ def plot_spectra(panels: dict[str, dict[str, RadialPower]], band, path: Path) ->
     fig.savefig(path)
 
 
+def save_sheet(images, labels, path: Path, cols: int) -> None:
+    """A contact sheet of the raw images (no display stretch: these are the images measured) as JPEG,
+    small enough for the repository."""
+    export.contact_sheet(images, labels, cols=cols).save(path, format="JPEG", quality=88)
+
+
 def class_sheet(runs: dict[str, torch.Tensor], classes, path: Path) -> None:
     """One row per method, one column per class."""
     images = torch.cat([thumbnails(x) for x in runs.values()])
     labels = [f"{method}: {IMAGENET_CLASSES[c]}" for method in runs for c in classes]
-    export.contact_sheet(images, labels, path, cols=len(classes))
+    save_sheet(images, labels, path, cols=len(classes))
 
 
 def machine(device: torch.device) -> str:
@@ -176,6 +184,8 @@ def main(argv=None):
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if not 0 < args.low_steps <= args.full_steps:
+        parser.error(f"--low-steps must be in 1..--full-steps ({args.full_steps}), got {args.low_steps}")
     argv = sys.argv[1:] if argv is None else argv
     run(args, command=" ".join(["python", "benchmarks/fidelity.py", *map(shlex.quote, argv)]))
 
@@ -199,14 +209,20 @@ def run(args, command: str) -> Path:
     start = time.perf_counter()
     runs: dict[str, dict[str, torch.Tensor]] = {b: {} for b in budgets}
     seconds: dict[str, dict[str, float]] = {b: {} for b in budgets}
-    for budget, steps in budgets.items():
-        for method in METHODS:
-            result = visualize(model, [logit(c) for c in classes], param=method, steps=steps, **options)
-            runs[budget][method], seconds[budget][method] = result.images, result.seconds
-            print(f"{budget} budget, {method}: {result.seconds:.0f} s, mean score {result.scores.mean():.2f}",
-                  flush=True)
-        class_sheet(runs[budget], classes, out / f"classes_{budget}.png")
-    timings["class visualizations (MACO, Fourier, pixel × 2 budgets)"] = time.perf_counter() - start
+    for method in METHODS:
+        # The learning rate is constant, so the images after low_steps updates of the full run are
+        # those a run of low_steps ends with: the low budget is a snapshot, not a second run. The
+        # callback of step s sees the images that step s updates, i.e. after s - 1 updates.
+        snapshot = []
+        result = visualize(model, [logit(c) for c in classes], param=method, steps=args.full_steps,
+                           callback=lambda step, images, scores: step == args.low_steps + 1 and snapshot.append(
+                               images.cpu()), **options)
+        runs["full"][method], seconds["full"][method] = result.images, result.seconds
+        runs["low"][method] = torch.cat(snapshot) if snapshot else result.images
+        print(f"{method}: {result.seconds:.0f} s, mean score {result.scores.mean():.2f}", flush=True)
+    for budget in budgets:
+        class_sheet(runs[budget], classes, out / f"classes_{budget}.jpg")
+    timings["class visualizations (MACO, Fourier, pixel; both budgets in one run)"] = time.perf_counter() - start
 
     # Part 4 runs before the spectra so that Horama's images join the full-budget panel.
     horama_note = None
@@ -220,8 +236,8 @@ def run(args, command: str) -> Path:
             runs["full"]["horama"] = horama_class_images(model, classes, steps=args.full_steps,
                                                          image_size=args.image_size, crops=args.crops, device=device)
             seconds["full"]["horama"] = time.perf_counter() - start
-            export.contact_sheet(thumbnails(runs["full"]["horama"]), [IMAGENET_CLASSES[c] for c in classes],
-                                 out / "horama_full.png", cols=len(classes))
+            save_sheet(thumbnails(runs["full"]["horama"]), [IMAGENET_CLASSES[c] for c in classes],
+                       out / "horama_full.jpg", cols=len(classes))
         except ImportError as error:
             horama_note = f"not importable ({error})"
         timings["Horama 0.3.0 (full budget)"] = time.perf_counter() - start
@@ -259,8 +275,8 @@ def run(args, command: str) -> Path:
             deep[layer][method] = {"score": result.scores.mean().item(), "seconds": result.seconds,
                                    "hf": high_frequency_fraction(spectrum), "slope": float(spectrum.slope[0])}
             print(f"{layer} {method}: mean score {deep[layer][method]['score']:.3g}", flush=True)
-        export.contact_sheet(torch.cat(images), [f"{m} c{c}" for m in ("maco", "fourier") for c in units],
-                             out / f"deep_{layer.replace('.', '_')}.png", cols=len(units))
+        save_sheet(torch.cat(images), [f"{m} c{c}" for m in ("maco", "fourier") for c in units],
+                   out / f"deep_{layer.replace('.', '_')}.jpg", cols=len(units))
     timings["deep units (MACO, Fourier)"] = time.perf_counter() - start
 
     summary = {b: {m: {"slope": float(s.slope[0]), "hf": high_frequency_fraction(s)} for m, s in spectra[b].items()}
@@ -284,7 +300,8 @@ def write_report(args, data: dict, device: torch.device, band) -> Path:
         "# MACO fidelity: MACO vs the classic Fourier parameterization, pixels and Horama 0.3.0", "",
         f"Command: `{data['command']}`", "",
         f"- machine: {machine(device)}; torch {torch.__version__}; our engine in {amp}, batch size {args.batch_size}",
-        f"- budgets: full = {budgets['full']} steps, low = {budgets['low']} steps; {setup}",
+        f"- budgets: full = {budgets['full']} steps, low = {budgets['low']} steps (the same runs after "
+        f"{budgets['low']} updates: the learning rate is constant); {setup}",
         f"- classes: {', '.join(f'{c} {IMAGENET_CLASSES[c]}' for c in classes)}",
         "- every method of ours uses the same crops (box 25–100% of the side, one generator per unit and seed) "
         "and noise; Horama runs as published (its own crops, lr and schedule)",
@@ -305,7 +322,7 @@ def write_report(args, data: dict, device: torch.device, band) -> Path:
                 *[f"{spectra[b][m]['hf']:.2%}" if m in spectra[b] else "–" for b in budgets]]
                for m in spectra["full"]]), "",
         "Class visualizations, one row per method: "
-        + ", ".join(f"[{b}](classes_{b}.png)" for b in budgets) + ".", "",
+        + ", ".join(f"[{b}](classes_{b}.jpg)" for b in budgets) + ".", "",
         "## 2. Recognition and transfer", "",
         "Rate (over the K classes) of the target class in the top 1 / top 5 of each judge (fp32): probabilities "
         f"averaged over {args.judge_crops} random crops covering 50–100% of the side, and the whole image resized. "
@@ -328,7 +345,7 @@ def write_report(args, data: dict, device: torch.device, band) -> Path:
     lines += [table(["layer", "method", "mean score", "HF share", "slope", "seconds"], rows), ""]
     for layer, d in deep.items():
         lines += [f"`{layer}`, channels {', '.join(map(str, d['channels']))}:", "",
-                  f"![{layer}](deep_{layer.replace('.', '_')}.png)", ""]
+                  f"![{layer}](deep_{layer.replace('.', '_')}.jpg)", ""]
     lines += ["## 4. Against Horama 0.3.0", ""]
     if data["horama"]:
         lines += [f"Horama: {data['horama']}.", ""]
@@ -342,7 +359,7 @@ def write_report(args, data: dict, device: torch.device, band) -> Path:
                          pct(r0["crops_top1"]), pct(r0["crops_top5"]), pct(r0["whole_top1"]),
                          pct(r2["crops_top1"]), pct(r2["crops_top5"])])
         lines += [f"The same K = {k} classes, {steps} steps, {args.image_size}², {args.crops} crops "
-                  f"([Horama's images](horama_full.png)); our time is with batch size {args.batch_size}.", "",
+                  f"([Horama's images](horama_full.jpg)); our time is with batch size {args.batch_size}.", "",
                   table(["run", "wall s", "s per class", "lite0 top-1 crops", "lite0 top-5 crops",
                          "lite0 top-1 whole", "lite2 top-1 crops", "lite2 top-5 crops"], rows), ""]
     path = out / "report.md"
