@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import beyond_one_image as beyond
 from recognition import CLASSES, recognition
 
 from phasevis_ext import defaults, export, models
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("maco", "fourier", "pixel")
 JUDGES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 LAYERS = ("_blocks.2", "_blocks.8", "_blocks.15")
+PARTS = ("fidelity", *beyond.PARTS)
 HIGH_FREQUENCY = 0.25  # cycles/px: the top octave, where MACO's fixed magnitude leaves little power
 # Explicit options win over these; --quick keeps the low budget and shrinks the rest to fit 10 minutes.
 # The full budget, the image size and the crops are the library's defaults: the report is about what a
@@ -49,6 +51,9 @@ HIGH_FREQUENCY = 0.25  # cycles/px: the top octave, where MACO's fixed magnitude
 DEFAULTS = {"classes": 16, "full_steps": defaults.STEPS, "low_steps": 32, "image_size": defaults.IMAGE_SIZE,
             "crops": defaults.CROPS, "channels": 6, "judge_crops": 16}
 QUICK = {**DEFAULTS, "full_steps": 48, "channels": 3, "judge_crops": 4}
+DIVERSITY_WEIGHT = 1.0
+ACCENTUATION_PENALTY = 1.0
+ACCENTUATION_REG_LAYER = "pixels"
 COLORS = {"maco": "C0", "fourier": "C1", "pixel": "C2", "horama": "C3"}  # the same in every panel
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601, as the default spectrum's grey channel
 
@@ -130,9 +135,9 @@ def plot_spectra(panels: dict[str, dict[str, RadialPower]], band, path: Path) ->
 
 
 def save_sheet(images, labels, path: Path, cols: int) -> None:
-    """A contact sheet of the raw images (no display stretch: these are the images measured) as JPEG,
-    small enough for the repository."""
-    export.contact_sheet(images, labels, cols=cols).save(path, format="JPEG", quality=88)
+    """A contact sheet of the raw images (no display stretch: these are the images measured); a .jpg
+    path keeps it small enough for the repository."""
+    export.contact_sheet(images, labels, path, cols=cols)
 
 
 def class_sheet(runs: dict[str, torch.Tensor], classes, path: Path) -> None:
@@ -178,6 +183,15 @@ def main(argv=None):
     parser.add_argument("--band", type=float, nargs=2, default=DEFAULT_BAND, help="slope fit band, cycles/px")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--skip-horama", action="store_true")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=["fidelity"],
+                        help="fidelity: parts 1-4 above, to OUT/report.md; inversion, diversity, accentuation: "
+                             "benchmarks/beyond_one_image.py, to OUT/beyond.md (default: fidelity)")
+    parser.add_argument("--diversity-layer", default="_blocks.8", help="the diversity part's channels")
+    parser.add_argument("--diversity", type=float, default=DIVERSITY_WEIGHT, help="the diversity term's weight")
+    parser.add_argument("--samples", type=int, default=4, help="samples per unit in the diversity part")
+    parser.add_argument("--penalty", type=float, default=ACCENTUATION_PENALTY, help="accentuation's penalty")
+    parser.add_argument("--reg-layer", default=ACCENTUATION_REG_LAYER,
+                        help="where accentuation's penalty is measured ('pixels': in pixel space)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="fidelity-out")
     args = parser.parse_args(argv)
@@ -187,7 +201,11 @@ def main(argv=None):
     if not 0 < args.low_steps <= args.full_steps:
         parser.error(f"--low-steps must be in 1..--full-steps ({args.full_steps}), got {args.low_steps}")
     argv = sys.argv[1:] if argv is None else argv
-    run(args, command=" ".join(["python", "benchmarks/fidelity.py", *map(shlex.quote, argv)]))
+    command = " ".join(["python", "benchmarks/fidelity.py", *map(shlex.quote, argv)])
+    if "fidelity" in args.parts:
+        run(args, command)
+    if set(args.parts) & set(beyond.PARTS):
+        run_beyond(args, command)
 
 
 def run(args, command: str) -> Path:
@@ -288,6 +306,59 @@ def run(args, command: str) -> Path:
     report = write_report(args, data, device, band)
     print(f"wrote {report}")
     return report
+
+
+def run_beyond(args, command: str) -> Path:
+    """The inversion, diversity and accentuation parts (`beyond_one_image`), to OUT/beyond.md."""
+    begin = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device)
+    model = models.load("efficientnet_lite0", device=device)
+    judge = models.load("efficientnet_lite2", device=device)
+    judge_size = models.default_input_size("efficientnet_lite2")
+    options = dict(crops=args.crops, device=device, amp=resolve_amp("auto", device), progress=False,
+                   batch_size=args.batch_size)
+    photos, names = beyond.shipped_photos(args.image_size)
+    photos = photos.to(device)
+    data = {"command": command, "args": vars(args), "timings": {}}
+    if "inversion" in args.parts:
+        start = time.perf_counter()
+        data["inversion"] = beyond.inversion_part(model, judge, judge_size, photos, names, args.layers,
+                                                  steps=args.full_steps, options=options, out=out)
+        data["timings"]["inversion"] = time.perf_counter() - start
+    if "diversity" in args.parts:
+        start = time.perf_counter()
+        width = {layer.name: layer.shape[1] for layer in models.list_layers(model)}[args.diversity_layer]
+        units = np.linspace(0, width - 1, 8).round().astype(int).tolist()
+        data["diversity"] = beyond.diversity_part(
+            model, judge, judge_size, args.diversity_layer, units, samples=args.samples, weight=args.diversity,
+            steps=args.full_steps, options={**options, "image_size": args.image_size}, out=out)
+        data["timings"]["diversity"] = time.perf_counter() - start
+    if "accentuation" in args.parts:
+        start = time.perf_counter()
+        reg_layer = None if args.reg_layer == "pixels" else args.reg_layer
+        data["accentuation"] = beyond.accentuation_part(
+            model, judge, judge_size, photos, names, penalty=args.penalty, reg_layer=reg_layer,
+            steps=args.full_steps, options=options, out=out)
+        data["timings"]["accentuation"] = time.perf_counter() - start
+    data["total"] = time.perf_counter() - begin
+    with open(out / "beyond.json", "w") as f:
+        json.dump(data, f, indent=1)
+    amp = "bf16 autocast" if options["amp"] is not None else "fp32"
+    lines = [
+        "# Beyond one image per unit: inversion, diversity, accentuation", "",
+        f"Command: `{command}`", "",
+        f"- machine: {machine(device)}; torch {torch.__version__}; lite0 in {amp}, batch size {args.batch_size}",
+        f"- every run: {args.full_steps} steps, {args.crops} crops per step, {args.image_size}² "
+        "(the library's defaults); judged by EfficientNet-Lite2 (fp32), which made none of the images",
+        f"- wall time {data['total'] / 60:.1f} min in all, by part:", "",
+        table(["part", "seconds"], [[k, f"{v:.0f}"] for k, v in data["timings"].items()]), "",
+        *beyond.report_sections(data, table)]
+    path = out / "beyond.md"
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+    return path
 
 
 def write_report(args, data: dict, device: torch.device, band) -> Path:

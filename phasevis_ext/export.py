@@ -66,7 +66,15 @@ def _check_image(image) -> torch.Tensor:
     return image
 
 
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+JPEG_QUALITY = 88  # contact sheets for documents: a fifth of the PNG's size, no visible loss at 100%
+
+
 def _save_pil(picture: Image.Image, path) -> Path:
+    """PNG, or JPEG when the name says so (JPEG has no transparency: RGB only)."""
+    if Path(path).suffix.lower() in JPEG_SUFFIXES:
+        rgb = picture.convert("RGB")
+        return atomic_write(path, lambda f: rgb.save(f, format="JPEG", quality=JPEG_QUALITY))
     return atomic_write(path, lambda f: picture.save(f, format="PNG"))
 
 

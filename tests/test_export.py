@@ -78,6 +78,13 @@ def test_contact_sheet(tmp_path):
         contact_sheet(images, ["one"])
 
 
+@pytest.mark.parametrize("name, kind", [("s.png", "PNG"), ("s.jpg", "JPEG"), ("s.JPEG", "JPEG")])
+def test_contact_sheet_format_follows_the_file_name(tmp_path, name, kind):
+    contact_sheet(torch.rand(2, 3, 16, 16), path=tmp_path / name)
+    with Image.open(tmp_path / name) as im:
+        assert im.format == kind
+
+
 def test_class_label_comes_from_the_objective_not_its_description():
     names = ("tench", "goldfish")
     assert class_label(logit(1).unit, names) == "goldfish"

@@ -51,3 +51,14 @@ def test_lucent_runner_names_layers_as_lucent_does():
     assert lucent_runner.logits_layer(net) == "_fc"
     missing = lucent_runner.lucent_missing()
     assert missing is None or "pip install --no-deps torch-lucent==0.1.8" in missing
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--low-steps", "500"], "--low-steps"),
+    (["--parts", "spectra"], "invalid choice"),
+])
+def test_bad_options_exit_2_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fidelity.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
