@@ -10,7 +10,7 @@ them, e.g. crops=6; the steps are the budgets), `lucent` (torch-lucent 0.1.8's r
 defaults, lucent_runner.py) or `horama` (Horama 0.3.0's maco with its defaults, horama_runner.py).
 Every method runs once to its largest budget and its images are taken at each budget on the way,
 which is exact for these loops: none of them has a schedule that depends on the total number of
-steps. Options that add such a schedule (lr_schedule=cosine) get one run per budget instead. The time of a budget is the wall time from the start of the method's run to the moment its
+steps. Options that add such a schedule (lr_schedule=cosine, box_schedule=shrink) get one run per budget instead. The time of a budget is the wall time from the start of the method's run to the moment its
 image was taken, divided by the number of units (ours renders all units in one batch; the peers
 one unit per run, so theirs is the mean over their runs).
 
@@ -95,7 +95,7 @@ def run_ours(model, units, budgets, param: str, options: dict) -> tuple[dict, fl
     """{budget: (images, seconds per unit)} from one `visualize` call; the image after s updates is
     the one the callback sees at step s + 1 (the last one is the result). A schedule over the steps
     makes every budget a run of its own."""
-    if options.get("lr_schedule", "constant") != "constant":
+    if options.get("lr_schedule", "constant") != "constant" or options.get("box_schedule", "constant") != "constant":
         snapshots = {}
         for budget in budgets:
             result = visualize(model, [objective(*u) for u in units], param=param, steps=budget,

@@ -62,6 +62,8 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per param, 1.0 for maco)")
     p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
                    help="constant, or cosine decay to 0 over the steps (default: %(default)s)")
+    p.add_argument("--box-schedule", default="constant", choices=("constant", "shrink"),
+                   help="constant, or crops that shrink over the run (default: %(default)s)")
     p.add_argument("--optimizer", default="nadam", choices=("nadam", "adam"))
     p.add_argument("--image-size", type=int, default=None,
                    help=f"side of the rendered image (default: {defaults.IMAGE_SIZE})")
@@ -198,7 +200,8 @@ def visualize_kwargs(args) -> dict:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, optimizer=args.optimizer,
+    kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, box_schedule=args.box_schedule,
+                  optimizer=args.optimizer,
                   samples=args.samples, diversity=args.diversity, diversity_layer=args.diversity_layer, input_size=args.input_size, seed=args.seed,
                   device=device, amp=args.amp, progress=not args.no_progress, channels=args.input_channels)
     for name in ("steps", "image_size", "crops", "noise", "batch_size"):

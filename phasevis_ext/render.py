@@ -51,6 +51,23 @@ LR_SCHEDULES = {
     "constant": lambda s, n: 1.0,
     "cosine": lambda s, n: 0.5 * (1.0 + math.cos(math.pi * s / n)),  # from lr down to ~0 at the last step
 }
+
+
+def _sliding_boxes(box: tuple[float, float], t: float) -> tuple[float, float]:
+    """The range of crop sides at fraction t of the run: its upper half at the start, its lower
+    half at the end, sliding linearly."""
+    low, high = box
+    middle = (low + high) / 2
+    return middle - t * (middle - low), high - t * (high - middle)
+
+
+# The range of crop sides at step s (from 0) of a run of n steps. "shrink" lays out the whole image
+# with large crops first and refines detail with small ones last (xplique's MACO also shrinks its
+# crops during the run).
+BOX_SCHEDULES = {
+    "constant": lambda box, s, n: box,
+    "shrink": lambda box, s, n: _sliding_boxes(box, s / max(n - 1, 1)),
+}
 AMP_DTYPES = (torch.float16, torch.bfloat16)
 AMP_NAMES = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -178,6 +195,7 @@ class _Options:
     samples: int = 1
     diversity: float = 0.0
     diversity_layer: str | None = None
+    box_schedule: str = "constant"
 
 
 # Crops per model pass on a CPU: on the 2-core AVX-512 machine, lite0 forward+backward of 48 crops
@@ -198,6 +216,7 @@ def visualize(
     input_size: int | None = None,
     crops: int = defaults.CROPS,
     box_size: tuple[float, float] = defaults.BOX_SIZE,
+    box_schedule: str = "constant",
     normalize: tuple[Sequence[float], Sequence[float]] | None = None,
     noise: float = defaults.NOISE,
     seed: int = 0,
@@ -234,8 +253,9 @@ def visualize(
         the model, default `models.default_input_size(model)`.
     crops, box_size, noise: per step, each image is cropped `crops` times with square boxes
         whose side is uniform in box_size (fractions of the shorter image side) and the crops
-        get N(0, noise²) added. normalize=(mean, std) is applied to the crops, for models that
-        do not normalize their input themselves.
+        get N(0, noise²) added. box_schedule: "constant", or "shrink" (the range slides from its
+        upper half at the first step to its lower half at the last). normalize=(mean, std) is
+        applied to the crops, for models that do not normalize their input themselves.
     amp: autocast around the model pass only: "auto" (`resolve_amp`: bfloat16 on CPUs with native
         bf16, else none), None / "none", torch.bfloat16 / "bfloat16" or torch.float16 / "float16".
     callback(step, images, scores): every `callback_every` steps (step counts from 1 within a
@@ -284,7 +304,7 @@ def visualize(
     options = check_options(
         model, param=param, steps=steps, lr=lr, lr_schedule=lr_schedule, optimizer=optimizer, image_size=image_size, input_size=input_size,
         crops=crops, box_size=box_size, normalize=normalize, noise=noise, seed=seed, device=device, amp=amp,
-        callback=callback, callback_every=callback_every, param_kwargs=param_kwargs, channels_last=channels_last,
+        box_schedule=box_schedule, callback=callback, callback_every=callback_every, param_kwargs=param_kwargs, channels_last=channels_last,
         model_batch=model_batch, fold_batchnorm=fold_batchnorm, channels=channels, spectrum=spectrum,
         samples=samples, diversity=diversity, diversity_layer=diversity_layer)
     batch_size = positive_int(batch_size, "batch_size")
@@ -500,7 +520,8 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             images = image_param()
             images.retain_grad()
             current["images"] = current["term_images"] = images
-            crops = random_crops(with_references(images), options.crops, options.input_size, options.box_size,
+            boxes = BOX_SCHEDULES[options.box_schedule](options.box_size, step - 1, options.steps)
+            crops = random_crops(with_references(images), options.crops, options.input_size, boxes,
                                  generators=generators, noise=options.noise)
             optimizer.zero_grad(set_to_none=True)
             scores = score_units(crops, options.crops)
@@ -547,7 +568,8 @@ def _model_device(model: nn.Module) -> torch.device:
 def check_options(model, *, param, steps, lr, optimizer, image_size, input_size, crops, box_size, normalize,
                    noise, seed, device, amp, callback, callback_every, param_kwargs, channels_last,
                    model_batch=None, fold_batchnorm=True, channels=None, spectrum=None,
-                   lr_schedule="constant", samples=1, diversity=0.0, diversity_layer=None) -> _Options:
+                   lr_schedule="constant", samples=1, diversity=0.0, diversity_layer=None,
+                   box_schedule="constant") -> _Options:
     if param not in PARAMS:
         raise InvalidArgument(f"param must be one of {PARAMS}, got {param!r}")
     steps = positive_int(steps, "steps")
@@ -566,6 +588,8 @@ def check_options(model, *, param, steps, lr, optimizer, image_size, input_size,
     input_size = models.default_input_size(model) if input_size is None else positive_int(input_size, "input_size")
     crops = positive_int(crops, "crops")
     box_size = check_box_size(box_size)
+    if box_schedule not in BOX_SCHEDULES:
+        raise InvalidArgument(f"box_schedule must be one of {tuple(BOX_SCHEDULES)}, got {box_schedule!r}")
     noise = finite_number(noise, "noise", positive=False)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidArgument(f"seed must be an int, got {seed!r}")
@@ -603,7 +627,7 @@ def check_options(model, *, param, steps, lr, optimizer, image_size, input_size,
     return _Options(param, steps, lr, lr_schedule, make_optimizer, tuple(image_size), input_size, crops, box_size, normalize,
                     noise, seed, device, amp, callback, callback_every, param_kwargs, bool(channels_last),
                     model_batch, fold_batchnorm, channels, "default" if spectrum is None else str(spectrum),
-                    samples, float(diversity), diversity_layer)
+                    samples, float(diversity), diversity_layer, box_schedule)
 
 
 def _spectrum_kwargs(param: str, spectrum, image_size, channels: int, param_kwargs: dict) -> dict:
@@ -645,6 +669,7 @@ def _settings(options: _Options, *, model_name: str, optimizer, batch_size: int)
         "input_size": options.input_size,
         "crops": options.crops,
         "box_size": list(options.box_size),
+        "box_schedule": options.box_schedule,
         "normalize": normalize,
         "noise": options.noise,
         "seed": options.seed,

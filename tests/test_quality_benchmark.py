@@ -49,6 +49,9 @@ def test_a_schedule_over_the_steps_gets_a_run_per_budget(monkeypatch):
     snapshots, _ = quality.run_ours(None, units, [16, 32], "maco", {"lr_schedule": "cosine"})
     assert calls == [16, 32] and sorted(snapshots) == [16, 32]
     calls.clear()
+    quality.run_ours(None, units, [16, 32], "maco", {"box_schedule": "shrink"})
+    assert calls == [16, 32]
+    calls.clear()
     snapshots, _ = quality.run_ours(None, units, [16, 32], "maco", {})
     assert calls == [32] and sorted(snapshots) == [16, 32]  # one run, its image after 16 updates taken on the way
 

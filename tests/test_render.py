@@ -248,3 +248,20 @@ def test_cosine_schedule_decays_the_learning_rate(model):
     assert not torch.equal(constant.images, decayed.images)
     with pytest.raises(InvalidArgument, match="lr_schedule"):
         visualize(model, objectives, lr_schedule="linear", **FAST)
+
+
+def test_shrinking_boxes_slide_from_the_upper_to_the_lower_half_of_the_range(model):
+    from phasevis_ext.render import BOX_SCHEDULES
+
+    shrink = BOX_SCHEDULES["shrink"]
+    assert shrink((0.2, 1.0), 0, 9) == pytest.approx((0.6, 1.0))
+    assert shrink((0.2, 1.0), 8, 9) == pytest.approx((0.2, 0.6))
+    assert shrink((0.2, 1.0), 4, 9) == pytest.approx((0.4, 0.8))
+    assert BOX_SCHEDULES["constant"]((0.2, 1.0), 4, 9) == (0.2, 1.0)
+    objectives = [channel("conv2", 0)]
+    constant = visualize(model, objectives, **FAST)
+    shrinking = visualize(model, objectives, box_schedule="shrink", **FAST)
+    assert shrinking.settings["box_schedule"] == "shrink" and constant.settings["box_schedule"] == "constant"
+    assert not torch.equal(constant.images, shrinking.images)
+    with pytest.raises(InvalidArgument, match="box_schedule"):
+        visualize(model, objectives, box_schedule="grow", **FAST)
