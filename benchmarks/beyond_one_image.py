@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from phasevis_ext import export, models
-from phasevis_ext.accentuation import accentuate
+from phasevis_ext.accentuation import DEFAULT_PENALTY, accentuate
 from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.inversion import invert
 from phasevis_ext.objectives import channel, logit
@@ -179,6 +179,8 @@ def pick_targets(photo_logits: torch.Tensor) -> list[int]:
 def accentuation_part(model, judge, judge_size, photos, names, *, penalty, reg_layer, steps, options,
                       out: Path) -> dict:
     """Each photo accentuated toward a class it is not, by each (param, magnitude)."""
+    if penalty is None:
+        penalty = DEFAULT_PENALTY["pixels" if reg_layer is None else "reg_layer"]
     photo_features, photo_logits = judge_outputs(judge, photos, judge_size)
     targets = pick_targets(photo_logits)
     data = {"photos": names, "targets": targets, "penalty": penalty, "reg_layer": reg_layer,

@@ -51,8 +51,10 @@ HIGH_FREQUENCY = 0.25  # cycles/px: the top octave, where MACO's fixed magnitude
 DEFAULTS = {"classes": 16, "full_steps": defaults.STEPS, "low_steps": 32, "image_size": defaults.IMAGE_SIZE,
             "crops": defaults.CROPS, "channels": 6, "judge_crops": 16}
 QUICK = {**DEFAULTS, "full_steps": 48, "channels": 3, "judge_crops": 4}
-DIVERSITY_WEIGHT = 1.0
-ACCENTUATION_PENALTY = 1.0
+# lucid's order of weight: on lite0 channels of _blocks.8 (activations ~20), a weight of 1 or 10
+# left the samples as close as independent restarts in lite2's eyes; 100 pushed them apart.
+DIVERSITY_WEIGHT = 100.0
+ACCENTUATION_PENALTY = None  # the library's default for the place it is measured
 ACCENTUATION_REG_LAYER = "pixels"
 COLORS = {"maco": "C0", "fourier": "C1", "pixel": "C2", "horama": "C3"}  # the same in every panel
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601, as the default spectrum's grey channel
@@ -189,7 +191,8 @@ def main(argv=None):
     parser.add_argument("--diversity-layer", default="_blocks.8", help="the diversity part's channels")
     parser.add_argument("--diversity", type=float, default=DIVERSITY_WEIGHT, help="the diversity term's weight")
     parser.add_argument("--samples", type=int, default=4, help="samples per unit in the diversity part")
-    parser.add_argument("--penalty", type=float, default=ACCENTUATION_PENALTY, help="accentuation's penalty")
+    parser.add_argument("--penalty", type=float, default=ACCENTUATION_PENALTY,
+                        help="accentuation's penalty (default: the library's)")
     parser.add_argument("--reg-layer", default=ACCENTUATION_REG_LAYER,
                         help="where accentuation's penalty is measured ('pixels': in pixel space)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "shows photo, start and result side by side.")
     acc.add_argument("--magnitude", default="photo", choices=("photo", "natural"),
                      help="maco's magnitude: the photo's own or the natural-image one (default: %(default)s)")
-    acc.add_argument("--penalty", type=float, default=1.0, help="weight of the distance to the start (default: %(default)s)")
+    acc.add_argument("--penalty", type=float, help="weight of the distance to the start (default: 100 in pixels, "
+                                                   "10 with --reg-layer)")
     acc.add_argument("--reg-layer", default=None, metavar="LAYER",
                      help="measure that distance in this layer's activations (default: in pixels)")
     _add_visualize_options(acc)

@@ -149,6 +149,14 @@ def test_accentuation_is_the_same_when_the_model_runs_in_several_passes(model, p
     torch.testing.assert_close(passes.alpha, one.alpha, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("reg_layer, weight", [(None, 100.0), ("conv1", 10.0)])
+def test_the_default_penalty_depends_on_where_it_is_measured(model, photos, reg_layer, weight):
+    default = accentuate(model, photos, "logit:3", reg_layer=reg_layer, **OPTIONS)
+    explicit = accentuate(model, photos, "logit:3", reg_layer=reg_layer, penalty=weight, **OPTIONS)
+    other = accentuate(model, photos, "logit:3", reg_layer=reg_layer, penalty=weight / 10, **OPTIONS)
+    assert torch.equal(default.images, explicit.images) and not torch.equal(default.images, other.images)
+
+
 def test_accentuation_is_independent_of_the_batch(model, photos):
     together = accentuate(model, photos, ["logit:1", "logit:2", "logit:3"], reg_layer="conv1", **OPTIONS)
     alone = accentuate(model, photos[1:2], "logit:2", unit_ids=[together.unit_ids[1]], reg_layer="conv1", **OPTIONS)
