@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from fidelity import high_frequency_fraction, image_spectrum, natural_spectrum, pct, table
 from lucent_runner import DEFAULT_STEPS as LUCENT_STEPS
 from lucent_runner import lucent_missing
+from quality_per_second import activations
 from recognition import recognition
 
 from phasevis_ext import defaults, export, models
@@ -71,7 +72,10 @@ def tool_summary(runs: Path, label: str, steps: int, judges: dict, stretch: bool
         "slope": float(spectrum.slope[0]), "hf": high_frequency_fraction(spectrum),
         "recognition": {j: recognition(m, class_images, classes, crops=JUDGE_CROPS, size=models.default_input_size(j))
                         for j, m in judges.items()},
-        "activations": [a for r in records for a in r["final"]["activations"]],
+        # Measured here on every tool's final images, the same way (records from before the runs
+        # measured activations have none).
+        "activations": [a for r, x in zip(records, images) for a in activations(judges["efficientnet_lite0"], x.float(),
+                                                                              [tuple(u) for u in r["units"]])],
         "units": [u for r in records for u in r["units"]], "commands": [r["command"] for r in records],
         "machine": records[0]["machine"],
     }

@@ -72,3 +72,25 @@ def test_report_tables_and_plots_every_run(tmp_path):
     assert (tmp_path / "quality_per_second_pair.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="no run"):
         quality.report(tmp_path, "report", ["none=nobody"])
+
+
+def test_against_lucent_measures_activations_itself_and_judges_stretched_images(tmp_path, monkeypatch):
+    against_lucent = pytest.importorskip("against_lucent")
+    monkeypatch.setattr(against_lucent, "JUDGE_CROPS", 2)
+    from phasevis_ext import models
+
+    lite0 = models.load("efficientnet_lite0", pretrained=False)
+    units = {"tuning": [[LOGITS, 1], [LOGITS, 2]], "held-out": [[LOGITS, 3]], "channels": [["_blocks.2", 0]]}
+    g = torch.Generator().manual_seed(0)
+    for unit_set, members in units.items():
+        # A record from before the runs measured activations: the report must not need them.
+        budgets = {"4": {"seconds_per_unit": 1.0}}
+        record = {"label": "old", "set": unit_set, "units": members, "options": {}, "budgets": budgets,
+                  "command": "python run old", "machine": "test"}
+        (tmp_path / f"old-{unit_set}.json").write_text(json.dumps(record))
+        torch.save(torch.rand(len(members), 3, 32, 32, generator=g), tmp_path / f"old-{unit_set}-4.pt")
+    judges = {"efficientnet_lite0": lite0}
+    summary, shown = against_lucent.tool_summary(tmp_path, "old", 4, judges, stretch=True)
+    assert len(summary["activations"]) == 4 and all(isinstance(a, float) for a in summary["activations"])
+    assert set(summary["recognition_stretched"]) == {"efficientnet_lite0"}
+    assert shown.shape == (3, 3, 32, 32)
