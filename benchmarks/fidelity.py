@@ -348,19 +348,29 @@ def run_beyond(args, command: str) -> Path:
     data["total"] = time.perf_counter() - begin
     with open(out / "beyond.json", "w") as f:
         json.dump(data, f, indent=1)
-    amp = "bf16 autocast" if options["amp"] is not None else "fp32"
+    path = write_beyond_report(out, data, device)
+    print(f"wrote {path}")
+    return path
+
+
+def write_beyond_report(out: Path, data: dict, device: torch.device) -> Path:
+    """OUT/beyond.md from run_beyond's data (also as read back from beyond.json)."""
+    args = data["args"]
+    amp = "bf16 autocast" if resolve_amp("auto", device) is not None else "fp32"
+    settings = {"steps": (args["full_steps"], defaults.STEPS), "crops per step": (args["crops"], defaults.CROPS),
+                "image side": (args["image_size"], defaults.IMAGE_SIZE)}
+    described = ", ".join(f"{name} {value}" + ("" if value == default else f" (the library's default: {default})")
+                          for name, (value, default) in settings.items())
     lines = [
         "# Beyond one image per unit: inversion, diversity, accentuation", "",
-        f"Command: `{command}`", "",
-        f"- machine: {machine(device)}; torch {torch.__version__}; lite0 in {amp}, batch size {args.batch_size}",
-        f"- every run: {args.full_steps} steps, {args.crops} crops per step, {args.image_size}² "
-        "(the library's defaults); judged by EfficientNet-Lite2 (fp32), which made none of the images",
+        f"Command: `{data['command']}`", "",
+        f"- machine: {machine(device)}; torch {torch.__version__}; lite0 in {amp}, batch size {args['batch_size']}",
+        f"- every run: {described}; judged by EfficientNet-Lite2 (fp32), which made none of the images",
         f"- wall time {data['total'] / 60:.1f} min in all, by part:", "",
         table(["part", "seconds"], [[k, f"{v:.0f}"] for k, v in data["timings"].items()]), "",
         *beyond.report_sections(data, table)]
     path = out / "beyond.md"
     path.write_text("\n".join(lines))
-    print(f"wrote {path}")
     return path
 
 
