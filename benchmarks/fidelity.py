@@ -51,8 +51,7 @@ HIGH_FREQUENCY = 0.25  # cycles/px: the top octave, where MACO's fixed magnitude
 DEFAULTS = {"classes": 16, "full_steps": defaults.STEPS, "low_steps": 32, "image_size": defaults.IMAGE_SIZE,
             "crops": defaults.CROPS, "channels": 6, "judge_crops": 16}
 QUICK = {**DEFAULTS, "full_steps": 48, "channels": 3, "judge_crops": 4}
-# lucid's order of weight: on lite0 channels of _blocks.8 (activations ~20), a weight of 1 or 10
-# left the samples as close as independent restarts in lite2's eyes; 100 pushed them apart.
+# lucid's order of weight, against channel activations of ~20 at lite0's _blocks.8.
 DIVERSITY_WEIGHT = 100.0
 ACCENTUATION_PENALTY = None  # the library's default for the place it is measured
 ACCENTUATION_REG_LAYER = "pixels"
