@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from phasevis_ext import export, models
+from sheets import save_sheet, thumbnails
+
 from phasevis_ext.accentuation import DEFAULT_PENALTY, accentuate
 from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.inversion import invert
@@ -97,14 +98,6 @@ def ranks(logits: torch.Tensor, targets: list[int]) -> list[int]:
     """1-based rank of each row's target."""
     target_logit = logits.gather(1, torch.tensor(targets)[:, None])
     return ((logits > target_logit).sum(1) + 1).tolist()
-
-
-def thumbnails(images: torch.Tensor, side: int = 128) -> torch.Tensor:
-    return F.interpolate(images.float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-
-
-def save_sheet(images, labels, path: Path, cols: int) -> None:
-    export.contact_sheet(thumbnails(images), labels, path, cols=cols)
 
 
 def inversion_part(model, judge, judge_size, photos, names, layers, *, steps, options, out: Path) -> dict:

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import beyond_one_image as beyond
 from recognition import CLASSES, recognition
+from sheets import save_sheet, thumbnails
 
-from phasevis_ext import defaults, export, models
+from phasevis_ext import defaults, models
 from phasevis_ext.diagnostics import DEFAULT_BAND, RadialPower, fit_power_law, radial_power
 from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.objectives import channel, logit
@@ -110,12 +110,6 @@ def image_spectrum(images: torch.Tensor, band=DEFAULT_BAND) -> RadialPower:
     return radial_power(luminance(images), band=band)
 
 
-def thumbnails(images: torch.Tensor, side: int = 128) -> torch.Tensor:
-    if images.shape[-1] <= side:
-        return images
-    return F.interpolate(images.float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-
-
 def plot_spectra(panels: dict[str, dict[str, RadialPower]], band, path: Path) -> None:
     """One log-log panel per budget, slopes in the legend, the fitted band shaded."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -133,12 +127,6 @@ def plot_spectra(panels: dict[str, dict[str, RadialPower]], band, path: Path) ->
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, title=f"slope over {band[0]}–{band[1]} c/px", title_fontsize=8)
     fig.savefig(path)
-
-
-def save_sheet(images, labels, path: Path, cols: int) -> None:
-    """A contact sheet of the raw images (no display stretch: these are the images measured); a .jpg
-    path keeps it small enough for the repository."""
-    export.contact_sheet(images, labels, path, cols=cols)
 
 
 def class_sheet(runs: dict[str, torch.Tensor], classes, path: Path) -> None:
