@@ -26,6 +26,7 @@ from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.inversion import invert
 from phasevis_ext.objectives import channel, logit
 from phasevis_ext.render import visualize
+from phasevis_ext.spectrum import LUMA
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("inversion", "diversity", "accentuation")
@@ -81,17 +82,17 @@ def mean_pairwise_distance(features: torch.Tensor) -> torch.Tensor:
 
 
 def blurred_ssim(a: torch.Tensor, b: torch.Tensor, sigma: float = BLUR_SIGMA) -> np.ndarray:
-    """(N,) SSIM of the luminance of a[i] and b[i] after a Gaussian blur of `sigma` px."""
+    """(N,) SSIM of the luminance of a[i] and b[i] after a Gaussian blur of `sigma` px (none for 0)."""
     from skimage.filters import gaussian
     from skimage.metrics import structural_similarity
 
-    luma = torch.tensor((0.299, 0.587, 0.114))
-    out = []
-    for x, y in zip(a, b):
-        gx, gy = (gaussian(torch.einsum("chw,c->hw", im.float(), luma).numpy(), sigma=sigma) if sigma else
-                  torch.einsum("chw,c->hw", im.float(), luma).numpy() for im in (x, y))
-        out.append(structural_similarity(gx, gy, data_range=1.0))
-    return np.array(out)
+    luma = torch.tensor(LUMA)
+
+    def prepared(image: torch.Tensor) -> np.ndarray:
+        grey = torch.einsum("chw,c->hw", image.float().cpu(), luma).numpy()
+        return gaussian(grey, sigma=sigma) if sigma else grey
+
+    return np.array([structural_similarity(prepared(x), prepared(y), data_range=1.0) for x, y in zip(a, b)])
 
 
 def ranks(logits: torch.Tensor, targets: list[int]) -> list[int]:

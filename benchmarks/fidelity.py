@@ -38,6 +38,7 @@ from phasevis_ext.diagnostics import DEFAULT_BAND, RadialPower, fit_power_law, r
 from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.objectives import channel, logit
 from phasevis_ext.render import resolve_amp, visualize
+from phasevis_ext.spectrum import LUMA  # Rec. 601, as the default spectrum's grey channel
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("maco", "fourier", "pixel")
@@ -56,7 +57,6 @@ DIVERSITY_WEIGHT = 100.0
 ACCENTUATION_PENALTY = None  # the library's default for the place it is measured
 ACCENTUATION_REG_LAYER = "pixels"
 COLORS = {"maco": "C0", "fourier": "C1", "pixel": "C2", "horama": "C3"}  # the same in every panel
-LUMA = (0.299, 0.587, 0.114)  # Rec. 601, as the default spectrum's grey channel
 
 
 def pick_classes(k: int) -> list[int]:
