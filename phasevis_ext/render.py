@@ -470,7 +470,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             scores = batched_score(objectives[units], acts, crops_per_unit).float()
             if guide is not None and guide.term is not None and (crops.requires_grad or guide.final_scores):
                 span = range(len(objectives))[units]
-                scores = scores + guide.term(run_rows[span.start:span.stop], current["term_images"][units], acts,
+                scores = scores + guide.term(run_rows[span.start:span.stop], current["images"][units], acts,
                                              reference_acts, crops_per_unit).float()
             if not diversity:
                 return scores, 0.0
@@ -503,13 +503,13 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
             # a detached copy too, and both gradients go down the synthesis in the one backward.
             leaf = crops.detach().requires_grad_()
             images = current["images"]
-            current["term_images"] = image_leaf = images.detach().requires_grad_()
+            current["images"] = image_leaf = images.detach().requires_grad_()
             parts = []
             for r, u in zip(rows, chunks):
                 part, similarity = score(leaf[r], crops_per_unit, u, diversity=diversity)
                 (options.diversity * similarity - part.sum()).backward()
                 parts.append(part.detach())
-            current["term_images"] = images
+            current["images"] = images
             if image_leaf.grad is None:
                 crops.backward(leaf.grad)
             else:
@@ -519,7 +519,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
         def one_step(step: int) -> None:
             images = image_param()
             images.retain_grad()
-            current["images"] = current["term_images"] = images
+            current["images"] = images
             boxes = BOX_SCHEDULES[options.box_schedule](options.box_size, step - 1, options.steps)
             crops = random_crops(with_references(images), options.crops, options.input_size, boxes,
                                  generators=generators, noise=options.noise)
@@ -547,7 +547,7 @@ def _render_chunk(model, objectives: list[Objective], unit_ids: list[str], optio
 
         with torch.no_grad():
             images = image_param()
-            current["images"] = current["term_images"] = images
+            current["images"] = images
             crops = eval_crops(with_references(images), options.input_size, options.box_size)
             final_scores = score_units(crops, crops.shape[0] // count)
     return (images.detach().cpu(), alpha_raw.cpu(), final_scores.cpu(), history.cpu(), False,
