@@ -105,9 +105,8 @@ def inversion_part(model, judge, judge_size, photos, names, layers, *, steps, op
     """Each photo inverted at each layer by each parameterization, same steps and crops."""
     photo_features, _ = judge_outputs(judge, photos, judge_size)
     # The floor: how close an unrelated photo is (each photo against every other one).
-    cross = F.normalize(photo_features, dim=1) @ F.normalize(photo_features, dim=1).T
+    unrelated = 1 - mean_pairwise_distance(photo_features[None]).item()
     n = len(photos)
-    unrelated = ((cross.sum() - cross.diagonal().sum()) / (n * (n - 1))).item()
     shuffled = photos.roll(1, dims=0)
     data = {"layers": list(layers), "methods": list(INVERSION_METHODS), "photos": names, "runs": {},
             "unrelated": {"cosine": unrelated, "ssim": float(blurred_ssim(shuffled, photos).mean())}}
@@ -175,7 +174,7 @@ def accentuation_part(model, judge, judge_size, photos, names, *, penalty, reg_l
     """Each photo accentuated toward a class it is not, by each (param, magnitude)."""
     if penalty is None:
         penalty = DEFAULT_PENALTY["pixels" if reg_layer is None else "reg_layer"]
-    photo_features, photo_logits = judge_outputs(judge, photos, judge_size)
+    _, photo_logits = judge_outputs(judge, photos, judge_size)
     targets = pick_targets(photo_logits)
     data = {"photos": names, "targets": targets, "penalty": penalty, "reg_layer": reg_layer,
             "rank_before": ranks(photo_logits, targets), "runs": {}}
