@@ -134,7 +134,10 @@ class Capture:
             return self._acts
         missing = [name for name in self.modules if name not in self._acts]
         if missing:
-            raise RuntimeError(f"layers {missing} did not run during the forward pass")
+            # A layer that exists but is not on the forward path (an auxiliary head, an unused branch) is the
+            # caller's choice of layer, not a fault of ours.
+            raise InvalidArgument(f"layers: {missing} did not run during the model's forward pass; choose layers "
+                                  "that the forward pass reaches (`phasevis layers` lists them in call order)")
         if self._calls_per_forward is None:
             self._calls_per_forward = dict(self._calls)
             repeated = {name: n for name, n in self._calls.items() if n > 1}

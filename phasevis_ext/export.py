@@ -239,11 +239,13 @@ def class_label(unit, class_names: Sequence[str] | None) -> str | None:
     return class_names[index] if index < len(class_names) else None
 
 
-def default_class_names() -> Sequence[str] | None:
-    try:
-        from .imagenet_classes import IMAGENET_CLASSES
-    except ImportError:
+def default_class_names(result) -> Sequence[str] | None:
+    """ImageNet's names where the result's model is an ImageNet classifier (its settings say so:
+    `models.has_imagenet_head`), else None: other models' logits are not ImageNet's classes."""
+    if result.settings.get("class_names") != "imagenet":
         return None
+    from .imagenet_classes import IMAGENET_CLASSES
+
     return IMAGENET_CLASSES
 
 
@@ -304,10 +306,11 @@ def write_gallery(result, out_dir, class_names: Sequence[str] | None = None, *,
     """Per-unit PNGs (see `save_unit_images`), contact_sheet.png (stretched), results.json and an
     offline index.html; returns index.html.
 
-    Logit objectives are labelled with class_names (default: the ImageNet classes, when available).
+    Logit objectives are labelled with class_names (default: ImageNet's, for an ImageNet classifier
+    only; `class_names.class_names_for` gives any model's from a file).
     """
     out_dir = Path(out_dir)
-    class_names = default_class_names() if class_names is None else class_names
+    class_names = default_class_names(result) if class_names is None else class_names
     result = one_entry_per_image(result)
     samples = getattr(result, "per_unit", 1)
     files = []

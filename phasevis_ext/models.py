@@ -60,6 +60,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(_EFFICIENTNET_LITE)
 _INPUT_SIZE_ATTR = "phasevis_input_size"
 _CHANNELS_ATTR = "phasevis_input_channels"
 _WEIGHTS_ATTR = "phasevis_weights"
+_IMAGENET_ATTR = "phasevis_imagenet_head"
 _FACTORY_SPEC = re.compile(r"(.+\.py):([A-Za-z_]\w*)")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
 MODEL_FORMS = (*MODEL_NAMES, "torchvision:NAME", "timm:NAME", "path/to/file.py:factory",
@@ -114,6 +115,11 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
         setattr(net, _INPUT_SIZE_ATTR, size)
     if channels is not None:
         setattr(net, _CHANNELS_ATTR, channels)
+    # Only a head trained on ImageNet has ImageNet's classes: a zoo or shipped model with its own
+    # pretrained weights and the zoo's head. A user's weights may come from any dataset.
+    if isinstance(name, str) and pretrained and weights is None and num_classes is None and \
+            (name in _EFFICIENTNET_LITE or name.startswith(("torchvision:", "timm:"))):
+        setattr(net, _IMAGENET_ATTR, True)
     net.eval().requires_grad_(False)
     return net if device is None else net.to(device)
 
@@ -223,6 +229,12 @@ def _probe(model: nn.Module, channels: int, size: int) -> str | None:
     return None
 
 
+def has_imagenet_head(model: nn.Module) -> bool:
+    """Whether `load` built the model with ImageNet weights and the zoo's ImageNet head, so that its
+    1000 logits are ImageNet's classes."""
+    return bool(getattr(model, _IMAGENET_ATTR, False))
+
+
 def weights_record(model: nn.Module) -> dict | None:
     """{"file", "sha256"} of the weights file `load` read into the model, or None."""
     return getattr(model, _WEIGHTS_ATTR, None)
@@ -273,8 +285,8 @@ def format_layers(layers: list[LayerInfo]) -> str:
     return "\n".join(f"{n:<{widths[0]}}  {t:<{widths[1]}}  {s}".rstrip() for n, t, s in rows)
 
 
-def _unknown_model(name: str) -> ValueError:
-    return ValueError(f"model: unknown model {name!r}; expected one of {', '.join(MODEL_FORMS)} "
+def _unknown_model(name: str) -> InvalidArgument:
+    return InvalidArgument(f"model: unknown model {name!r}; expected one of {', '.join(MODEL_FORMS)} "
                       "(e.g. torchvision:resnet18, my_net.py:build)")
 
 

@@ -72,15 +72,20 @@ AMP_DTYPES = (torch.float16, torch.bfloat16)
 AMP_NAMES = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+# What amp="auto" runs, per device type: the precision that made lite0's visualize step at the
+# defaults fastest (benchmarks/amp_choice.py; docs/benchmarks.md, "Precision of the model pass").
+# bf16 autocast bought no step time on any CPU measured, native bf16 or not (AVX-512-bf16 EPYC
+# 1.01x, AMX Xeon 0.98x, emulated on AVX2 slower), and on an H100 fp32 was the faster; so bf16's
+# precision is paid only when asked for.
+AUTO_AMP: dict[str, torch.dtype | None] = {"cpu": None, "cuda": None}
+
+
 def resolve_amp(amp, device) -> torch.dtype | None:
-    """The autocast dtype of the model pass. "auto": bfloat16 on CPUs with native bf16 support
-    (lite0's model pass measured 2x faster with it on an AVX-512-bf16 CPU), none elsewhere (on
-    CPUs without it bf16 is emulated and slower; on an H100 fp32 was the faster)."""
+    """The autocast dtype of the model pass. "auto": AUTO_AMP for the device's type (fp32 on every
+    device measured so far), None for other device types."""
     if isinstance(amp, str):
         if amp == "auto":
-            device = torch.device(device)
-            native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-            return torch.bfloat16 if native else None
+            return AUTO_AMP.get(torch.device(device).type)
         if amp not in AMP_NAMES:
             raise InvalidArgument(f"amp must be 'auto', 'none', 'bfloat16', 'float16' or a torch dtype, got {amp!r}")
         return AMP_NAMES[amp]
@@ -256,16 +261,16 @@ def visualize(
         get N(0, noise²) added. box_schedule: "constant", or "shrink" (the range slides from its
         upper half at the first step to its lower half at the last). normalize=(mean, std) is
         applied to the crops, for models that do not normalize their input themselves.
-    amp: autocast around the model pass only: "auto" (`resolve_amp`: bfloat16 on CPUs with native
-        bf16, else none), None / "none", torch.bfloat16 / "bfloat16" or torch.float16 / "float16".
+    amp: autocast around the model pass only: "auto" (`resolve_amp`: fp32, the fastest on every CPU
+        and GPU measured), None / "none", torch.bfloat16 / "bfloat16" or torch.float16 / "float16".
     callback(step, images, scores): every `callback_every` steps (step counts from 1 within a
         chunk) with the chunk's images at that step and their scores, detached; chunks run in
         order, so row j of a call is unit chunk_start + j.
     unit_ids: ids that seed each unit's random streams, default `default_unit_ids`.
     channels_last: run the model pass in channels-last memory format (the model is converted for
-        the call and restored). None: on the CPU only. Measured for lite0: 1.4x faster on a 2-core
-        AVX-512 CPU (2.8x with bf16 amp), but 11x slower on an H100, whose depthwise convolutions
-        have no fast channels-last kernels.
+        the call and restored). None: on the CPU only. Measured for lite0's step at the defaults:
+        1.3x faster on a 2-core AVX-512 EPYC, fp32 and bf16 alike (benchmarks/amp_choice.py), but
+        11x slower on an H100, whose depthwise convolutions have no fast channels-last kernels.
     memory_budget: bytes the run may use on its device (None: most of what is free now). The
         batch size shrinks to fit it; if one unit cannot fit, MemoryBudgetError (a ValueError)
         says what would, before any work starts.
@@ -405,6 +410,7 @@ def render_units(prepared: PreparedModel, objectives: list[Objective], unit_ids:
         partial = partial.unflatten(0, (done, samples)).any(1)
     settings = _settings(options, model_name=model_name, optimizer=optimizer, batch_size=batch_size)
     settings["weights_file"] = models.weights_record(prepared.module)
+    settings["class_names"] = "imagenet" if models.has_imagenet_head(prepared.module) else None
     result = VisualizationResult(images=images, alpha=alpha, alpha_raw=alpha_raw, scores=scores, history=history,
                                  objectives=[obj.description for obj in objectives[:done]], unit_ids=unit_ids[:done],
                                  units=[obj.unit for obj in objectives[:done]],

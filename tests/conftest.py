@@ -4,6 +4,10 @@ import pytest
 import torch
 
 import phasevis_ext as pv
+from phasevis_ext import render
+from support.forced_amp import forced_auto_amp
+
+FORCED_AMP = forced_auto_amp()  # the PHASEVIS_TEST_AMP switch, read once for the whole run
 
 requires_ext = pytest.mark.skipif(not pv.extension_available(), reason="the compiled extension is not built")
 requires_cuda_ext = pytest.mark.skipif(
@@ -14,6 +18,12 @@ requires_cuda_ext = pytest.mark.skipif(
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _forced_amp(monkeypatch):
+    for device_type, dtype in (FORCED_AMP or {}).items():
+        monkeypatch.setitem(render.AUTO_AMP, device_type, dtype)
 
 
 class _Links(HTMLParser):

@@ -160,11 +160,11 @@ def test_index_line_only_after_the_files(tmp_path, monkeypatch):
             raise OSError("disk full")
         return save_rgba(*args, **kwargs)
 
-    monkeypatch.setattr(atlas.export, "save_rgba", failing_save_rgba)
-    with pytest.raises(OSError, match="disk full"):
-        atlas.run(tiny_model(), out, layers="conv1", batch_size=2, progress=False, **{**OPTIONS, "steps": 1})
+    with monkeypatch.context() as patch:
+        patch.setattr(atlas.export, "save_rgba", failing_save_rgba)
+        with pytest.raises(OSError, match="disk full"):
+            atlas.run(tiny_model(), out, layers="conv1", batch_size=2, progress=False, **{**OPTIONS, "steps": 1})
     assert _shard_units(out) == ["conv1:c0", "conv1:c1"]
-    monkeypatch.undo()
     result = atlas.run(tiny_model(), out, layers="conv1", batch_size=2, progress=False, **{**OPTIONS, "steps": 1})
     assert (result.skipped, result.rendered) == (2, 2)
     assert sorted(_shard_units(out)) == [f"conv1:c{c}" for c in range(4)]

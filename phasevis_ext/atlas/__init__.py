@@ -87,7 +87,7 @@ class AtlasResult:
 
 def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), channels=None, logits=None,
         new_run: bool = False, progress: bool | None = None, model_name: str | None = None,
-        input_channels: int | None = None, **visualize_options) -> AtlasResult:
+        input_channels: int | None = None, class_names=None, **visualize_options) -> AtlasResult:
     """Visualize every channel of `layers` and the `logits` classes into `out_dir`; see the module doc.
 
     model: an nn.Module (moved to this rank's device and put in eval mode) or a `models.load` name.
@@ -97,6 +97,8 @@ def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), ch
     new_run: archive whatever `out_dir` holds and start over instead of resuming.
     model_name: how settings.json names the model (default: the name, or the module's class).
     input_channels: the model's input channels (visualize's `channels`; default: inferred).
+    class_names: names of the logits, a file (one a line, or a JSON list) or a sequence, as many as
+        the model has logits (default: ImageNet's for an ImageNet classifier, else none).
     visualize_options: passed to `render.visualize` (param, steps, image_size, crops, seed, batch_size,
         device, ...). device=None means cuda if available, else cpu; "cuda" means cuda:LOCAL_RANK.
     """
@@ -123,7 +125,8 @@ def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), ch
         plan = None
         if rank == 0:
             try:
-                plan = plan_run(model, model_name, out_dir, layers, channels, logits, new_run, options, checked)
+                plan = plan_run(model, model_name, out_dir, layers, channels, logits, new_run, options, checked,
+                                class_names)
             except Exception as error:  # noqa: BLE001 - re-raised below on every rank
                 plan = error
         if world > 1:
@@ -142,7 +145,7 @@ def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), ch
             dist.barrier(**({"device_ids": [device.index]} if device.type == "cuda" else {}))
         index = gallery = None
         if rank == 0:
-            entries = merge_index(out_dir, settings, settings_id, world)
+            entries = merge_index(out_dir, settings, settings_id, world, {u.id: u.label for u in units})
             index, gallery = out_dir / "index.json", export.write_atlas_gallery(out_dir, entries, settings)
         return AtlasResult(out_dir, len(units), len(units) - len(pending), rendered, rank, world, index, gallery)
     finally:

@@ -82,8 +82,13 @@ class Shard:
         self.file.close()
 
 
-def merge_index(out_dir: Path, settings: dict, settings_id: str, world: int) -> list[dict]:
+def merge_index(out_dir: Path, settings: dict, settings_id: str, world: int,
+                labels: dict[str, str | None] | None = None) -> list[dict]:
+    """index.json from every rank's shard; `labels` (unit id -> class name) are this run's, so a
+    resume with other class names relabels the units finished before it."""
     entries = sorted(valid_entries(out_dir, settings_id), key=lambda e: (group_key(e["group"]), e["index"]))
+    if labels is not None:
+        entries = [{**e, "label": labels.get(e["unit"], e.get("label"))} for e in entries]
     write_json(out_dir / "index.json", {"format": INDEX_FORMAT, "settings_id": settings_id, "settings": settings,
                                          "world_size": world, "units": entries})
     return entries

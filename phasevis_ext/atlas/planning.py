@@ -14,9 +14,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import checks, export, models
+from .. import checks, models
 from ..activations import LOGITS, as_bchw, capture
 from ..checks import InvalidArgument, InvalidArgumentType
+from ..class_names import class_names_for
 from ..objectives import channel, logit
 from ..records import digest, file_sha256, jsonable, state_digest
 from ..render import visualize
@@ -84,10 +85,11 @@ def init_distributed(device: torch.device) -> tuple[int, int, bool]:
 # Units, settings, resume state.
 
 
-def plan_run(model, model_name, out_dir: Path, layers, channels, logits, new_run, options: dict, checked):
+def plan_run(model, model_name, out_dir: Path, layers, channels, logits, new_run, options: dict, checked,
+             class_names=None):
     """(settings, settings id, every unit, the pending ones), after checking the folder's settings."""
     settings = image_settings(model, model_name, options, checked)
-    units = enumerate_units(model, layers, channels, logits, checked.input_size, checked.channels)
+    units = enumerate_units(model, layers, channels, logits, checked.input_size, checked.channels, class_names)
     settings_id = digest(json.dumps(settings, sort_keys=True).encode())
     out_dir.mkdir(parents=True, exist_ok=True)
     if new_run:
@@ -105,8 +107,10 @@ def plan_run(model, model_name, out_dir: Path, layers, channels, logits, new_run
     return settings, settings_id, units, pending
 
 
-def enumerate_units(model, layers, channels, logits, input_size: int, input_channels: int) -> list[Unit]:
-    """Units of each layer then the logits, counting channels with one dummy forward pass."""
+def enumerate_units(model, layers, channels, logits, input_size: int, input_channels: int,
+                    class_names=None) -> list[Unit]:
+    """Units of each layer then the logits, counting channels with one dummy forward pass; logits
+    are labelled by `class_names.class_names_for`."""
     param = next(model.parameters(), None)
     dummy = torch.full((1, input_channels, input_size, input_size), 0.5,
                        device=param.device if param is not None else None)
@@ -118,7 +122,7 @@ def enumerate_units(model, layers, channels, logits, input_size: int, input_chan
         units += [Unit(f"{name}:c{c}", name, c) for c in checks.indices(channels, f"channels of layer {name!r}", count)]
     if logits is not None:
         count = as_bchw(acts[LOGITS]).shape[1]
-        names = export.default_class_names() if count == 1000 else None  # 1000 classes: assume ImageNet's
+        names = class_names_for(model, class_names, count)
         units += [Unit(f"logit:{i}", LOGITS_GROUP, i, names[i] if names else None)
                   for i in checks.indices(logits, "logits", count)]
     return units

@@ -14,12 +14,14 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make phasevis_ext importable
+# Run as a script: make phasevis_ext and the suite's support modules importable.
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from phasevis_ext import atlas  # noqa: E402
+from phasevis_ext import atlas, render  # noqa: E402
+from support.forced_amp import forced_auto_amp  # noqa: E402
 
 LAYERS = "conv1,relu2"
 LOGITS = "0:5"
@@ -49,6 +51,7 @@ def main(argv=None) -> int:
                              "wait there to be killed: a test kills the run mid-batch without guessing at timings")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the test machines have few cores, shared by the ranks
+    render.AUTO_AMP.update(forced_auto_amp() or {})  # the suite's precision, as in the test process
     shard = Path(args.out) / "index" / "rank-00000.jsonl"
 
     def hold(step, images, scores):

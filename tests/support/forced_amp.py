@@ -1,0 +1,24 @@
+"""The suite's precision switch: PHASEVIS_TEST_AMP=bfloat16 makes amp="auto" run the model pass
+under bf16 autocast, in the test process and in the processes the tests start.
+
+That is the path a user who asks for bf16 on a CPU with native bf16 (an AMX Xeon) runs. bf16
+autocast runs on every CPU, emulated where it is not native, so any machine covers it. Tests that
+compare numbers pin amp="none" and are not affected.
+"""
+from __future__ import annotations
+
+import os
+
+from phasevis_ext import render
+
+VARIABLE = "PHASEVIS_TEST_AMP"
+
+
+def forced_auto_amp() -> dict | None:
+    """{device type: autocast dtype} for amp="auto" under the switch, or None without it."""
+    name = os.environ.get(VARIABLE)
+    if name is None:
+        return None
+    if name not in render.AMP_NAMES:
+        raise ValueError(f"{VARIABLE} must be one of {sorted(render.AMP_NAMES)}, got {name!r}")
+    return {device_type: render.AMP_NAMES[name] for device_type in render.AUTO_AMP}
