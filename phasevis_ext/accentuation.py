@@ -36,7 +36,7 @@ from .checks import InvalidArgument, finite_number
 from .color import decorrelate, default_color_matrix
 from .objectives import parse_targets
 from .param import PhotoPhaseParam, PhotoSpectrumParam
-from .render import Guide, GuidedResult, render_guided
+from .render import Guide, GuidedResult, VisualizationInterrupted, as_guided, render_guided
 from .synthesis import fourier_scale
 
 PARAMS = ("maco", "fourier")
@@ -86,7 +86,8 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
     options: as `visualize` (crops, box_size, noise, seed, device, amp, batch_size, ...).
 
     Returns a GuidedResult: images, alpha (the gradient-based transparency), scores (the
-    objective alone, on the final images), seeds and photos.
+    objective alone, on the final images), seeds and photos. Ctrl-C raises VisualizationInterrupted
+    with such a result of the finished and partial images.
     """
     if param not in PARAMS:
         raise InvalidArgument(f"param must be one of {PARAMS}, got {param!r}")
@@ -134,7 +135,10 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
         return Guide(references=references, term=term, layers=frozenset({reg_layer} - {None}), make_param=build,
                      final_scores=False)
 
-    result = render_guided(model, goals, make_guide, layers={reg_layer} - {None}, unit_ids=unit_ids, param=param,
-                           steps=steps, lr=DEFAULT_LR[param] if lr is None else lr,
-                           image_size=tuple(photos.shape[-2:]), **options)
-    return GuidedResult(**vars(result), seeds=seeds["images"].cpu(), photos=photos.cpu())
+    try:
+        result = render_guided(model, goals, make_guide, layers={reg_layer} - {None}, unit_ids=unit_ids, param=param,
+                               steps=steps, lr=DEFAULT_LR[param] if lr is None else lr,
+                               image_size=tuple(photos.shape[-2:]), **options)
+    except VisualizationInterrupted as stop:
+        raise VisualizationInterrupted(as_guided(stop.result, seeds=seeds["images"], photos=photos)) from None
+    return as_guided(result, seeds=seeds["images"], photos=photos)

@@ -21,6 +21,14 @@ from .checks import RANGE_HELP, InvalidArgument
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DEMO_TARGETS = "logit:1,9,130,207,291,323,417,980"
+PARAMS = ("maco", "fourier", "pixel")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error of every other bad input (its usage block is in --help)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -53,10 +61,18 @@ def _add_photo_command(sub, name: str, positional: tuple[str, str], *, help: str
     return p
 
 
-def _add_visualize_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by `visualize`, `atlas`, `accentuate` and `invert`: how each unit is rendered."""
+def _add_visualize_options(p: argparse.ArgumentParser, *, params=PARAMS, samples: bool = True,
+                           class_names: bool = True) -> None:
+    """Options shared by `visualize`, `atlas`, `accentuate` and `invert`: how each unit is rendered.
+    A command offers only what it honours: `params` it can run, several samples per unit, logits
+    to name."""
     _add_model_options(p)
-    p.add_argument("--param", default="maco", choices=("maco", "fourier", "pixel"), help="image parameterization")
+    p.add_argument("--param", default="maco", choices=params, help="image parameterization (default: %(default)s)")
+    if class_names:
+        p.add_argument("--class-names", default=None, metavar="FILE",
+                       help="names of the model's logits for the gallery and records: one a line, or a JSON list, "
+                            "as many as the model has logits (default: ImageNet's for ImageNet classifiers, "
+                            "else none)")
     # None: the library's default (defaults.py), so the library, the atlas and the CLI cannot drift apart.
     p.add_argument("--steps", type=int, default=None, help=f"optimization steps per unit (default: {defaults.STEPS})")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per param, 1.0 for maco)")
@@ -78,13 +94,15 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
                         "than 1 and 3), 'imagenet' (needs the xplique 2.0.2 wheel) or a file from "
                         "`phasevis spectrum compute`")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samples", type=int, default=1, metavar="K",
-                   help="images per unit, each from its own random start (default: %(default)s)")
-    p.add_argument("--diversity", type=float, default=0.0, metavar="W",
-                   help="weight of the term that pushes a unit's samples apart (lucid's Gram-matrix similarity; "
-                        "default: %(default)s)")
-    p.add_argument("--diversity-layer", default=None, metavar="LAYER",
-                   help="layer the samples are compared at (default: the objective's own; needed for logits)")
+    if samples:
+        p.add_argument("--samples", type=int, default=1, metavar="K",
+                       help="images per unit, each from its own random start (default: %(default)s)")
+        p.add_argument("--diversity", type=float, default=0.0, metavar="W",
+                       help="weight of the term that pushes a unit's samples apart (lucid's Gram-matrix similarity). "
+                            "Default 0: the samples are independent restarts, which often end alike; on "
+                            "EfficientNet-Lite0, 1 and 10 barely act and 100 sets them clearly apart")
+        p.add_argument("--diversity-layer", default=None, metavar="LAYER",
+                       help="layer the samples are compared at (default: the objective's own; needed for logits)")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"units optimized together (default: {defaults.BATCH_SIZE})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -101,7 +119,7 @@ def _add_visualize_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="phasevis",
         description="MACO feature visualization: images that drive a model's units, made in batches.",
         epilog="Exit codes: 0 ok, 1 internal error, 2 bad arguments or input, 130 interrupted.",
@@ -126,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "10 with --reg-layer)")
     acc.add_argument("--reg-layer", default=None, metavar="LAYER",
                      help="measure that distance in this layer's activations (default: in pixels)")
-    _add_visualize_options(acc)
+    _add_visualize_options(acc, params=("maco", "fourier"), samples=False)
 
     inv = _add_photo_command(sub, "invert", ("layer", "layer name (`phasevis layers` lists them)"),
                              help="invert real photos at a layer (feature inversion)",
@@ -134,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "those of the photo.")
     inv.add_argument("--similarity", default="cosine", choices=("cosine", "l2"),
                      help="how activations are matched (default: %(default)s)")
-    _add_visualize_options(inv)
+    _add_visualize_options(inv, samples=False, class_names=False)
 
     layers = sub.add_parser("layers", help="list a model's hookable layers with their output shapes")
     _add_model_options(layers)
@@ -202,9 +220,10 @@ def visualize_kwargs(args) -> dict:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, box_schedule=args.box_schedule,
-                  optimizer=args.optimizer,
-                  samples=args.samples, diversity=args.diversity, diversity_layer=args.diversity_layer, input_size=args.input_size, seed=args.seed,
-                  device=device, amp=args.amp, progress=not args.no_progress, channels=args.input_channels)
+                  optimizer=args.optimizer, input_size=args.input_size, seed=args.seed, device=device, amp=args.amp,
+                  progress=not args.no_progress, channels=args.input_channels)
+    if hasattr(args, "samples"):  # the commands that render several samples per unit
+        kwargs.update(samples=args.samples, diversity=args.diversity, diversity_layer=args.diversity_layer)
     for name in ("steps", "image_size", "crops", "noise", "batch_size"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
@@ -221,26 +240,52 @@ def visualize_kwargs(args) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def cmd_visualize(args) -> int:
+def _class_names(args, model):
+    """The names of --class-names, checked against the model's logits; None without it (the gallery
+    then names an ImageNet classifier's logits, and no other model's)."""
+    if getattr(args, "class_names", None) is None:
+        return None
+    from . import models
+    from .class_names import class_names_for, logit_count
+
+    channels = models.input_channels(model, args.input_channels, args.input_size)
+    count = logit_count(model, channels, args.input_size or models.default_input_size(model))
+    return class_names_for(model, args.class_names, count)
+
+
+def _write_gallery(result, args, class_names, **extra) -> str:
+    """The gallery of a finished or interrupted run, with the command's own record of it."""
+    import os.path
+
     from . import export
-    from .imagenet_classes import IMAGENET_CLASSES
+
+    result.settings["model"] = args.model
+    if class_names is not None:
+        result.settings["class_names"] = {"file": os.path.basename(args.class_names)}
+    result.settings.update(extra)
+    return export.write_gallery(result, args.out, class_names=class_names)
+
+
+def _interrupted(result, args, class_names, **extra) -> int:
+    """Ctrl-C: keep what was done, the finished units and the current chunk's images marked partial."""
+    index = _write_gallery(result, args, class_names, **extra)
+    partial = int(result.partial.sum())
+    print(f"phasevis: interrupted; {len(result) - partial} finished and {partial} partial units in {index}",
+          file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def cmd_visualize(args) -> int:
     from .render import VisualizationInterrupted, visualize
 
     kwargs = visualize_kwargs(args)
     model = load_model(args, kwargs["device"])
+    class_names = _class_names(args, model)
     try:
         result = visualize(model, list(args.targets), **kwargs)
     except VisualizationInterrupted as interrupted:
-        # Keep what was done: finished units, and the current chunk's images marked partial.
-        result = interrupted.result
-        result.settings["model"] = args.model
-        index = export.write_gallery(result, args.out, class_names=IMAGENET_CLASSES)
-        partial = int(result.partial.sum())
-        print(f"phasevis: interrupted; {len(result) - partial} finished and {partial} partial units in {index}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    result.settings["model"] = args.model
-    index = export.write_gallery(result, args.out, class_names=IMAGENET_CLASSES)
+        return _interrupted(interrupted.result, args, class_names)
+    index = _write_gallery(result, args, class_names)
     print(f"{len(result)} units in {result.seconds:.1f} s; gallery: {index}")
     return EXIT_OK
 
@@ -263,17 +308,18 @@ def _photos(args):
 
 
 def _guided(args, run) -> int:
-    from . import export
+    from .render import VisualizationInterrupted
 
     kwargs = visualize_kwargs(args)
-    for name in ("samples", "diversity", "diversity_layer", "image_size"):
-        kwargs.pop(name, None)
+    kwargs.pop("image_size", None)  # the photos were resized to it
     names, photos = _photos(args)
     model = load_model(args, kwargs["device"])
-    result = run(model, photos, kwargs)
-    result.settings["model"] = args.model
-    result.settings["images"] = names
-    index = export.write_gallery(result, args.out)
+    class_names = _class_names(args, model)
+    try:
+        result = run(model, photos, kwargs)
+    except VisualizationInterrupted as interrupted:
+        return _interrupted(interrupted.result, args, class_names, images=names[:len(interrupted.result)])
+    index = _write_gallery(result, args, class_names, images=names)
     print(f"{len(result)} images in {result.seconds:.1f} s; gallery: {index}")
     return EXIT_OK
 
@@ -306,7 +352,7 @@ def cmd_spectrum(args) -> int:
 
     if args.spectrum_command == "compute":
         path = spectrum.cli_compute(args.images, args.size, args.out, channels=args.channels,
-                                    color_matrix=args.color_matrix)
+                                    color_matrix=args.color_matrix, progress=sys.stderr.isatty())
     else:
         path = spectrum.cli_plot(args.files, args.out)
     print(f"wrote {path}")
@@ -330,7 +376,7 @@ def cmd_atlas(args) -> int:
     model = load_model(args)
     result = atlas.run(model, args.out, layers=args.layers, channels=args.channels, logits=args.logits,
                        new_run=args.new_run, progress=progress, model_name=args.model, input_channels=input_channels,
-                       **options)
+                       class_names=args.class_names, **options)
     if result.rank == 0:
         print(f"{result.units} units: {result.skipped} already done, {result.units - result.skipped} rendered "
               f"by {result.world_size} process(es); gallery: {result.gallery}")

@@ -18,7 +18,7 @@ import torch
 from . import checks, defaults
 from .checks import InvalidArgument
 from .objectives import Objective
-from .render import Guide, GuidedResult, render_guided
+from .render import Guide, GuidedResult, VisualizationInterrupted, as_guided, render_guided
 
 SIMILARITIES = ("cosine", "l2")
 
@@ -44,7 +44,8 @@ def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: s
         device, amp, batch_size, ...).
 
     Returns a GuidedResult whose scores are the final similarities (fixed evaluation crops) and
-    whose photos are `images`.
+    whose photos are `images`. Ctrl-C raises VisualizationInterrupted with such a result of the
+    finished and partial images.
     """
     if not isinstance(layer, str) or not layer:
         raise InvalidArgument(f"layer must be a layer name, got {layer!r}")
@@ -64,6 +65,9 @@ def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: s
 
         return Guide(references=photos.to(checked.device), term=term, layers=frozenset({layer}))
 
-    result = render_guided(model, goals, make_guide, layers={layer}, unit_ids=unit_ids, param=param, steps=steps,
-                           image_size=tuple(photos.shape[-2:]), **options)
-    return GuidedResult(**vars(result), photos=photos.cpu())
+    try:
+        result = render_guided(model, goals, make_guide, layers={layer}, unit_ids=unit_ids, param=param,
+                               steps=steps, image_size=tuple(photos.shape[-2:]), **options)
+    except VisualizationInterrupted as stop:
+        raise VisualizationInterrupted(as_guided(stop.result, photos=photos)) from None
+    return as_guided(result, photos=photos)

@@ -146,6 +146,12 @@ class GuidedResult(VisualizationResult):
     seeds: torch.Tensor | None = None  # (N, C, H, W) accentuation's start: the photo as the parameterization renders it
 
 
+def as_guided(result: VisualizationResult, **beside: torch.Tensor) -> GuidedResult:
+    """`result` with the photos (and seeds) of its units beside it; a run cut short by Ctrl-C has
+    fewer units than photos, and keeps only theirs."""
+    return GuidedResult(**vars(result), **{name: images[:len(result)].cpu() for name, images in beside.items()})
+
+
 class VisualizationInterrupted(KeyboardInterrupt):
     """Ctrl-C during `visualize`; `.result` holds the finished units and the partial ones."""
 
