@@ -18,7 +18,7 @@ FORCE_CUDA ?= $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1 || echo 0)
 TORCH_CUDA_ARCH_LIST ?= 9.0
 export CUDA_HOME FORCE_CUDA TORCH_CUDA_ARCH_LIST
 
-.PHONY: all setup build test test-slow pytest cpp-test demo bench clean
+.PHONY: all setup build test test-bf16 test-slow pytest cpp-test demo bench clean
 all: build
 
 $(VENV)/.deps: Makefile
@@ -56,6 +56,14 @@ cpp-test: setup
 	cd build-cmake && ctest --output-on-failure
 
 test: build cpp-test pytest
+
+# The tests of the render loop again with amp="auto" forced to bf16 autocast (tests/support/forced_amp.py):
+# the model pass a user runs with --amp bfloat16, native on an AMX Xeon and emulated elsewhere, so any
+# machine covers it. Tests that compare numbers pin amp="none" and run as in `make test`.
+BF16_TESTS := tests/test_amp.py tests/test_render.py tests/test_beyond_one_image.py tests/test_atlas.py \
+              tests/test_your_own_model.py tests/test_cli_inputs.py tests/test_class_names.py tests/test_export.py
+test-bf16: build
+	PHASEVIS_TEST_AMP=bfloat16 $(PY) -m pytest -q $(BF16_TESTS)
 
 # The tests marked slow, which `make test` leaves out (pyproject.toml's addopts).
 test-slow: build

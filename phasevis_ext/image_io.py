@@ -124,9 +124,9 @@ def _with_channels(name: str, array: np.ndarray, channels: int) -> np.ndarray:
         return array
     if channels == 3 and array.shape[-1] == 1:
         return np.repeat(array, 3, axis=-1)  # a greyscale photo among colour ones
-    raise InvalidArgument(f"images: {name} has {array.shape[-1]} channels where {channels} are needed (the "
-                          "model's input, or the first image's when the images set it); one run reads images of "
-                          "one channel count")
+    raise InvalidArgument(f"images: {name} has {array.shape[-1]} channels, not the {channels} needed here (the "
+                          "model's input, or the first image's when the images set the count); one run reads "
+                          "images of one channel count")
 
 
 def iter_images(images, channels: int | None = 3) -> Iterator[tuple[str, np.ndarray]]:

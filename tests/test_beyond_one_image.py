@@ -58,6 +58,9 @@ def test_diversity_changes_a_units_samples_but_no_other_unit(model):
     torch.testing.assert_close(alone.images[0], three.images[1], atol=1e-5, rtol=0)
     plain = visualize(model, "conv2:0-2", image_size=32, samples=3, **OPTIONS)
     assert not torch.allclose(plain.images, three.images)
+    # The term moves every sample, the first too: sample 0 is samples=1's image only without it.
+    for unit in range(3):
+        assert not torch.allclose(three.images[unit, 0], plain.images[unit, 0], atol=1e-4, rtol=0)
 
 
 def test_diversity_term_pushes_samples_apart(model):

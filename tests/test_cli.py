@@ -93,21 +93,27 @@ def test_the_import_graph_has_no_cycle():
     assert graph["phasevis_ext.atlas"] and "phasevis_ext.cli" not in set().union(*graph.values())
 
 
-def test_the_command_line_renders_with_the_library_defaults():
-    """Options the user leaves out are not passed, so visualize's own defaults (defaults.py) apply,
-    and the help shows those values."""
-    import inspect
-
-    from phasevis_ext import defaults
-    from phasevis_ext.render import visualize
+def test_the_command_line_renders_with_the_library_defaults_and_its_help_says_which(tmp_path):
+    """Options the user leaves out are not passed, so visualize's own defaults apply; the values the
+    help states are those a run without the options records."""
+    import json
+    import re
 
     parser = cli.build_parser()
     kwargs = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--out", "x"]))
     assert not {"steps", "image_size", "crops", "box_size", "noise", "batch_size"} & set(kwargs)
-    signature = inspect.signature(visualize).parameters
-    for name in ("steps", "image_size", "crops", "box_size", "noise", "batch_size"):
-        assert signature[name].default == getattr(defaults, name.upper())
-    given = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--out", "x", "--steps", "7", "--crops", "2"]))
+    given = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--out", "x", "--steps", "7",
+                                                    "--crops", "2"]))
     assert (given["steps"], given["crops"]) == (7, 2)
     help_text = " ".join(parser._subparsers._group_actions[0].choices["visualize"].format_help().split())
-    assert f"(default: {defaults.STEPS})" in help_text and f"(default: {defaults.CROPS})" in help_text
+    stated = {name: int(re.search(rf"--{name} \S+ [^(]*\(default: (\d+)\)", help_text)[1])
+              for name in ("steps", "crops")}
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\n\n\ndef build():\n    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), "
+        "nn.Linear(4, 3))\n")
+    out = tmp_path / "out"
+    assert cli.main(["visualize", "logit:1", "--model", f"{tmp_path}/net.py:build", "--image-size", "8",
+                     "--input-size", "8", "--no-progress", "--out", str(out)]) == cli.EXIT_OK
+    ran = json.loads((out / "results.json").read_text())["settings"]
+    assert {name: ran[name] for name in stated} == stated

@@ -126,10 +126,14 @@ def test_gallery_is_complete_and_offline(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_gallery_labels_logits_with_imagenet_names_by_default(tmp_path):
-    index = write_gallery(fake_result(), tmp_path)
-    text = index.read_text()
+def test_gallery_labels_logits_with_imagenet_names_only_for_an_imagenet_classifier(tmp_path):
+    result = fake_result()
+    result.settings["class_names"] = "imagenet"  # what visualize records for models.has_imagenet_head
+    text = write_gallery(result, tmp_path / "imagenet").read_text()
     assert "goldfish" in text and "golden retriever" in text
+    result.settings["class_names"] = None
+    text = write_gallery(result, tmp_path / "other").read_text()
+    assert "goldfish" not in text and "golden retriever" not in text
 
 
 def test_display_stretch_spans_the_range_and_keeps_the_order():

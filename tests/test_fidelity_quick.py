@@ -1,4 +1,5 @@
 """The helpers of benchmarks/fidelity.py on tiny inputs (the benchmark itself is run by hand)."""
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -49,8 +50,24 @@ def test_lucent_runner_names_layers_as_lucent_does():
     assert lucent_runner.lucent_layer_name("_blocks.15") == "_blocks_15"
     net = models.load("efficientnet_lite0", pretrained=False)
     assert lucent_runner.logits_layer(net) == "_fc"
+
+
+def test_lucent_missing_says_how_to_install_it(monkeypatch):
+    lucent_runner = pytest.importorskip("lucent_runner")
+
+    def absent(name, *args, **kwargs):
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(lucent_runner.importlib, "import_module", absent)
     missing = lucent_runner.lucent_missing()
-    assert missing is None or "pip install --no-deps torch-lucent==0.1.8" in missing
+    assert missing is not None and "pip install --no-deps torch-lucent==0.1.8" in missing
+
+
+def test_lucent_missing_is_none_where_lucent_is_installed():
+    lucent_runner = pytest.importorskip("lucent_runner")
+    if importlib.util.find_spec("lucent") is None:
+        pytest.skip("torch-lucent is not installed here (make setup installs it)")
+    assert lucent_runner.lucent_missing() is None
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -45,12 +45,14 @@ def test_plan_keeps_the_batch_when_it_fits_and_shrinks_it_when_not():
     assert _plan(3 * lo - 1, batch_size=8) == 2
 
 
-def test_too_small_a_budget_fails_fast_and_says_what_would_fit():
-    start = time.perf_counter()
+def test_too_small_a_budget_fails_before_any_step_and_says_what_would_fit():
+    # How long the check takes is benchmarks/budget_check.py's figure; here, that no step runs.
+    def no_step(step, images, scores):
+        raise AssertionError(f"step {step} ran before the budget was checked")
+
     with pytest.raises(MemoryBudgetError, match="would fit: crops <= 1"):
         visualize(tiny_model(), "logit:1", steps=10**6, image_size=32, input_size=32, crops=2,
-                  memory_budget=_unit_bytes_for_crops(1) + 1, progress=False)
-    assert time.perf_counter() - start < 10
+                  memory_budget=_unit_bytes_for_crops(1) + 1, progress=False, callback=no_step)
     with pytest.raises(MemoryBudgetError, match="smaller input_size"):
         visualize(tiny_model(), "logit:1", steps=10, image_size=32, input_size=32, crops=2, memory_budget=1000,
                   progress=False)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import requires_ext
 from phasevis_ext.param import PARAMS, make_param
 from phasevis_ext.reference import fourier_synthesis_reference, maco_synthesis_reference
 
@@ -47,6 +48,7 @@ def test_unit_init_depends_only_on_its_generator():
     assert not torch.equal(batched.param[0], batched.param[2])
 
 
+@requires_ext  # without the extension the fast path is the reference itself
 @pytest.mark.parametrize("kind", ["maco", "fourier"])
 def test_fast_path_matches_the_reference(kind):
     param = make_param(kind, 2, (16, 20), generators=generators(2))

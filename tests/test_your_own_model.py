@@ -345,7 +345,7 @@ def test_npy_layouts_and_channel_counts(tmp_path):
     assert len(names) == 3
     assert all(image.shape == (20, 30, 1) for _, image in iter_images(tmp_path, channels=None))
     np.save(tmp_path / "c.npy", np.ones((4, 20, 30), np.float32))
-    with pytest.raises(ValueError, match="has 4 channels where the others have 1"):
+    with pytest.raises(ValueError, match="has 4 channels, not the 1 needed"):
         list(iter_images(tmp_path, channels=None))
 
 

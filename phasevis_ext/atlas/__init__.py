@@ -172,7 +172,8 @@ def _render(prepared, out_dir: Path, units: list[Unit], settings, settings_id, o
             written = []
             for i, unit in enumerate(batch):
                 stem = unit_stem(unit)
-                # Sample 0 is the unit's image (the one samples=1 gives); the others are STEM_sJ*.
+                # Sample 0 is the unit's image (without diversity, the one samples=1 gives); the others
+                # are STEM_sJ*.
                 images, alphas = (result.images[i], result.alpha[i]) if samples > 1 else (result.images[i:i + 1],
                                                                                           result.alpha[i:i + 1])
                 files = export.save_unit_images(images[0], alphas[0], out_dir, stem)
