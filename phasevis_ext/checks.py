@@ -60,6 +60,21 @@ def image_size(size, name: str = "size", *, minimum: int = 1) -> tuple[int, int]
     return int(size[0]), int(size[1])
 
 
+def device(value, name: str = "device") -> torch.device:
+    """A torch.device that this machine has: "cpu", "cuda", "cuda:1", or a torch.device."""
+    try:
+        found = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidArgument(f"{name}: {value!r} is not a device; use cpu, cuda or cuda:N") from None
+    if found.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidArgument(f"{name}: {value!r} asked for, but no CUDA GPU is available here; use cpu")
+        if found.index is not None and found.index >= torch.cuda.device_count():
+            raise InvalidArgument(f"{name}: {value!r} asked for, but this machine has {torch.cuda.device_count()} "
+                                  "GPU(s)")
+    return found
+
+
 def check_box_size(box_size) -> tuple[float, float]:
     """Crop sides as fractions of the image side: (lo, hi) with 0 < lo <= hi <= 1."""
     try:

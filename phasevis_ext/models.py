@@ -43,6 +43,7 @@ import torchvision
 from torch import nn
 
 from .activations import forward_hooks
+from . import checks
 from .checks import InvalidArgument, InvalidArgumentType, positive_int
 from .records import file_sha256
 
@@ -121,7 +122,7 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
             (name in _EFFICIENTNET_LITE or name.startswith(("torchvision:", "timm:"))):
         setattr(net, _IMAGENET_ATTR, True)
     net.eval().requires_grad_(False)
-    return net if device is None else net.to(device)
+    return net if device is None else net.to(checks.device(device))
 
 
 def _check_load_options(module, weights, num_classes, channels) -> None:

@@ -607,7 +607,7 @@ def check_options(model, *, param, steps, lr, optimizer, image_size, input_size,
     noise = finite_number(noise, "noise", positive=False)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InvalidArgument(f"seed must be an int, got {seed!r}")
-    device = _model_device(model) if device is None else torch.device(device)
+    device = _model_device(model) if device is None else checks.device(device)
     if channels_last is None:
         channels_last = device.type == "cpu"
     amp = resolve_amp(amp, device)

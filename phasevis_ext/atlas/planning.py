@@ -63,7 +63,7 @@ def check_run_options(options: dict) -> None:
 
 
 def rank_device(requested, local_rank: int) -> torch.device:
-    device = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = checks.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     if device.type == "cuda":
