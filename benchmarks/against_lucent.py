@@ -4,7 +4,7 @@ render_vis with its defaults (lucent_runner.py), on the same units of EfficientN
     python benchmarks/against_lucent.py [--runs quality-out] [--ours maco] [--lucent lucent] [--out DIR]
 
 A report over the runs of `quality_per_second.py`, each tool at its default number of steps
-(`defaults.STEPS`, lucent's 512), on 16 class logits (its "tuning" and "held-out" sets) and 6 channels of
+(`RenderSettings().steps`, lucent's 512), on 16 class logits (its "tuning" and "held-out" sets) and 6 channels of
 an early, a middle and the last block ("channels"). Make them first:
 
     for s in tuning held-out channels; do
@@ -36,8 +36,10 @@ from lucent_runner import lucent_missing
 from quality_per_second import activations
 from recognition import recognition
 
-from phasevis_ext import defaults, export, models
-from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext import models
+from phasevis_ext.render.settings import RenderSettings
+from phasevis_ext.io import export
+from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
 
 JUDGES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 CLASS_SETS = ("tuning", "held-out")
@@ -136,7 +138,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     judges = {j: models.load(j) for j in JUDGES}
     tools, sheets = {}, []
-    compared = [("ours (MACO, defaults)", args.ours, defaults.STEPS, True)]
+    compared = [("ours (MACO, defaults)", args.ours, RenderSettings().steps, True)]
     missing = lucent_missing()
     if missing and not (runs / f"{args.lucent}-tuning.json").exists():
         print(f"torch-lucent: skipped, {missing}", file=sys.stderr)

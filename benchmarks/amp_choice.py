@@ -21,8 +21,8 @@ import torch
 
 from phasevis_ext import models
 from phasevis_ext.allocator import tune_glibc_malloc
-from phasevis_ext.objectives import logit
-from phasevis_ext.render import visualize
+from phasevis_ext.render.objectives import logit
+from phasevis_ext.render.visualize import visualize
 
 CLASSES = (1, 9, 130, 207, 291, 323, 417, 980)
 SETTINGS = {"fp32, channels-last": ("none", True), "fp32, contiguous": ("none", False),

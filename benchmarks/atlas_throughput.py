@@ -19,7 +19,7 @@ import torch
 
 from phasevis_ext import atlas, models
 from phasevis_ext.allocator import tune_glibc_malloc
-from phasevis_ext.render import resolve_amp
+from phasevis_ext.render.settings import resolve_amp
 
 
 def main() -> None:

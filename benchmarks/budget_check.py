@@ -16,9 +16,10 @@ import time
 import torch
 from torch import nn
 
-from phasevis_ext import defaults, models
-from phasevis_ext.memory import MemoryBudgetError, unit_bytes
-from phasevis_ext.render import visualize
+from phasevis_ext import models
+from phasevis_ext.render.settings import RenderSettings
+from phasevis_ext.model.memory import MemoryBudgetError, unit_bytes
+from phasevis_ext.render.visualize import visualize
 
 
 def tiny_cnn() -> nn.Module:
@@ -43,8 +44,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    cases = {"EfficientNet-Lite0, defaults": (models.load("efficientnet_lite0"), 224, defaults.IMAGE_SIZE,
-                                              defaults.CROPS),
+    cases = {"EfficientNet-Lite0, defaults": (models.load("efficientnet_lite0"), 224, RenderSettings().image_size[0],
+                                              RenderSettings().crops),
              "tiny CNN, 32², 2 crops": (tiny_cnn(), 32, 32, 2)}
     print("| model | seconds to MemoryBudgetError (median, range) |")
     print("|---|---|")

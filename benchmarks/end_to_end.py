@@ -17,8 +17,8 @@ from horama_runner import horama_class_images
 
 from phasevis_ext import models
 from phasevis_ext.allocator import tune_glibc_malloc
-from phasevis_ext.objectives import logit
-from phasevis_ext.render import visualize
+from phasevis_ext.render.objectives import logit
+from phasevis_ext.render.visualize import visualize
 
 # (amp, channels_last) settings of our engine to time, by name.
 CONFIGS = {"bf16-cl": (torch.bfloat16, True), "fp32-cl": (None, True), "bf16-contiguous": (torch.bfloat16, False),

@@ -13,7 +13,7 @@ Parts, all written to OUT/report.md with PNG figures beside it:
  3. channels of an early, a middle and the last block, MACO beside Fourier: final scores and
     high-frequency power;
  4. Horama 0.3.0 on the full budget: recognition and wall time against ours.
-The full budget, image size and crops are the library's defaults (`phasevis_ext.defaults`); the low
+The full budget, image size and crops are the library's defaults (`phasevis_ext.render.defaults`); the low
 budget is the same runs after --low-steps updates. The report lists the wall time of each part; pass
 --device cuda on a GPU. Explicit options override --quick's.
 """
@@ -33,12 +33,14 @@ import beyond_one_image as beyond
 from recognition import CLASSES, recognition
 from sheets import save_sheet, thumbnails
 
-from phasevis_ext import defaults, models
-from phasevis_ext.diagnostics import DEFAULT_BAND, RadialPower, fit_power_law, radial_power
-from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
-from phasevis_ext.objectives import channel, logit
-from phasevis_ext.render import resolve_amp, visualize
-from phasevis_ext.spectrum import LUMA  # Rec. 601, as the default spectrum's grey channel
+from phasevis_ext import models
+from phasevis_ext.render.settings import RenderSettings
+from phasevis_ext.param.diagnostics import DEFAULT_BAND, RadialPower, fit_power_law, radial_power
+from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.render.objectives import channel, logit
+from phasevis_ext.render.settings import resolve_amp
+from phasevis_ext.render.visualize import visualize
+from phasevis_ext.param.spectrum import LUMA  # Rec. 601, as the default spectrum's grey channel
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("maco", "fourier", "pixel")
@@ -49,8 +51,8 @@ HIGH_FREQUENCY = 0.25  # cycles/px: the top octave, where MACO's fixed magnitude
 # Explicit options win over these; --quick keeps the low budget and shrinks the rest to fit 10 minutes.
 # The full budget, the image size and the crops are the library's defaults: the report is about what a
 # user gets.
-DEFAULTS = {"classes": 16, "full_steps": defaults.STEPS, "low_steps": 32, "image_size": defaults.IMAGE_SIZE,
-            "crops": defaults.CROPS, "channels": 6, "judge_crops": 16}
+DEFAULTS = {"classes": 16, "full_steps": RenderSettings().steps, "low_steps": 32, "image_size": RenderSettings().image_size[0],
+            "crops": RenderSettings().crops, "channels": 6, "judge_crops": 16}
 QUICK = {**DEFAULTS, "full_steps": 48, "channels": 3, "judge_crops": 4}
 # lucid's order of weight, against channel activations of ~20 at lite0's _blocks.8.
 DIVERSITY_WEIGHT = 100.0
@@ -344,8 +346,8 @@ def write_beyond_report(out: Path, data: dict, device: torch.device) -> Path:
     """OUT/beyond.md from run_beyond's data (also as read back from beyond.json)."""
     args = data["args"]
     amp = "bf16 autocast" if resolve_amp("auto", device) is not None else "fp32"
-    settings = {"steps": (args["full_steps"], defaults.STEPS), "crops per step": (args["crops"], defaults.CROPS),
-                "image side": (args["image_size"], defaults.IMAGE_SIZE)}
+    settings = {"steps": (args["full_steps"], RenderSettings().steps), "crops per step": (args["crops"], RenderSettings().crops),
+                "image side": (args["image_size"], RenderSettings().image_size[0])}
     described = ", ".join(f"{name} {value}" + ("" if value == default else f" (the library's default: {default})")
                           for name, (value, default) in settings.items())
     lines = [

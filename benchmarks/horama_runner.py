@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from phasevis_ext import models
-from phasevis_ext.spectrum import natural_magnitude
+from phasevis_ext.param.spectrum import natural_magnitude
 
 HORAMA_INSTALL = "pip install --no-deps horama==0.3.0 einops"
 

@@ -3,7 +3,7 @@
 
     python benchmarks/model_pass.py [--crops 48] [--repeats 3] [--compile] [--device cpu]
 
-Rows: memory format, bf16 autocast, BatchNorm folding (phasevis_ext.batchnorm_folding) and
+Rows: memory format, bf16 autocast, BatchNorm folding (phasevis_ext.model.folding) and
 passes of 12 crops instead of one pass of 48; --compile adds torch.compile of the best eager
 setting (its compile time is printed separately).
 """
@@ -16,7 +16,7 @@ import time
 import torch
 
 from phasevis_ext import models
-from phasevis_ext.batchnorm_folding import fold_batchnorm
+from phasevis_ext.model.folding import fold_batchnorm
 
 
 def model_pass(model, crops, per_pass, amp, device):

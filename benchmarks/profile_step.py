@@ -8,7 +8,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from phasevis_ext import models
-from phasevis_ext.render import visualize
+from phasevis_ext.render.visualize import visualize
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

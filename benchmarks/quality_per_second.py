@@ -34,17 +34,18 @@ import torch
 from fidelity import high_frequency_fraction, image_spectrum, machine, natural_spectrum, pct, pick_classes, table
 from recognition import recognition
 
-from phasevis_ext import defaults, models
-from phasevis_ext.activations import LOGITS, as_bchw, capture
-from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
-from phasevis_ext.objectives import channel, logit
-from phasevis_ext.render import visualize
+from phasevis_ext import models
+from phasevis_ext.render.settings import RenderSettings
+from phasevis_ext.model.activations import LOGITS, as_bchw, capture
+from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.render.objectives import channel, logit
+from phasevis_ext.render.visualize import visualize
 
 BUDGETS = (16, 32, 64, 128, 256, 512)
 METHODS = ("maco", "fourier", "lucent", "horama")
-# The largest budget of each method: twice ours (`defaults.STEPS`), to show where the curve goes
+# The largest budget of each method: twice ours (`RenderSettings().steps`), to show where the curve goes
 # after it; lucent's render_vis thresholds=(512,); Horama's total_steps=1000 capped at 512.
-DEFAULT_STEPS = {"maco": 2 * defaults.STEPS, "fourier": 2 * defaults.STEPS, "lucent": 512, "horama": 512}
+DEFAULT_STEPS = {"maco": 2 * RenderSettings().steps, "fourier": 2 * RenderSettings().steps, "lucent": 512, "horama": 512}
 JUDGE = "efficientnet_lite2"
 JUDGE_CROPS = 16
 

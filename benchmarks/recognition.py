@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from horama_runner import horama_class_images
 
-from phasevis_ext import export, models
-from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
-from phasevis_ext.objectives import logit
-from phasevis_ext.render import visualize
+from phasevis_ext import models
+from phasevis_ext.io import export
+from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.render.objectives import logit
+from phasevis_ext.render.visualize import visualize
 
 # Spread over ImageNet: animals, objects, scenes, foods.
 CLASSES = (1, 9, 22, 76, 94, 130, 207, 291, 323, 340, 388, 417, 440, 511, 574, 717, 779, 852, 933, 980)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from phasevis_ext import export
+from phasevis_ext.io import export
 
 THUMBNAIL = 128  # px
 

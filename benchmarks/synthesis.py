@@ -15,7 +15,7 @@ import time
 import torch
 
 import phasevis_ext as pv
-from phasevis_ext.reference import maco_synthesis_reference
+from phasevis_ext.ops.reference import maco_synthesis_reference
 
 
 def _sync(device):

@@ -1,17 +1,26 @@
 """phasevis_ext: fast, faithful MACO feature visualization for PyTorch."""
-from . import models, objectives
-from .accentuation import accentuate
-from .color import IMAGENET_COLOR_MATRIX, default_color_matrix
-from .inversion import invert
-from .ops import extension_available
-from .render import GuidedResult, VisualizationInterrupted, VisualizationResult, visualize
-from .spectrum import natural_magnitude
-from .synthesis import fourier_scale, fourier_synthesis, maco_synthesis
+from . import ops
+from .guided.accentuation import accentuate
+from .guided.common import GuidedResult
+from .guided.inversion import invert
+from .io import export
+from .io.export import write_gallery
+from .model import loading as models
+from .ops.color import IMAGENET_COLOR_MATRIX, default_color_matrix
+from .ops.fused import extension_available
+from .ops.synthesis import fourier_scale, fourier_synthesis, maco_synthesis
+from .param.spectrum import natural_magnitude
+from .render import objectives
+from .render.results import VisualizationInterrupted, VisualizationResult
+from .render.settings import RenderSettings
+from .render.visualize import visualize
 
 __all__ = [
     "accentuate",
+    "export",
     "GuidedResult",
     "IMAGENET_COLOR_MATRIX",
+    "RenderSettings",
     "VisualizationInterrupted",
     "VisualizationResult",
     "default_color_matrix",
@@ -23,5 +32,7 @@ __all__ = [
     "models",
     "natural_magnitude",
     "objectives",
+    "ops",
     "visualize",
+    "write_gallery",
 ]

@@ -15,7 +15,6 @@ import os
 import sys
 import traceback
 
-from . import defaults
 from .checks import RANGE_HELP, InvalidArgument
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -39,7 +38,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, metavar="FILE",
                    help="state dict or checkpoint (under 'state_dict', 'model', ...; DDP 'module.' keys too), "
                         "loaded strictly")
-    p.add_argument("--num-classes", type=int, default=None, help="size of the head, where it differs from the zoo's")
+    p.add_argument("--num-classes", type=int, default=None, help="number of logits (the classifier's size), where it differs from the zoo's")
     p.add_argument("--input-channels", type=int, default=None, metavar="C",
                    help="channels of the model's input (default: inferred from its first convolution or patch "
                         "embedding); torchvision and timm models are built for them")
@@ -63,59 +62,22 @@ def _add_photo_command(sub, name: str, positional: tuple[str, str], *, help: str
 
 def _add_visualize_options(p: argparse.ArgumentParser, *, params=PARAMS, samples: bool = True,
                            class_names: bool = True) -> None:
-    """Options shared by `visualize`, `atlas`, `accentuate` and `invert`: how each unit is rendered.
-    A command offers only what it honours: `params` it can run, several samples per unit, logits
-    to name."""
+    """Options shared by `visualize`, `atlas`, `accentuate` and `invert`: the model's, and how each
+    unit is rendered (RenderSettings' fields). A command offers only what it honours: `params` it
+    can run, several samples per unit, logits to name."""
+    from .render.settings import add_arguments
+
     _add_model_options(p)
-    p.add_argument("--param", default="maco", choices=params, help="image parameterization (default: %(default)s)")
+    exclude = {"input_size"}  # a model option above
+    if not samples:
+        exclude |= {"samples", "diversity", "diversity_layer"}
+    add_arguments(p, exclude=exclude, choices={"param": params})
     if class_names:
         p.add_argument("--class-names", default=None, metavar="FILE",
                        help="names of the model's logits for the gallery and records: one a line, or a JSON list, "
                             "as many as the model has logits (default: ImageNet's for ImageNet classifiers, "
                             "else none)")
-    # None: the library's default (defaults.py), so the library, the atlas and the CLI cannot drift apart.
-    p.add_argument("--steps", type=int, default=None, help=f"optimization steps per unit (default: {defaults.STEPS})")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per param, 1.0 for maco)")
-    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
-                   help="constant, or cosine decay to 0 over the steps (default: %(default)s)")
-    p.add_argument("--box-schedule", default="constant", choices=("constant", "shrink"),
-                   help="constant, or crops that shrink over the run (default: %(default)s)")
-    p.add_argument("--optimizer", default="nadam", choices=("nadam", "adam"))
-    p.add_argument("--image-size", type=int, default=None,
-                   help=f"side of the rendered image (default: {defaults.IMAGE_SIZE})")
-    p.add_argument("--crops", type=int, default=None,
-                   help=f"random crops per image per step (default: {defaults.CROPS})")
-    p.add_argument("--box-size", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                   help="crop side range as fractions of the image side (default: %s %s)" % defaults.BOX_SIZE)
-    p.add_argument("--noise", type=float, default=None,
-                   help=f"std of the Gaussian noise added to crops (default: {defaults.NOISE})")
-    p.add_argument("--spectrum", default="default",
-                   help="MACO magnitude and colour matrix: 'default' (shipped photos; 1/f for channel counts other "
-                        "than 1 and 3), 'imagenet' (needs the xplique 2.0.2 wheel) or a file from "
-                        "`phasevis spectrum compute`")
-    p.add_argument("--seed", type=int, default=0)
-    if samples:
-        p.add_argument("--samples", type=int, default=1, metavar="K",
-                       help="images per unit, each from its own random start (default: %(default)s)")
-        p.add_argument("--diversity", type=float, default=0.0, metavar="W",
-                       help="weight of the term that pushes a unit's samples apart (lucid's Gram-matrix similarity). "
-                            "Default 0: the samples are independent restarts, which often end alike; on "
-                            "EfficientNet-Lite0, 1 and 10 barely act and 100 sets them clearly apart")
-        p.add_argument("--diversity-layer", default=None, metavar="LAYER",
-                       help="layer the samples are compared at (default: the objective's own; needed for logits)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help=f"units optimized together (default: {defaults.BATCH_SIZE})")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--amp", default="auto", choices=("auto", "none", "bfloat16", "float16"),
-                   help="autocast for the model pass; auto (the library's default too): the precision measured "
-                        "fastest for the device, fp32 on every CPU and GPU measured so far")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
-                   help="memory the run may use, in GiB (default: most of what is free); the batch shrinks to fit")
-    p.add_argument("--model-batch", type=int, default=None, metavar="CROPS",
-                   help="about how many crops per model pass, in whole units (default: 12 on CPU, all on GPU)")
-    p.add_argument("--no-fold-batchnorm", action="store_true",
-                   help="keep BatchNorms as they are (default: fold them into the convs before them, in a copy)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    for add_command in (_add_visualize_command, _add_accentuate_command, _add_invert_command, _add_layers_command,
+                        _add_spectrum_command, _add_atlas_command, _add_demo_command):
+        add_command(sub)
+    return parser
+
+
+def _add_visualize_command(sub) -> None:
     vis = sub.add_parser("visualize", help="visualize units of a model and write a gallery",
                          description="Targets: 'logit:1,207', 'LAYER:0-15' (inclusive), 'LAYER:0:16' (half-open), "
                                      "'LAYER:3', 'neuron:LAYER:3', 'LAYER' (the whole layer). "
@@ -134,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--out", required=True, help="output folder")
     _add_visualize_options(vis)
 
+
+def _add_accentuate_command(sub) -> None:
     acc = _add_photo_command(sub, "accentuate", ("target", "one unit for every photo, e.g. logit:207 or _blocks.15:3"),
                              help="accentuate a unit in real photos (feature accentuation)",
                              description="pushed toward TARGET while a penalty keeps it near the photo. The gallery "
@@ -146,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="measure that distance in this layer's activations (default: in pixels)")
     _add_visualize_options(acc, params=("maco", "fourier"), samples=False)
 
+
+def _add_invert_command(sub) -> None:
     inv = _add_photo_command(sub, "invert", ("layer", "layer name (`phasevis layers` lists them)"),
                              help="invert real photos at a layer (feature inversion)",
                              description="matched from a random start: the image whose LAYER activations are "
@@ -154,9 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how activations are matched (default: %(default)s)")
     _add_visualize_options(inv, samples=False, class_names=False)
 
+
+def _add_layers_command(sub) -> None:
     layers = sub.add_parser("layers", help="list a model's hookable layers with their output shapes")
     _add_model_options(layers)
 
+
+def _add_spectrum_command(sub) -> None:
     spectrum = sub.add_parser("spectrum", help="compute or plot natural-image magnitude spectra")
     spec_sub = spectrum.add_subparsers(dest="spectrum_command", required=True)
     compute = spec_sub.add_parser(
@@ -176,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("files", nargs="+", help=".npy/.npz spectra")
     plot.add_argument("--out", required=True, help="PNG to write")
 
+
+def _add_atlas_command(sub) -> None:
     atlas = sub.add_parser(
         "atlas", help="visualize every unit of layers or logits, resumable, across GPUs with torchrun",
         description="Every channel of --layers (or the --channels range) and the --logits range, written to --out "
@@ -190,16 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="archive what --out holds (to --out/archive/TIMESTAMP) and start over")
     _add_visualize_options(atlas)
 
+
+def _add_demo_command(sub) -> None:
     demo = sub.add_parser("demo", help="the README's main job: 8 ImageNet classes of the embedded model")
     demo.add_argument("--out", default="demo-out")
-    demo.add_argument("--steps", type=int, default=None, help=f"(default: {defaults.STEPS})")
-    demo.add_argument("--image-size", type=int, default=None, help=f"(default: {defaults.IMAGE_SIZE})")
-    return parser
+    demo.add_argument("--steps", type=int, default=None, help="(default: the library's, as for visualize)")
+    demo.add_argument("--image-size", type=int, default=None, help="(default: the library's, as for visualize)")
 
 
 def load_model(args, device=None):
     """The model the shared model options describe."""
-    from . import models
+    from .model import loading as models
 
     normalize = "default"
     if args.no_normalize:
@@ -214,30 +194,20 @@ def load_model(args, device=None):
                        channels=args.input_channels if zoo else None, normalize=normalize, device=device)
 
 
-def visualize_kwargs(args) -> dict:
-    """visualize() keyword arguments from the shared options (None means the library default)."""
+def render_overrides(args) -> dict:
+    """RenderSettings fields the command line was given (the others keep the library's defaults),
+    with the device the command runs on."""
     import torch
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    kwargs = dict(param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, box_schedule=args.box_schedule,
-                  optimizer=args.optimizer, input_size=args.input_size, seed=args.seed, device=device, amp=args.amp,
-                  progress=not args.no_progress, channels=args.input_channels)
-    if hasattr(args, "samples"):  # the commands that render several samples per unit
-        kwargs.update(samples=args.samples, diversity=args.diversity, diversity_layer=args.diversity_layer)
-    for name in ("steps", "image_size", "crops", "noise", "batch_size"):
-        if getattr(args, name) is not None:
-            kwargs[name] = getattr(args, name)
-    if args.box_size is not None:
-        kwargs["box_size"] = tuple(args.box_size)
-    if getattr(args, "memory_budget", None) is not None:
-        kwargs["memory_budget"] = int(args.memory_budget * 1024**3)
-    if getattr(args, "model_batch", None) is not None:
-        kwargs["model_batch"] = args.model_batch
-    if getattr(args, "no_fold_batchnorm", False):
-        kwargs["fold_batchnorm"] = False
-    if args.spectrum != "default":
-        kwargs["spectrum"] = args.spectrum
-    return {k: v for k, v in kwargs.items() if v is not None}
+    from .render.settings import overrides_from_args
+
+    overrides = overrides_from_args(args)
+    overrides.setdefault("device", "cuda" if torch.cuda.is_available() else "cpu")
+    if args.input_size is not None:
+        overrides["input_size"] = args.input_size
+    if args.input_channels is not None:
+        overrides["channels"] = args.input_channels
+    return overrides
 
 
 def _class_names(args, model):
@@ -245,8 +215,8 @@ def _class_names(args, model):
     then names an ImageNet classifier's logits, and no other model's)."""
     if getattr(args, "class_names", None) is None:
         return None
-    from . import models
-    from .class_names import class_names_for, logit_count
+    from .model import loading as models
+    from .io.class_names import class_names_for, logit_count
 
     channels = models.input_channels(model, args.input_channels, args.input_size)
     count = logit_count(model, channels, args.input_size or models.default_input_size(model))
@@ -257,7 +227,7 @@ def _write_gallery(result, args, class_names, **extra) -> str:
     """The gallery of a finished or interrupted run, with the command's own record of it."""
     import os.path
 
-    from . import export
+    from .io import export
 
     result.settings["model"] = args.model
     if class_names is not None:
@@ -276,13 +246,14 @@ def _interrupted(result, args, class_names, **extra) -> int:
 
 
 def cmd_visualize(args) -> int:
-    from .render import VisualizationInterrupted, visualize
+    from .render.results import VisualizationInterrupted
+    from .render.visualize import visualize
 
-    kwargs = visualize_kwargs(args)
-    model = load_model(args, kwargs["device"])
+    overrides = render_overrides(args)
+    model = load_model(args, overrides["device"])
     class_names = _class_names(args, model)
     try:
-        result = visualize(model, list(args.targets), **kwargs)
+        result = visualize(model, list(args.targets), progress=not args.no_progress, **overrides)
     except VisualizationInterrupted as interrupted:
         return _interrupted(interrupted.result, args, class_names)
     index = _write_gallery(result, args, class_names)
@@ -295,9 +266,10 @@ def _photos(args):
     import numpy as np
     import torch
 
-    from . import image_io
+    from .io import images as image_io
+    from .render.settings import RenderSettings
 
-    size = (args.image_size or defaults.IMAGE_SIZE,) * 2
+    size = (args.image_size,) * 2 if args.image_size else RenderSettings().image_size
     channels = args.input_channels or 3
     named = [(name, image_io.center_crop_resize(array, size))
              for name, array in image_io.iter_images(args.images, channels=channels)]
@@ -308,15 +280,15 @@ def _photos(args):
 
 
 def _guided(args, run) -> int:
-    from .render import VisualizationInterrupted
+    from .render.results import VisualizationInterrupted
 
-    kwargs = visualize_kwargs(args)
-    kwargs.pop("image_size", None)  # the photos were resized to it
+    overrides = render_overrides(args)
+    overrides.pop("image_size", None)  # the photos were resized to it
     names, photos = _photos(args)
-    model = load_model(args, kwargs["device"])
+    model = load_model(args, overrides["device"])
     class_names = _class_names(args, model)
     try:
-        result = run(model, photos, kwargs)
+        result = run(model, photos, {**overrides, "progress": not args.no_progress})
     except VisualizationInterrupted as interrupted:
         return _interrupted(interrupted.result, args, class_names, images=names[:len(interrupted.result)])
     index = _write_gallery(result, args, class_names, images=names)
@@ -325,7 +297,7 @@ def _guided(args, run) -> int:
 
 
 def cmd_accentuate(args) -> int:
-    from .accentuation import accentuate
+    from .guided.accentuation import accentuate
 
     return _guided(args, lambda model, photos, kwargs: accentuate(
         model, photos, args.target, magnitude=args.magnitude, penalty=args.penalty, reg_layer=args.reg_layer,
@@ -333,14 +305,14 @@ def cmd_accentuate(args) -> int:
 
 
 def cmd_invert(args) -> int:
-    from .inversion import invert
+    from .guided.inversion import invert
 
     return _guided(args, lambda model, photos, kwargs: invert(model, photos, args.layer,
                                                                similarity_kind=args.similarity, **kwargs))
 
 
 def cmd_layers(args) -> int:
-    from . import models
+    from .model import loading as models
 
     model = load_model(args)
     print(models.format_layers(models.list_layers(model, args.input_size, args.input_channels)))
@@ -348,13 +320,13 @@ def cmd_layers(args) -> int:
 
 
 def cmd_spectrum(args) -> int:
-    from . import spectrum
+    from .param import estimation
 
     if args.spectrum_command == "compute":
-        path = spectrum.cli_compute(args.images, args.size, args.out, channels=args.channels,
+        path = estimation.cli_compute(args.images, args.size, args.out, channels=args.channels,
                                     color_matrix=args.color_matrix, progress=sys.stderr.isatty())
     else:
-        path = spectrum.cli_plot(args.files, args.out)
+        path = estimation.cli_plot(args.files, args.out)
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -370,13 +342,11 @@ def cmd_demo(args) -> int:
 def cmd_atlas(args) -> int:
     from . import atlas
 
-    options = visualize_kwargs(args)
-    progress = options.pop("progress")
-    input_channels = options.pop("channels", None)
+    overrides = render_overrides(args)
     model = load_model(args)
     result = atlas.run(model, args.out, layers=args.layers, channels=args.channels, logits=args.logits,
-                       new_run=args.new_run, progress=progress, model_name=args.model, input_channels=input_channels,
-                       class_names=args.class_names, **options)
+                       new_run=args.new_run, progress=not args.no_progress, model_name=args.model,
+                       class_names=args.class_names, **overrides)
     if result.rank == 0:
         print(f"{result.units} units: {result.skipped} already done, {result.units - result.skipped} rendered "
               f"by {result.world_size} process(es); gallery: {result.gallery}")

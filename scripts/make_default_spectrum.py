@@ -38,8 +38,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # an installed phasevis_ext, if any, comes first
 
-from phasevis_ext.image_io import as_rgb_array, read_image
-from phasevis_ext.spectrum import DEFAULT_ASSET, image_magnitude, save_magnitude
+from phasevis_ext.io.images import as_rgb_array, read_image
+from phasevis_ext.param.spectrum import DEFAULT_ASSET, image_magnitude, save_magnitude
 
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle")
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import phasevis_ext as pv
-from phasevis_ext import render
+from phasevis_ext.render import settings as render
 from support.forced_amp import forced_auto_amp
 
 FORCED_AMP = forced_auto_amp()  # the PHASEVIS_TEST_AMP switch, read once for the whole run

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 import phasevis_ext as pv
-from phasevis_ext import render
-from phasevis_ext.activations import capture
+from phasevis_ext.render import settings as render
+from phasevis_ext.model.activations import capture
 from phasevis_ext.checks import InvalidArgument
-from phasevis_ext.objectives import batched_score, channel, logit
-from phasevis_ext.transform import eval_crops
+from phasevis_ext.render.objectives import batched_score, channel, logit
+from phasevis_ext.render.crops import eval_crops
 
 OPTIONS = dict(image_size=32, input_size=24, crops=2, progress=False, device="cpu")
 

@@ -5,8 +5,8 @@ import torchvision
 from torch import nn
 
 from phasevis_ext import models
-from phasevis_ext.batchnorm_folding import conv_batchnorm_pairs, fold_batchnorm
-from phasevis_ext.render import visualize
+from phasevis_ext.model.folding import conv_batchnorm_pairs, fold_batchnorm
+from phasevis_ext.render.visualize import visualize
 
 
 def _randomize_batchnorms(model):

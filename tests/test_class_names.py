@@ -7,9 +7,9 @@ import torch
 import phasevis_ext as pv
 from phasevis_ext import atlas, models
 from phasevis_ext.checks import InvalidArgument
-from phasevis_ext.class_names import class_names_for, read_class_names
-from phasevis_ext.export import write_gallery
-from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.io.class_names import class_names_for, read_class_names
+from phasevis_ext.io.export import write_gallery
+from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
 from support.atlas_worker import OPTIONS, tiny_model
 
 
@@ -28,16 +28,16 @@ def test_names_from_lines_or_a_json_list(tmp_path):
 
 def test_only_an_imagenet_head_gets_imagenet_names(tmp_path):
     lite = models.load("efficientnet_lite0")
-    assert models.has_imagenet_head(lite)
+    assert models.has_imagenet_classifier(lite)
     assert class_names_for(lite, None, 1000) is IMAGENET_CLASSES
     for other in (models.load("efficientnet_lite0", pretrained=False),
                   models.load("torchvision:resnet18", pretrained=False),
                   models.load("torchvision:resnet18", pretrained=False, num_classes=10), tiny_model()):
-        assert not models.has_imagenet_head(other)
+        assert not models.has_imagenet_classifier(other)
         assert class_names_for(other, None, 1000) is None
     torch.save(models.load("torchvision:resnet18", pretrained=False).state_dict(), tmp_path / "mine.pt")
     own = models.load("torchvision:resnet18", weights=tmp_path / "mine.pt")  # the user's weights: any dataset
-    assert not models.has_imagenet_head(own)
+    assert not models.has_imagenet_classifier(own)
     with pytest.raises(InvalidArgument, match="has 3 names but the model has 5 logits"):
         class_names_for(tiny_model(), ["a", "b", "c"], 5)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from phasevis_ext import cli, render
+from phasevis_ext import cli
+from phasevis_ext.render import visualize as render_visualize
 
 PACKAGE = Path(cli.__file__).parent
 
@@ -22,7 +23,7 @@ def test_bad_input_exits_2_and_a_bug_exits_1(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("an internal invariant failed")  # a plain ValueError is a bug, not bad input
 
-    monkeypatch.setattr(render, "render_units", broken)
+    monkeypatch.setattr(render_visualize, "render_units", broken)
     assert cli.main(argv) == cli.EXIT_INTERNAL
     err = capsys.readouterr().err
     assert err.startswith("phasevis: internal error: ValueError: an internal invariant failed")
@@ -100,9 +101,9 @@ def test_the_command_line_renders_with_the_library_defaults_and_its_help_says_wh
     import re
 
     parser = cli.build_parser()
-    kwargs = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--out", "x"]))
+    kwargs = cli.render_overrides(parser.parse_args(["visualize", "logit:1", "--out", "x"]))
     assert not {"steps", "image_size", "crops", "box_size", "noise", "batch_size"} & set(kwargs)
-    given = cli.visualize_kwargs(parser.parse_args(["visualize", "logit:1", "--out", "x", "--steps", "7",
+    given = cli.render_overrides(parser.parse_args(["visualize", "logit:1", "--out", "x", "--steps", "7",
                                                     "--crops", "2"]))
     assert (given["steps"], given["crops"]) == (7, 2)
     help_text = " ".join(parser._subparsers._group_actions[0].choices["visualize"].format_help().split())

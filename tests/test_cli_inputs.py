@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from phasevis_ext import cli, render
+from phasevis_ext import cli
+from phasevis_ext.render import settings as render
 
 FACTORY = '''
 import torch

@@ -5,7 +5,7 @@ from torchvision.ops import roi_align
 
 from conftest import requires_ext
 from phasevis_ext import ops
-from phasevis_ext.transform import eval_crops, random_crops
+from phasevis_ext.render.crops import eval_crops, random_crops
 
 pytestmark = requires_ext
 

@@ -7,7 +7,7 @@ from conftest import html_links
 import torch
 from PIL import Image
 
-from phasevis_ext.export import (
+from phasevis_ext.io.export import (
     class_label,
     contact_sheet,
     display_alpha,
@@ -16,8 +16,8 @@ from phasevis_ext.export import (
     write_gallery,
     write_json,
 )
-from phasevis_ext.objectives import channel, logit
-from phasevis_ext.render import VisualizationResult
+from phasevis_ext.render.objectives import channel, logit
+from phasevis_ext.render.results import VisualizationResult
 
 
 def fake_result(count=3, size=(20, 24)):
@@ -128,7 +128,7 @@ def test_gallery_is_complete_and_offline(tmp_path):
 
 def test_gallery_labels_logits_with_imagenet_names_only_for_an_imagenet_classifier(tmp_path):
     result = fake_result()
-    result.settings["class_names"] = "imagenet"  # what visualize records for models.has_imagenet_head
+    result.settings["class_names"] = "imagenet"  # what visualize records for models.has_imagenet_classifier
     text = write_gallery(result, tmp_path / "imagenet").read_text()
     assert "goldfish" in text and "golden retriever" in text
     result.settings["class_names"] = None
@@ -137,7 +137,7 @@ def test_gallery_labels_logits_with_imagenet_names_only_for_an_imagenet_classifi
 
 
 def test_display_stretch_spans_the_range_and_keeps_the_order():
-    from phasevis_ext.export import display_stretch
+    from phasevis_ext.io.export import display_stretch
 
     torch.manual_seed(3)
     hazy = 0.35 + 0.3 * torch.rand(3, 40, 40)  # a MACO-like image: never near 0 or 1

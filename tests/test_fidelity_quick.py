@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 fidelity = pytest.importorskip("fidelity")
 
-from phasevis_ext.diagnostics import radial_power  # noqa: E402
+from phasevis_ext.param.diagnostics import radial_power  # noqa: E402
 
 
 def test_pick_classes_starts_with_the_recognition_classes_and_never_repeats():

@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from phasevis_ext.memory import MemoryBudgetError, plan_batch_size
-from phasevis_ext.render import VisualizationInterrupted, visualize
+from phasevis_ext.model.memory import MemoryBudgetError, plan_batch_size
+from phasevis_ext.render.results import VisualizationInterrupted
+from phasevis_ext.render.visualize import visualize
 
 
 def tiny_model():
@@ -59,7 +60,7 @@ def test_too_small_a_budget_fails_before_any_step_and_says_what_would_fit():
 
 
 def _unit_bytes_for_crops(crops):
-    from phasevis_ext.memory import unit_bytes
+    from phasevis_ext.model.memory import unit_bytes
 
     return unit_bytes(tiny_model(), input_size=32, crops=crops, image_size=(32, 32), device=torch.device("cpu"),
                       amp=None)

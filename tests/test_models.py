@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from phasevis_ext import models
-from phasevis_ext.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -5,8 +5,8 @@ import torch
 import torchvision
 from torch import nn
 
-from phasevis_ext.activations import LOGITS, as_bchw, capture
-from phasevis_ext.objectives import (
+from phasevis_ext.model.activations import LOGITS, as_bchw, capture
+from phasevis_ext.render.objectives import (
     Objective,
     batched_score,
     channel,

@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 quality = pytest.importorskip("quality_per_second")
 
-from phasevis_ext.activations import LOGITS  # noqa: E402
+from phasevis_ext.model.activations import LOGITS  # noqa: E402
 
 
 def test_the_tuning_and_held_out_classes_are_disjoint_and_the_channels_span_the_network():

@@ -6,12 +6,13 @@ import torch
 from torch import nn
 
 from phasevis_ext import models
-from phasevis_ext.activations import capture
+from phasevis_ext.model.activations import capture
 from phasevis_ext.checks import InvalidArgument
-from phasevis_ext.objectives import batched_score, channel, logit, objective, parse_targets
-from phasevis_ext.param import make_param
-from phasevis_ext.render import VisualizationResult, default_unit_ids, unit_seed, visualize
-from phasevis_ext.transform import eval_crops, random_crops
+from phasevis_ext.render.objectives import batched_score, channel, logit, objective, parse_targets
+from phasevis_ext.param.parameterizations import make_param
+from phasevis_ext.render.results import VisualizationResult, default_unit_ids, unit_seed
+from phasevis_ext.render.visualize import visualize
+from phasevis_ext.render.crops import eval_crops, random_crops
 
 FAST = dict(image_size=32, input_size=24, steps=5, crops=2, progress=False)
 
@@ -226,17 +227,17 @@ def test_lite0_logit_rises():
 
 
 def test_cli_passes_the_model_pass_options():
-    from phasevis_ext.cli import build_parser, visualize_kwargs
+    from phasevis_ext.cli import build_parser, render_overrides
 
     base = ["visualize", "logit:1", "--out", "unused", "--device", "cpu"]
-    kwargs = visualize_kwargs(build_parser().parse_args(base + ["--model-batch", "6", "--no-fold-batchnorm"]))
+    kwargs = render_overrides(build_parser().parse_args(base + ["--model-batch", "6", "--no-fold-batchnorm"]))
     assert kwargs["model_batch"] == 6 and kwargs["fold_batchnorm"] is False
-    defaults = visualize_kwargs(build_parser().parse_args(base))
+    defaults = render_overrides(build_parser().parse_args(base))
     assert "model_batch" not in defaults and "fold_batchnorm" not in defaults
 
 
 def test_cosine_schedule_decays_the_learning_rate(model):
-    from phasevis_ext.render import LR_SCHEDULES
+    from phasevis_ext.render.settings import LR_SCHEDULES
 
     cosine = LR_SCHEDULES["cosine"]
     assert cosine(0, 10) == 1.0 and abs(cosine(10, 10)) < 1e-12 and 0 < cosine(5, 10) < 1
@@ -251,7 +252,7 @@ def test_cosine_schedule_decays_the_learning_rate(model):
 
 
 def test_shrinking_boxes_slide_from_the_upper_to_the_lower_half_of_the_range(model):
-    from phasevis_ext.render import BOX_SCHEDULES
+    from phasevis_ext.render.settings import BOX_SCHEDULES
 
     shrink = BOX_SCHEDULES["shrink"]
     assert shrink((0.2, 1.0), 0, 9) == pytest.approx((0.6, 1.0))

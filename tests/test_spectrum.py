@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from phasevis_ext import diagnostics, spectrum
-from phasevis_ext.color import decorrelate, default_color_matrix, recorrelate
-from phasevis_ext.image_io import UnreadableImageWarning, read_image
+from phasevis_ext.param import diagnostics
+from phasevis_ext.param import spectrum
+from phasevis_ext.param import estimation
+from phasevis_ext.ops.color import decorrelate, default_color_matrix, recorrelate
+from phasevis_ext.io.images import UnreadableImageWarning, read_image
 
 
 def pink_noise(n_images: int, size: int, seed: int, *, exponent: float = 1.0, peak: float | None = None):
@@ -52,8 +54,8 @@ def crops(images, size):
 
 def test_resize_512_to_256_matches_computing_at_256():
     images = pink_noise(8, 512, seed=1)
-    at_512 = spectrum.compute_magnitude(images, 512, progress=False)
-    at_256 = spectrum.compute_magnitude(images, 256, progress=False)  # the same images, resized by PIL
+    at_512 = estimation.compute_magnitude(images, 512, progress=False)
+    at_256 = estimation.compute_magnitude(images, 256, progress=False)  # the same images, resized by PIL
     resized = spectrum.resize_magnitude(at_512, 256)
     assert resized.shape == at_256.shape == (3, 256, 129)
     assert (median_rel_error(profile(resized), profile(at_256)) < 0.10).all()
@@ -115,7 +117,7 @@ def test_default_slope_is_natural():
 
 @pytest.mark.parametrize("size", [1, 7, (17, 31), (31, 17), 255, (300, 401), (64, 1), (1, 64), 513])
 @pytest.mark.parametrize("channels", [3, 1, 4])
-@pytest.mark.filterwarnings("ignore::phasevis_ext.spectrum.PowerLawSpectrumWarning")
+@pytest.mark.filterwarnings("ignore::phasevis_ext.param.spectrum.PowerLawSpectrumWarning")
 def test_any_size_and_channel_count(size, channels):
     mag = spectrum.natural_magnitude(size, channels)
     h, w = (size, size) if isinstance(size, int) else size
@@ -185,7 +187,7 @@ def test_folder_computation_and_npz_round_trip(tmp_path):
     for i, image in enumerate(pink_noise(4, 96, seed=4)):
         save_png(folder / f"{i}.png", image)
     out = tmp_path / "spectrum.npz"
-    mag = spectrum.compute_magnitude(folder, (48, 40), progress=False, out=out, note="test")
+    mag = estimation.compute_magnitude(folder, (48, 40), progress=False, out=out, note="test")
     assert mag.shape == (3, 48, 21)
     loaded = spectrum.load_magnitude(out)
     torch.testing.assert_close(loaded.magnitude, mag, rtol=1e-6, atol=1e-3)
@@ -199,11 +201,11 @@ def test_folder_computation_and_npz_round_trip(tmp_path):
     with pytest.raises(ValueError, match="is for 3-channel images, not 2"):
         spectrum.natural_magnitude(33, 2, source=str(out))
     # And the CLI entry point writes the same thing.
-    written = spectrum.cli_compute(str(folder), "48x40", tmp_path / "cli", color_matrix="default", progress=False)
+    written = estimation.cli_compute(str(folder), "48x40", tmp_path / "cli", color_matrix="default", progress=False)
     assert written.name == "cli.npz"
     torch.testing.assert_close(spectrum.load_magnitude(written).magnitude, loaded.magnitude)
     # By default the command decorrelates with the images' own matrix, and stores it.
-    own = spectrum.load_magnitude(spectrum.cli_compute(str(folder), "48x40", tmp_path / "own", progress=False))
+    own = spectrum.load_magnitude(estimation.cli_compute(str(folder), "48x40", tmp_path / "own", progress=False))
     assert own.meta["basis"] == spectrum.STORED_BASIS
     assert not torch.allclose(own.color_matrix, default_color_matrix(3, dtype=torch.float64), atol=1e-3)
 
@@ -212,9 +214,9 @@ def test_inputs_in_memory_agree():
     images = pink_noise(3, 32, seed=5)
     as_uint8 = [(im * 255).round().astype(np.uint8) for im in images]
     batch = torch.stack([torch.from_numpy(im).permute(2, 0, 1) for im in as_uint8])
-    from_list = spectrum.compute_magnitude(as_uint8, 32, progress=False)
-    from_batch = spectrum.compute_magnitude(batch, 32, progress=False)
-    from_float = spectrum.compute_magnitude([im.astype(np.float32) / 255 for im in as_uint8], 32, progress=False)
+    from_list = estimation.compute_magnitude(as_uint8, 32, progress=False)
+    from_batch = estimation.compute_magnitude(batch, 32, progress=False)
+    from_float = estimation.compute_magnitude([im.astype(np.float32) / 255 for im in as_uint8], 32, progress=False)
     torch.testing.assert_close(from_list, from_batch)
     torch.testing.assert_close(from_list, from_float)
 
@@ -228,7 +230,7 @@ def test_npy_source(tmp_path):
 
 def test_empty_folder_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no readable image"):
-        spectrum.compute_magnitude(tmp_path, 16, progress=False)
+        estimation.compute_magnitude(tmp_path, 16, progress=False)
 
 
 def test_non_image_and_truncated_files_warn_and_are_skipped(tmp_path):
@@ -240,7 +242,7 @@ def test_non_image_and_truncated_files_warn_and_are_skipped(tmp_path):
     data = (tmp_path / "c.jpg").read_bytes()
     (tmp_path / "c.jpg").write_bytes(data[: len(data) // 2])
     with pytest.warns(UnreadableImageWarning) as record:
-        spectrum.compute_magnitude(tmp_path, 32, progress=False, out=tmp_path / "s.npz")
+        estimation.compute_magnitude(tmp_path, 32, progress=False, out=tmp_path / "s.npz")
     skipped = sorted(str(w.message).split("'")[1].rsplit("/", 1)[-1] for w in record
                      if issubclass(w.category, UnreadableImageWarning))
     assert skipped == ["c.jpg", "notes.txt"]
@@ -261,7 +263,7 @@ def test_grey_rgba_and_16_bit_images_are_converted(tmp_path):
     Image.fromarray(deep).save(tmp_path / "deep.png")
     np.testing.assert_allclose(read_image(tmp_path / "deep.png"), np.repeat(deep[..., None] / 65535, 3, -1), atol=1e-6)
 
-    mag = spectrum.compute_magnitude(tmp_path, 16, progress=False)
+    mag = estimation.compute_magnitude(tmp_path, 16, progress=False)
     assert torch.isfinite(mag).all()
 
 
@@ -269,7 +271,7 @@ def test_mixed_sizes_are_cropped_and_resized(tmp_path):
     for i, (h, w) in enumerate([(64, 64), (80, 50), (50, 120), (40, 40)]):
         save_png(tmp_path / f"{i}.png", pink_noise(1, max(h, w), seed=10 + i)[0][:h, :w])
     with pytest.warns(UserWarning, match="1 of 4 images were smaller"):
-        mag = spectrum.compute_magnitude(tmp_path, (48, 48), progress=False, out=tmp_path / "s.npz")
+        mag = estimation.compute_magnitude(tmp_path, (48, 48), progress=False, out=tmp_path / "s.npz")
     assert mag.shape == (3, 48, 25) and torch.isfinite(mag).all()
     assert spectrum.load_magnitude(tmp_path / "s.npz").meta["image_count"] == 4
 
@@ -359,10 +361,10 @@ def test_plots(tmp_path):
     images = torch.rand(2, 3, 64, 64)
     diagnostics.plot_radial_profiles({"noise": diagnostics.radial_power(images)}, tmp_path / "power.png")
     saved = spectrum.save_magnitude(tmp_path / "s.npz", spectrum.natural_magnitude(128))
-    out = spectrum.cli_plot([saved], tmp_path / "profiles.png")
+    out = estimation.cli_plot([saved], tmp_path / "profiles.png")
     for png in (tmp_path / "power.png", out):
         with Image.open(png) as im:
             assert im.format == "PNG" and min(im.size) > 100
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        spectrum.cli_plot([saved], tmp_path / "again.png", references=False)
+        estimation.cli_plot([saved], tmp_path / "again.png", references=False)

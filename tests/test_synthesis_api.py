@@ -62,7 +62,7 @@ GOOD_PHASE, GOOD_MAG = maco_inputs(1, 3, 8, 8)
         (dict(phase=GOOD_PHASE * math.nan), ValueError, "phase contains NaN"),
         (dict(size=(8, 10)), ValueError, "size\\[1\\] = 10 does not match"),
         (dict(size=(7, 8)), ValueError, "size\\[0\\] = 7 does not match"),
-        (dict(size="big"), TypeError, "size must be an int or a pair"),
+        (dict(size="big"), TypeError, "size: expected an int or a pair"),
         (dict(values_range=(1.0, 1.0)), ValueError, "values_range must be finite with lo < hi"),
         (dict(values_range=3), TypeError, "values_range must be a pair"),
         (dict(color_matrix=torch.eye(2)), ValueError, "color_matrix must be \\(3, 3\\)"),

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from phasevis_ext.transform import eval_boxes, eval_crops, random_crops
+from phasevis_ext.render.crops import eval_boxes, eval_crops, random_crops
 
 
 def generators(seeds):

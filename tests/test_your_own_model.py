@@ -15,8 +15,11 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from phasevis_ext import cli, export, models, spectrum
-from phasevis_ext.render import visualize
+from phasevis_ext import cli, models
+from phasevis_ext.io import export
+from phasevis_ext.param import spectrum
+from phasevis_ext.param import estimation
+from phasevis_ext.render.visualize import visualize
 
 FACTORIES = textwrap.dedent('''
     from torch import nn
@@ -115,7 +118,7 @@ def test_grayscale_cnn_with_a_spectrum_from_scans(zoo, tmp_path, capsys):
     assert code == 0, err
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["settings"]["channels"] == 1
-    assert results["settings"]["spectrum"] == str(tmp_path / "scans.npz")
+    assert results["settings"]["spectrum"]["file"] == "scans.npz"  # by name and content digest
     for unit in results["units"]:
         assert Image.open(tmp_path / "out" / unit["image"]).mode == "L"
         assert Image.open(tmp_path / "out" / unit["rgba"]).mode == "LA"
@@ -224,7 +227,7 @@ def test_torchscript_model_visualizes_its_output(zoo, tmp_path, capsys):
 ])
 def test_bad_input_exits_2_with_one_line(zoo, tmp_path, capsys, case, needle):
     write_scans(tmp_path / "scans", count=1)
-    spectrum.compute_magnitude(tmp_path / "scans", 32, channels=1, progress=False, out=tmp_path / "grey.npz")
+    estimation.compute_magnitude(tmp_path / "scans", 32, channels=1, progress=False, out=tmp_path / "grey.npz")
     cnn, cnn5 = f"{zoo}/nets.py:cnn", f"{zoo}/nets.py:cnn5"
     args = {
         "garbage weights": ["--model", cnn, "--weights", zoo / "garbage.pth"],
@@ -306,7 +309,7 @@ def test_data_color_matrix_is_a_square_root_of_the_covariance():
 
 def test_decorrelated_spectrum_uses_the_stored_matrix(tmp_path):
     write_bands(tmp_path / "bands", channels=3)
-    mag = spectrum.compute_magnitude(tmp_path / "bands", 40, channels=None, color_matrix="data", progress=False,
+    mag = estimation.compute_magnitude(tmp_path / "bands", 40, channels=None, color_matrix="data", progress=False,
                                      out=tmp_path / "b.npz")
     stored = spectrum.load_magnitude(tmp_path / "b.npz")
     images = [torch.from_numpy(a).double() for a in np.load(tmp_path / "bands" / "stack.npy")]
@@ -337,7 +340,7 @@ def test_weights_loading_finds_the_state_dict_and_names_mismatches(tmp_path):
 
 
 def test_npy_layouts_and_channel_counts(tmp_path):
-    from phasevis_ext.image_io import iter_images
+    from phasevis_ext.io.images import iter_images
 
     np.save(tmp_path / "a.npy", np.zeros((20, 30), np.uint8))          # one grey image
     np.save(tmp_path / "b.npy", np.ones((2, 1, 20, 30), np.float32))   # a stack of two

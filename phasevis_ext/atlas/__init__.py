@@ -39,8 +39,8 @@ shared SQLite file); a torn last line (a kill during the append) is skipped when
 off before the owner appends again.
 
 Resume: rerunning the same command skips the units that are done: a valid index line for the
-current settings whose files all exist. Different settings into the same folder raise ValueError
-naming the differing settings (unless nothing is done there yet); new_run=True moves the old
+current settings whose files all exist. Different settings into the same folder raise InvalidArgument
+(a ValueError) naming the differing settings (unless nothing is done there yet); new_run=True moves the old
 settings, index, units and gallery to archive/TIMESTAMP/ and starts over.
 
 Distribution: with WORLD_SIZE > 1 in the environment (torchrun), each process joins a process
@@ -64,13 +64,16 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import export, models
-from ..checks import InvalidArgument, positive_int
-from ..render import check_options, prepare, render_units
-from .index import LOGITS_GROUP, Shard, fsync_path, merge_index, shard_path, unit_stem, write_json
-from .planning import Unit, check_run_options, init_distributed, plan_run, rank_device, visualize_defaults
+from ..io import export
+from ..model import loading as models
+from ..checks import InvalidArgument
+from ..render.loop import render_units
+from ..render.settings import RenderSettings
+from ..render.visualize import prepare
+from .index import LOGITS_GROUP, Shard, fsync_path, merge_index, shard_path, unit_stem, write_record
+from .planning import AtlasUnit, init_distributed, plan_run, rank_device
 
-__all__ = ["AtlasResult", "LOGITS_GROUP", "Unit", "run"]
+__all__ = ["AtlasResult", "AtlasUnit", "LOGITS_GROUP", "run"]
 
 
 @dataclass
@@ -87,7 +90,8 @@ class AtlasResult:
 
 def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), channels=None, logits=None,
         new_run: bool = False, progress: bool | None = None, model_name: str | None = None,
-        input_channels: int | None = None, class_names=None, **visualize_options) -> AtlasResult:
+        input_channels: int | None = None, class_names=None, settings: RenderSettings | None = None,
+        callback=None, **overrides) -> AtlasResult:
     """Visualize every channel of `layers` and the `logits` classes into `out_dir`; see the module doc.
 
     model: an nn.Module (moved to this rank's device and put in eval mode) or a `models.load` name.
@@ -96,103 +100,79 @@ def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), ch
         range (":" for all).
     new_run: archive whatever `out_dir` holds and start over instead of resuming.
     model_name: how settings.json names the model (default: the name, or the module's class).
-    input_channels: the model's input channels (visualize's `channels`; default: inferred).
+    input_channels: the model's input channels (the settings' `channels`; default: inferred).
     class_names: names of the logits, a file (one a line, or a JSON list) or a sequence, as many as
         the model has logits (default: ImageNet's for an ImageNet classifier, else none).
-    visualize_options: passed to `render.visualize` (param, steps, image_size, crops, seed, batch_size,
-        device, ...). device=None means cuda if available, else cpu; "cuda" means cuda:LOCAL_RANK.
+    settings, overrides: the RenderSettings of every unit, as for `visualize`. device=None means
+        cuda if available, else cpu; "cuda" means cuda:LOCAL_RANK. callback: as for `visualize`,
+        per batch of units.
     """
     out_dir = Path(out_dir)
     layers = [s.strip() for s in layers.split(",") if s.strip()] if isinstance(layers, str) else list(layers)
-    check_run_options(visualize_options)
     if not layers and logits is None:
         raise InvalidArgument("atlas: nothing to do; give layers and/or logits")
-    options = {**visualize_defaults(), **visualize_options}
-    batch_size = positive_int(options.pop("batch_size"), "batch_size")
-    memory_budget = options.pop("memory_budget")
+    settings = (settings or RenderSettings()).replace(**overrides)
+    if input_channels is not None:
+        settings = settings.replace(channels=input_channels)
     progress = sys.stderr.isatty() if progress is None else progress
-
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = rank_device(options.pop("device"), local_rank)
+    device = rank_device(settings.device, local_rank)
     model_name = model_name or (model if isinstance(model, str) else type(model).__name__)
     # A module is moved and put in eval mode, as visualize runs it: no forward pass may update its buffers.
     model = models.load(model, device=device)
-    options["channels"] = models.input_channels(model, input_channels, options["input_size"])
-    checked = check_options(model, device=device, **options)
+    settings = settings.replace(device=device).resolved_for(model)
     rank, world, own_group = init_distributed(device)
     try:
-        # Rank 0 decides alone, before any rank writes, so that all ranks split the same list.
-        plan = None
-        if rank == 0:
-            try:
-                plan = plan_run(model, model_name, out_dir, layers, channels, logits, new_run, options, checked,
-                                class_names)
-            except Exception as error:  # noqa: BLE001 - re-raised below on every rank
-                plan = error
-        if world > 1:
-            box = [plan]
-            dist.broadcast_object_list(box, src=0)
-            plan = box[0]
-        if isinstance(plan, Exception):
-            raise plan
-        settings, settings_id, units, pending = plan
-        mine = pending[rank::world]
-        with prepare(model, checked, layers=layers, batch_size=batch_size, memory_budget=memory_budget) as prepared:
-            rendered = _render(prepared, out_dir, mine, settings, settings_id, checked, batch_size=batch_size,
-                               optimizer=options["optimizer"], rank=rank, world=world, bar_position=local_rank,
-                               progress=progress)
+        units, pending, record, record_id = _plan_on_rank_0(rank, world, model, model_name, out_dir, layers,
+                                                            channels, logits, new_run, settings, class_names)
+        with prepare(model, settings, layers=layers) as prepared:
+            rendered = _render(prepared, out_dir, pending[rank::world], record, record_id, settings, rank=rank,
+                               world=world, bar_position=local_rank, progress=progress, callback=callback)
         if world > 1:
             dist.barrier(**({"device_ids": [device.index]} if device.type == "cuda" else {}))
         index = gallery = None
         if rank == 0:
-            entries = merge_index(out_dir, settings, settings_id, world, {u.id: u.label for u in units})
-            index, gallery = out_dir / "index.json", export.write_atlas_gallery(out_dir, entries, settings)
+            entries = merge_index(out_dir, record, record_id, world, {u.id: u.label for u in units})
+            index, gallery = out_dir / "index.json", export.write_atlas_gallery(out_dir, entries, record)
         return AtlasResult(out_dir, len(units), len(units) - len(pending), rendered, rank, world, index, gallery)
     finally:
         if own_group:
             dist.destroy_process_group()
 
 
-def _render(prepared, out_dir: Path, units: list[Unit], settings, settings_id, options, *, batch_size: int,
-            optimizer, rank: int, world: int, bar_position: int, progress: bool) -> int:
+def _plan_on_rank_0(rank, world, *plan_args):
+    """Rank 0 decides alone, before any rank writes, so that all ranks split the same list; an
+    error there is raised on every rank."""
+    plan = None
+    if rank == 0:
+        try:
+            plan = plan_run(*plan_args)
+        except Exception as error:  # noqa: BLE001 - re-raised below on every rank
+            plan = error
+    if world > 1:
+        box = [plan]
+        dist.broadcast_object_list(box, src=0)
+        plan = box[0]
+    if isinstance(plan, Exception):
+        raise plan
+    return plan
+
+
+def _render(prepared, out_dir: Path, units: list[AtlasUnit], record, record_id, settings: RenderSettings, *,
+            rank: int, world: int, bar_position: int, progress: bool, callback=None) -> int:
     """Renders `units` a batch at a time on the prepared model; each batch's files and index lines
     are durable before the next batch starts."""
     shard = Shard(shard_path(out_dir, rank))
-    host = socket.gethostname()
+    where = {"rank": rank, "world_size": world, "host": socket.gethostname()}
     start = time.perf_counter()
     bar = tqdm(total=len(units), desc=f"atlas rank {rank}/{world}", unit="unit", position=bar_position,
                disable=not progress or not units, dynamic_ncols=True)
     try:
-        for first in range(0, len(units), batch_size):
-            batch = units[first:first + batch_size]
-            result = render_units(prepared, [u.objective() for u in batch], [u.id for u in batch], options,
-                                  progress=False, optimizer=optimizer)
-            seconds = result.seconds / len(batch)
-            samples = result.samples
-            written = []
-            for i, unit in enumerate(batch):
-                stem = unit_stem(unit)
-                # Sample 0 is the unit's image (without diversity, the one samples=1 gives); the others
-                # are STEM_sJ*.
-                images, alphas = (result.images[i], result.alpha[i]) if samples > 1 else (result.images[i:i + 1],
-                                                                                          result.alpha[i:i + 1])
-                files = export.save_unit_images(images[0], alphas[0], out_dir, stem)
-                for j in range(1, samples):
-                    extra = export.save_unit_images(images[j], alphas[j], out_dir, f"{stem}_s{j}")
-                    files.update({f"sample{j}_{key}": name for key, name in extra.items()})
-                files["record"] = f"{stem}.json"
-                scores = result.scores[i].reshape(-1)
-                entry = {"unit": unit.id, "group": unit.group, "index": unit.index, "label": unit.label,
-                         "objective": result.objectives[i], "score": float(scores.mean()), "files": files,
-                         "settings": settings_id, "seed": settings["seed"], "seconds": round(seconds, 4),
-                         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                         "rank": rank, "world_size": world, "host": host}
-                if samples > 1:
-                    entry["scores"] = scores.tolist()
-                record = {**entry, "settings": settings, "settings_id": settings_id,
-                          "history": result.history[:, i].tolist()}
-                write_json(out_dir / files["record"], record)
-                written.append((entry, files))
+        for first in range(0, len(units), settings.batch_size):
+            batch = units[first:first + settings.batch_size]
+            result = render_units(prepared, [u.objective() for u in batch], [u.id for u in batch], settings,
+                                  progress=False, callback=callback)
+            written = [_write_unit(out_dir, unit, result, i, record, record_id, where) for i, unit in enumerate(batch)]
             # The index lines come last, once the files are durable: a line always names complete files.
             for _, files in written:
                 for f in files.values():
@@ -207,3 +187,26 @@ def _render(prepared, out_dir: Path, units: list[Unit], settings, settings_id, o
         bar.close()
         shard.close()
     return len(units)
+
+
+def _write_unit(out_dir: Path, unit: AtlasUnit, result, i: int, record, record_id, where) -> tuple[dict, dict]:
+    """(index entry, files) of unit i of a batch's result, its images and record written."""
+    stem, samples = unit_stem(unit), result.samples
+    # Sample 0 is the unit's image (without diversity, the one samples=1 gives); the others are STEM_sJ*.
+    images, alphas = (result.images[i], result.alpha[i]) if samples > 1 else (result.images[i:i + 1],
+                                                                              result.alpha[i:i + 1])
+    files = export.save_unit_images(images[0], alphas[0], out_dir, stem)
+    for j in range(1, samples):
+        extra = export.save_unit_images(images[j], alphas[j], out_dir, f"{stem}_s{j}")
+        files.update({f"sample{j}_{key}": name for key, name in extra.items()})
+    files["record"] = f"{stem}.json"
+    scores = result.scores[i].reshape(-1)
+    entry = {"unit": unit.id, "group": unit.group, "index": unit.index, "label": unit.label,
+             "objective": result.objectives[i], "score": float(scores.mean()), "files": files,
+             "settings": record_id, "seed": record["seed"], "seconds": round(result.seconds / len(result), 4),
+             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(), **where}
+    if samples > 1:
+        entry["scores"] = scores.tolist()
+    write_record(out_dir / files["record"], {**entry, "settings": record, "settings_id": record_id,
+                                           "history": result.history[:, i].tolist()})
+    return entry, files

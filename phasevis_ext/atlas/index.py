@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from .. import export
+from ..io import export
 
 INDEX_FORMAT = 1
 LOGITS_GROUP = "logits"
@@ -89,12 +89,12 @@ def merge_index(out_dir: Path, settings: dict, settings_id: str, world: int,
     entries = sorted(valid_entries(out_dir, settings_id), key=lambda e: (group_key(e["group"]), e["index"]))
     if labels is not None:
         entries = [{**e, "label": labels.get(e["unit"], e.get("label"))} for e in entries]
-    write_json(out_dir / "index.json", {"format": INDEX_FORMAT, "settings_id": settings_id, "settings": settings,
+    write_record(out_dir / "index.json", {"format": INDEX_FORMAT, "settings_id": settings_id, "settings": settings,
                                          "world_size": world, "units": entries})
     return entries
 
 
-def write_json(path: Path, data) -> Path:
+def write_record(path: Path, data) -> Path:
     return export.atomic_write(path, lambda f: json.dump(data, f, indent=1), mode="w")
 
 

@@ -3,7 +3,6 @@ and the process group the ranks share."""
 from __future__ import annotations
 
 import datetime
-import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -14,29 +13,25 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import checks, models
-from ..activations import LOGITS, as_bchw, capture
-from ..checks import InvalidArgument, InvalidArgumentType
-from ..class_names import class_names_for
-from ..objectives import channel, logit
-from ..records import digest, file_sha256, jsonable, state_digest
-from ..render import visualize
-from .index import LOGITS_GROUP, read_shards, valid_entries, write_json
+from .. import checks
+from ..model import loading as models
+from ..model.activations import LOGITS, as_bchw, capture
+from ..checks import InvalidArgument
+from ..io.class_names import class_names_for
+from ..render.objectives import channel, logit
+from ..io.records import digest, jsonable, state_digest
+from ..render.settings import RenderSettings
+from .index import LOGITS_GROUP, read_shards, valid_entries, write_record
 
 # Ranks that finish early wait for the slowest at the final barrier; NCCL's default 10 minute
 # timeout would abort them on a large, unevenly loaded atlas.
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=12)
-# visualize() arguments that atlas sets itself.
-OWN_OPTIONS = {"model", "objectives", "unit_ids", "progress"}
-# visualize() options that change the images by rounding at most: left out of settings.json so that
-# a resume may use another device, batch size or memory format. Any other visualize() option,
-# including ones added later, counts as a setting.
-NEUTRAL_OPTIONS = {"device", "batch_size", "callback", "callback_every", "channels_last", "memory_budget",
-                   "model_batch", "fold_batchnorm"}
 
 
 @dataclass(frozen=True)
-class Unit:
+class AtlasUnit:
+    """One unit of an atlas: a layer's channel or a logit, with its id in the index."""
+
     id: str  # "_blocks.15:c12" or "logit:207"
     group: str  # the layer name, or LOGITS_GROUP
     index: int
@@ -44,18 +39,6 @@ class Unit:
 
     def objective(self):
         return logit(self.index) if self.group == LOGITS_GROUP else channel(self.group, self.index)
-
-
-def visualize_defaults() -> dict[str, Any]:
-    """visualize()'s defaults for the options an atlas passes through."""
-    return {name: p.default for name, p in inspect.signature(visualize).parameters.items()
-            if p.default is not inspect.Parameter.empty and name not in OWN_OPTIONS}
-
-
-def check_run_options(options: dict) -> None:
-    unknown = set(options) - set(visualize_defaults())
-    if unknown:
-        raise InvalidArgumentType(f"atlas.run: unexpected options {sorted(unknown)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,30 +68,30 @@ def init_distributed(device: torch.device) -> tuple[int, int, bool]:
 # Units, settings, resume state.
 
 
-def plan_run(model, model_name, out_dir: Path, layers, channels, logits, new_run, options: dict, checked,
+def plan_run(model, model_name, out_dir: Path, layers, channels, logits, new_run, settings: RenderSettings,
              class_names=None):
-    """(settings, settings id, every unit, the pending ones), after checking the folder's settings."""
-    settings = image_settings(model, model_name, options, checked)
-    units = enumerate_units(model, layers, channels, logits, checked.input_size, checked.channels, class_names)
-    settings_id = digest(json.dumps(settings, sort_keys=True).encode())
+    """(every unit, the pending ones, the run record, its id), after checking the folder's record."""
+    record = run_record(model, model_name, settings)
+    units = enumerate_units(model, layers, channels, logits, settings.input_size, settings.channels, class_names)
+    record_id = digest(json.dumps(record, sort_keys=True).encode())
     out_dir.mkdir(parents=True, exist_ok=True)
     if new_run:
         archive(out_dir)
     stored_path = out_dir / "settings.json"
     if stored_path.exists():
         stored = json.loads(stored_path.read_text(encoding="utf-8"))
-        if stored != settings and any(True for _ in read_shards(out_dir)):
-            raise InvalidArgument(_mismatch_message(out_dir, stored, settings))
-    write_json(stored_path, settings)  # also replaces the settings of a folder with nothing done yet
+        if stored != record and any(True for _ in read_shards(out_dir)):
+            raise InvalidArgument(_mismatch_message(out_dir, stored, record, settings))
+    write_record(stored_path, record)  # also replaces the record of a folder with nothing done yet
     for temp in (*out_dir.glob("units/*/.*.tmp"), *out_dir.glob(".*.tmp")):
         temp.unlink(missing_ok=True)  # left by a killed run; no rank is writing yet
-    done = {entry["unit"] for entry in valid_entries(out_dir, settings_id)}
+    done = {entry["unit"] for entry in valid_entries(out_dir, record_id)}
     pending = [unit for unit in units if unit.id not in done]
-    return settings, settings_id, units, pending
+    return units, pending, record, record_id
 
 
 def enumerate_units(model, layers, channels, logits, input_size: int, input_channels: int,
-                    class_names=None) -> list[Unit]:
+                    class_names=None) -> list[AtlasUnit]:
     """Units of each layer then the logits, counting channels with one dummy forward pass; logits
     are labelled by `class_names.class_names_for`."""
     param = next(model.parameters(), None)
@@ -119,34 +102,29 @@ def enumerate_units(model, layers, channels, logits, input_size: int, input_chan
     units = []
     for name in layers:
         count = as_bchw(acts[name]).shape[1]
-        units += [Unit(f"{name}:c{c}", name, c) for c in checks.indices(channels, f"channels of layer {name!r}", count)]
+        units += [AtlasUnit(f"{name}:c{c}", name, c) for c in checks.indices(channels, f"channels of layer {name!r}", count)]
     if logits is not None:
         count = as_bchw(acts[LOGITS]).shape[1]
         names = class_names_for(model, class_names, count)
-        units += [Unit(f"logit:{i}", LOGITS_GROUP, i, names[i] if names else None)
+        units += [AtlasUnit(f"logit:{i}", LOGITS_GROUP, i, names[i] if names else None)
                   for i in checks.indices(logits, "logits", count)]
     return units
 
 
-def image_settings(model: nn.Module, model_name: str, options: dict, checked) -> dict[str, Any]:
-    """Everything that changes the images, with visualize's defaults and "auto" resolved, as JSON."""
-    merged = {k: v for k, v in options.items() if k not in NEUTRAL_OPTIONS}
-    # Resolved values, so that a default and its value name the same images.
-    merged.update(lr=checked.lr, input_size=checked.input_size, image_size=checked.image_size, amp=checked.amp,
-                  channels=checked.channels)
-    if merged["spectrum"] not in (None, "default", "imagenet"):
-        # The file's content, not its path, is what makes the images.
-        merged["spectrum"] = {"file": Path(merged["spectrum"]).name, "sha256": file_sha256(merged["spectrum"])[:16]}
-    settings = {"model": model_name, "weights": state_digest(model),
-                "weights_file": models.weights_record(model), "input_normalization": models.input_normalization(model)}
-    settings.update({k: jsonable(v) for k, v in sorted(merged.items())})
-    return settings
+MODEL_KEYS = ("model", "weights", "weights_file", "input_normalization")
 
 
-def _mismatch_message(out_dir: Path, stored: dict, settings: dict) -> str:
-    keys = sorted(set(stored) | set(settings), key=lambda k: (k != "model", k))
-    diffs = [f"{k} ({stored.get(k)!r} there, {settings.get(k)!r} now)"
-             for k in keys if stored.get(k) != settings.get(k)]
+def run_record(model: nn.Module, model_name: str, settings: RenderSettings) -> dict[str, Any]:
+    """What makes an atlas's images, as JSON: the model, and the resolved settings' JSON form
+    without the fields that change them by rounding at most (device, batch, memory layout)."""
+    return {"model": model_name, "weights": state_digest(model), "weights_file": jsonable(models.weights_record(model)),
+            "input_normalization": models.input_normalization(model), **settings.to_json(images_only=True)}
+
+
+def _mismatch_message(out_dir: Path, stored: dict, record: dict, settings: RenderSettings) -> str:
+    diffs = [f"{k} ({stored.get(k)!r} there, {record.get(k)!r} now)" for k in MODEL_KEYS
+             if stored.get(k) != record.get(k)]
+    diffs += settings.differences(stored)
     return (f"{out_dir} holds an atlas made with other settings: {'; '.join(diffs)}. Use the same settings "
             f"to resume, another folder, or new_run=True / --new-run to archive it and start over")
 

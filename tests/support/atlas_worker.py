@@ -20,7 +20,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).res
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from phasevis_ext import atlas, render  # noqa: E402
+from phasevis_ext import atlas  # noqa: E402
+from phasevis_ext.render import settings as render_settings  # noqa: E402
 from support.forced_amp import forced_auto_amp  # noqa: E402
 
 LAYERS = "conv1,relu2"
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
                              "wait there to be killed: a test kills the run mid-batch without guessing at timings")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the test machines have few cores, shared by the ranks
-    render.AUTO_AMP.update(forced_auto_amp() or {})  # the suite's precision, as in the test process
+    render_settings.AUTO_AMP.update(forced_auto_amp() or {})  # the suite's precision, as in the test process
     shard = Path(args.out) / "index" / "rank-00000.jsonl"
 
     def hold(step, images, scores):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from phasevis_ext import render
+from phasevis_ext.render import settings as render
 
 VARIABLE = "PHASEVIS_TEST_AMP"
 

@@ -30,7 +30,7 @@ import warnings
 import torch
 
 import phasevis_ext as pv
-from phasevis_ext.reference import fourier_synthesis_reference, maco_synthesis_reference
+from phasevis_ext.ops.reference import fourier_synthesis_reference, maco_synthesis_reference
 
 OPS = torch.ops.phasevis
 KINDS = ("wrapper", "raw", "wrapper_fault", "raw_fault", "backward_fault")

@@ -21,9 +21,9 @@ from typing import Sequence
 import torch
 from torchvision.ops import roi_align
 
-from . import ops
-from .defaults import BOX_SIZE as DEFAULT_BOX_SIZE
-from .checks import InvalidArgument, check_box_size, positive_int
+from ..ops import fused as ops
+
+from ..checks import InvalidArgument, check_box_size, positive_int
 
 # Horama's spread of the crop centres around the image centre, in fractions of the image side.
 CENTER_STD = 0.15
@@ -53,7 +53,7 @@ def _crop(images: torch.Tensor, unit_index: torch.Tensor, centers: torch.Tensor,
     return roi_align(images, boxes, out_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
-def random_crops(images: torch.Tensor, crops: int, out_size: int, box_size=DEFAULT_BOX_SIZE, *,
+def random_crops(images: torch.Tensor, crops: int, out_size: int, box_size=(0.25, 1.0), *,
                  generators: Sequence[torch.Generator], noise: float = 0.0) -> torch.Tensor:
     """(N * crops, C, out, out) random square crops, unit-major: image i owns rows [i*crops, (i+1)*crops).
 
@@ -89,7 +89,7 @@ def random_crops(images: torch.Tensor, crops: int, out_size: int, box_size=DEFAU
     return out
 
 
-def eval_boxes(box_size=DEFAULT_BOX_SIZE) -> list[tuple[float, float, float]]:
+def eval_boxes(box_size=(0.25, 1.0)) -> list[tuple[float, float, float]]:
     """The fixed evaluation boxes (centre x, centre y, side) spanning the training distribution.
 
     Centred crops at the smallest, middle and largest side of box_size (fewer when they
@@ -104,7 +104,7 @@ def eval_boxes(box_size=DEFAULT_BOX_SIZE) -> list[tuple[float, float, float]]:
     return boxes
 
 
-def eval_crops(images: torch.Tensor, out_size: int, box_size=DEFAULT_BOX_SIZE) -> torch.Tensor:
+def eval_crops(images: torch.Tensor, out_size: int, box_size=(0.25, 1.0)) -> torch.Tensor:
     """(N * K, C, out, out) crops at the K fixed `eval_boxes(box_size)`, unit-major, without noise."""
     _check_images(images)
     out_size = positive_int(out_size, "out_size")

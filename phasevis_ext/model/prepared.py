@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from .activations import resolve_layers
-from .batchnorm_folding import fold_batchnorm as folded_copy
-from .checks import InvalidArgument
+from .folding import fold_batchnorm as folded_copy
+from ..checks import InvalidArgument
 from .memory import plan_batch_size
 
 

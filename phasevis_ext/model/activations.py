@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
-from .checks import InvalidArgument, InvalidArgumentType
+from ..checks import InvalidArgument, InvalidArgumentType
 
 LOGITS = "logits"
 
@@ -134,7 +134,7 @@ class Capture:
             return self._acts
         missing = [name for name in self.modules if name not in self._acts]
         if missing:
-            # A layer that exists but is not on the forward path (an auxiliary head, an unused branch) is the
+            # A layer that exists but is not on the forward path (an auxiliary classifier, an unused branch) is the
             # caller's choice of layer, not a fault of ours.
             raise InvalidArgument(f"layers: {missing} did not run during the model's forward pass; choose layers "
                                   "that the forward pass reaches (`phasevis layers` lists them in call order)")

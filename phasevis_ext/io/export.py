@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .checks import InvalidArgument
-from .render import sample_ids
+from ..checks import InvalidArgument
+from ..render.results import sample_ids
 
 
 
@@ -231,7 +231,7 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
 
 
 def class_label(unit, class_names: Sequence[str] | None) -> str | None:
-    """The class name of a logit unit (an `objectives.Unit`, or its (kind, layer, index) list
+    """The class name of a logit unit (an `objectives.UnitRef`, or its (kind, layer, index) list
     from JSON), when class_names knows its index."""
     if unit is None or not class_names or unit[0] != "logit":
         return None
@@ -241,7 +241,7 @@ def class_label(unit, class_names: Sequence[str] | None) -> str | None:
 
 def default_class_names(result) -> Sequence[str] | None:
     """ImageNet's names where the result's model is an ImageNet classifier (its settings say so:
-    `models.has_imagenet_head`), else None: other models' logits are not ImageNet's classes."""
+    `models.has_imagenet_classifier`), else None: other models' logits are not ImageNet's classes."""
     if result.settings.get("class_names") != "imagenet":
         return None
     from .imagenet_classes import IMAGENET_CLASSES

@@ -16,13 +16,13 @@ of column 0 (and column W/2 for even W) as one Hermitian pair.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+
 
 import torch
 
-from . import ops
-from .checks import InvalidArgument, InvalidArgumentType
-from .color import default_color_matrix
+from . import fused as ops
+from ..checks import InvalidArgument, InvalidArgumentType, image_size
+from .color import check_color_matrix
 from .reference import fourier_synthesis_reference, maco_synthesis_reference
 
 BACKENDS = ("auto", "ext", "torch")
@@ -33,7 +33,7 @@ def fourier_scale(size, decay: float = 1.0, *, device=None, dtype=torch.float32)
 
     Lucid's 1/f scaling without its constant factor, which the standardization makes moot.
     """
-    height, width = _image_size(size, "size")
+    height, width = image_size(size, "size")
     if not math.isfinite(decay) or decay < 0:
         raise InvalidArgument(f"decay must be a finite number >= 0, got {decay}")
     fy = torch.fft.fftfreq(height, dtype=torch.float64)[:, None]
@@ -134,8 +134,7 @@ def _use_extension(backend: str, head: torch.Tensor) -> bool:
         raise InvalidArgument(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":
         return False
-    on_cuda = head.device.type == "cuda"
-    supported = ops.extension_available() and (head.device.type == "cpu" or (on_cuda and ops.cuda_kernels_available()))
+    supported = ops.runs_on(head.device)
     if backend == "ext" and not supported:
         reason = ops.extension_load_error() or f"it was built without kernels for {head.device.type}"
         raise RuntimeError(f"backend='ext' requested but the extension cannot run here: {reason}")
@@ -202,27 +201,13 @@ def _check_eps(eps) -> None:
         raise InvalidArgument(f"eps must be a finite number >= 0, got {eps!r}")
 
 
-def _image_size(size, name: str) -> tuple[int, int]:
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = (size, size)
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
-    ):
-        raise InvalidArgumentType(f"{name} must be an int or a pair of ints (H, W), got {size!r}")
-    if min(size) <= 0:
-        raise InvalidArgument(f"{name} must be positive, got {tuple(size)}")
-    return int(size[0]), int(size[1])
-
-
 def _output_size(size, height: int, half_width: int) -> tuple[int, int]:
     if size is None:
         width = 2 * (half_width - 1)
         if width <= 0:
             raise InvalidArgument("size is required when the spectrum has a single column (W would be 0)")
         return height, width
-    out_h, out_w = _image_size(size, "size")
+    out_h, out_w = image_size(size, "size")
     if out_h != height:
         raise InvalidArgument(f"size[0] = {out_h} does not match the spectrum's H = {height}")
     if out_w // 2 + 1 != half_width:
@@ -243,12 +228,4 @@ def _values_range(values_range) -> tuple[float, float]:
 
 
 def _color_matrix(color_matrix, channels: int, like: torch.Tensor) -> torch.Tensor:
-    if color_matrix is None:
-        return default_color_matrix(channels, dtype=like.dtype, device=like.device)
-    if not isinstance(color_matrix, torch.Tensor):
-        color_matrix = torch.as_tensor(color_matrix, dtype=like.dtype, device=like.device)
-    if color_matrix.shape != (channels, channels):
-        raise InvalidArgument(f"color_matrix must be ({channels}, {channels}) to match C = {channels}, got {tuple(color_matrix.shape)}")
-    if color_matrix.device != like.device:
-        raise InvalidArgument(f"color_matrix must be on {like.device}, got {color_matrix.device}")
-    return color_matrix.to(like.dtype).contiguous()
+    return check_color_matrix(color_matrix, channels, device=like.device, dtype=like.dtype, move=False, finite=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import InvalidArgument
+from ..checks import InvalidArgument
 
 DEFAULT_BAND = (0.01, 0.1)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 try:
-    from . import _C  # noqa: F401  (loading the library registers torch.ops.phasevis)
+    from .. import _C  # noqa: F401  (loading the library registers torch.ops.phasevis)
 
     _LOAD_ERROR: Exception | None = None
 except ImportError as error:  # the pure-PyTorch reference still works
@@ -28,6 +28,13 @@ def extension_load_error() -> Exception | None:
 
 def cuda_kernels_available() -> bool:
     return _C is not None and bool(_C.with_cuda)
+
+
+def runs_on(device: torch.device) -> bool:
+    """Whether the compiled ops have kernels for `device`."""
+    if _C is None:
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and cuda_kernels_available())
 
 
 def maco_synthesis_op(phase, magnitude, height: int, width: int, lo: float, hi: float, color_matrix, eps: float):

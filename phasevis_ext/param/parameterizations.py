@@ -19,23 +19,17 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from . import ops
-from .checks import InvalidArgument, image_size
-from .color import default_color_matrix
-from .reference import fourier_synthesis_reference, maco_synthesis_reference, synthesis_tail
+from ..ops import fused as ops
+from ..checks import InvalidArgument, image_size
+from ..ops.color import check_color_matrix
+from ..ops.reference import fourier_synthesis_reference, maco_synthesis_reference, synthesis_tail
 from .spectrum import natural_magnitude
-from .synthesis import fourier_scale
+from ..ops.synthesis import fourier_scale
 
 PARAMS = ("maco", "fourier", "pixel")
 MIN_SIZE = 8
 VALUES_RANGE = (0.0, 1.0)
 EPS = 1e-4  # the synthesis functions' default
-
-
-def _fused_ops_run_on(device: torch.device) -> bool:
-    if not ops.extension_available():
-        return False
-    return device.type == "cpu" or (device.type == "cuda" and ops.cuda_kernels_available())
 
 
 def _per_unit_normal(shape, generators, std, *, device, dtype) -> torch.Tensor:
@@ -63,15 +57,7 @@ class ImageParam(nn.Module):
 
 
 def _color_matrix(color_matrix, channels: int, *, device, dtype) -> torch.Tensor:
-    if color_matrix is None:
-        return default_color_matrix(channels, dtype=dtype, device=device)
-    k = torch.as_tensor(color_matrix).to(device=device, dtype=dtype)
-    if k.shape != (channels, channels):
-        raise InvalidArgument(f"color_matrix must be ({channels}, {channels}) for {channels} channels, "
-                         f"got {tuple(k.shape)}")
-    if not torch.isfinite(k).all():
-        raise InvalidArgument("color_matrix contains non-finite values")
-    return k.contiguous()
+    return check_color_matrix(color_matrix, channels, device=device, dtype=dtype, move=True)
 
 
 class MacoParam(ImageParam):
@@ -98,7 +84,7 @@ class MacoParam(ImageParam):
 
     def forward(self) -> torch.Tensor:
         height, width = self.size
-        if _fused_ops_run_on(self.param.device):
+        if ops.runs_on(self.param.device):
             return ops.maco_synthesis_op(self.param, self.magnitude, height, width, *VALUES_RANGE,
                                          self.color_matrix, EPS)
         return maco_synthesis_reference(self.param, self.magnitude, self.size, VALUES_RANGE, self.color_matrix, EPS)
@@ -119,7 +105,7 @@ class FourierParam(ImageParam):
 
     def forward(self) -> torch.Tensor:
         height, width = self.size
-        if _fused_ops_run_on(self.param.device):
+        if ops.runs_on(self.param.device):
             return ops.fourier_synthesis_op(self.param, self.scale, height, width, *VALUES_RANGE,
                                             self.color_matrix, EPS)
         spectrum = torch.view_as_complex(self.param)

@@ -23,6 +23,8 @@ def jsonable(value):
         return {"tensor": list(value.shape), "sha256": tensor_digest(value)}
     if isinstance(value, torch.dtype):
         return str(value).removeprefix("torch.")
+    if isinstance(value, torch.device):
+        return str(value)
     return getattr(value, "__qualname__", None) or repr(value)
 
 

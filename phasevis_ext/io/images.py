@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checks import InvalidArgument, InvalidArgumentType
+from ..checks import InvalidArgument, InvalidArgumentType
 
 # PIL opens 16-bit greyscale files in these modes; their range is 0..65535.
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}

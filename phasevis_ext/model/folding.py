@@ -19,7 +19,7 @@ from collections import Counter
 import torch
 from torch import fx, nn
 
-from .checks import InvalidArgument
+from ..checks import InvalidArgument
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -2,8 +2,8 @@
 
 A model's logits get names from one of two places: a file the user gives (one name a line, or a
 JSON list of strings), or ImageNet's 1000 classes where the model is an ImageNet classifier
-(`models.has_imagenet_head`: a shipped or zoo model with ImageNet weights and its 1000-way
-head). Any other model's logits stay unnamed: a 10-class head's logit 3 is not a tiger shark.
+(`models.has_imagenet_classifier`: a shipped or zoo model with ImageNet weights and its 1000-way
+classifier). Any other model's logits stay unnamed: a 10-class model's logit 3 is not a tiger shark.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from . import models
-from .activations import as_bchw, main_tensor
-from .checks import InvalidArgument
+from ..model import loading as models
+from ..model.activations import as_bchw, main_tensor
+from ..checks import InvalidArgument
 from .imagenet_classes import IMAGENET_CLASSES
 
 
@@ -77,6 +77,6 @@ def class_names_for(model: nn.Module, names: str | os.PathLike | Sequence[str] |
         if not all(isinstance(n, str) for n in names):
             raise InvalidArgument("class_names: expected a file or a sequence of strings")
         return check_count(names, count, "the list")
-    if models.has_imagenet_head(model) and count == len(IMAGENET_CLASSES):
+    if models.has_imagenet_classifier(model) and count == len(IMAGENET_CLASSES):
         return IMAGENET_CLASSES
     return None

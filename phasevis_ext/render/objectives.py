@@ -20,9 +20,9 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import torch
 
-from . import checks
-from .activations import LOGITS, as_bchw
-from .checks import InvalidArgument, InvalidArgumentType, non_negative_int
+from .. import checks
+from ..model.activations import LOGITS, as_bchw
+from ..checks import InvalidArgument, InvalidArgumentType, non_negative_int
 
 Acts = Mapping[str, torch.Tensor]
 ScoreFn = Callable[[Acts], torch.Tensor]
@@ -144,7 +144,7 @@ def _is_scalar(value) -> bool:
     return isinstance(value, numbers.Real)
 
 
-class Unit(NamedTuple):
+class UnitRef(NamedTuple):
     """What a primitive objective reads: kind "logit" (layer None), "channel", "neuron" or "layer"
     (index None). Export labels results with it; combinations of objectives have none."""
 
@@ -167,10 +167,10 @@ class Objective:
     fn: ScoreFn | None = field(default=None, repr=False)
     terms: tuple[tuple[float, _Term], ...] = field(default=(), repr=False)
     _is_sum: bool = field(default=False, repr=False)  # parenthesize when it is an operand
-    unit: Unit | None = None
+    unit: UnitRef | None = None
 
     @classmethod
-    def _linear(cls, description: str, terms, is_sum: bool = False, unit: Unit | None = None) -> Objective:
+    def _linear(cls, description: str, terms, is_sum: bool = False, unit: UnitRef | None = None) -> Objective:
         names = {term.layer for _, term in terms}
         return cls(description, frozenset(names - {LOGITS}), LOGITS in names, terms=tuple(terms), _is_sum=is_sum,
                    unit=unit)
@@ -279,13 +279,13 @@ def objective(func: Callable | None = None, *, layer_args: Sequence[str] = ("lay
 def logit(index: int) -> Objective:
     """The model output (pre-softmax) for class `index`."""
     index = non_negative_int(index, "class index")
-    return Objective._linear(f"logit({index})", [(1.0, _Channel(LOGITS, index))], unit=Unit("logit", None, index))
+    return Objective._linear(f"logit({index})", [(1.0, _Channel(LOGITS, index))], unit=UnitRef("logit", None, index))
 
 
 def channel(layer: str, c: int) -> Objective:
     """Mean of channel c over all positions of `layer`."""
     c = non_negative_int(c, "channel")
-    return Objective._linear(f"channel({layer}, {c})", [(1.0, _Channel(layer, c))], unit=Unit("channel", layer, c))
+    return Objective._linear(f"channel({layer}, {c})", [(1.0, _Channel(layer, c))], unit=UnitRef("channel", layer, c))
 
 
 def neuron(layer: str, c: int, x: int | None = None, y: int | None = None) -> Objective:
@@ -295,12 +295,12 @@ def neuron(layer: str, c: int, x: int | None = None, y: int | None = None) -> Ob
     y = None if y is None else non_negative_int(y, "y")
     where = "" if x is None and y is None else f", x={x}, y={y}"
     return Objective._linear(f"neuron({layer}, {c}{where})", [(1.0, _Neuron(layer, c, x, y))],
-                             unit=Unit("neuron", layer, c))
+                             unit=UnitRef("neuron", layer, c))
 
 
 def layer(layer: str) -> Objective:
     """Mean square of every activation of `layer` (DeepDream)."""
-    return Objective._linear(f"layer({layer})", [(1.0, _LayerEnergy(layer))], unit=Unit("layer", layer, None))
+    return Objective._linear(f"layer({layer})", [(1.0, _LayerEnergy(layer))], unit=UnitRef("layer", layer, None))
 
 
 def direction(layer: str, vector, cossim_power: float = 0.0) -> Objective:

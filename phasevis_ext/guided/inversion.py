@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import torch
 
-from . import checks, defaults
-from .checks import InvalidArgument
-from .objectives import Objective
-from .render import Guide, GuidedResult, VisualizationInterrupted, as_guided, render_guided
+from .. import checks
+from ..checks import InvalidArgument
+from ..render.loop import LoopHook
+from ..render.objectives import Objective
+from ..render.results import VisualizationInterrupted
+from .common import GuidedResult, as_guided, relative_l2, render_guided
 
 SIMILARITIES = ("cosine", "l2")
 
@@ -29,19 +31,19 @@ def similarity(ours: torch.Tensor, theirs: torch.Tensor, crops: int, kind: str) 
     if kind == "cosine":
         per_crop = torch.nn.functional.cosine_similarity(ours, theirs, dim=1, eps=1e-12)
     else:
-        per_crop = -(ours - theirs).pow(2).mean(1) / theirs.pow(2).mean(1).clamp_min(1e-12)
+        per_crop = -relative_l2(ours, theirs)
     return per_crop.unflatten(0, (-1, crops)).mean(1)
 
 
-def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: str = "cosine",
-           steps: int = defaults.STEPS,
-           image_size=None, **options) -> GuidedResult:
+def invert(model, images, layer: str, *, similarity_kind: str = "cosine", image_size=None, unit_ids=None,
+           **options) -> GuidedResult:
     """Invert real `images` at `layer`.
 
     images: (N, C, H, W) photos with values in [0, 1], rendered at their own size (image_size, when
         given, must match it). layer: a layer name (`phasevis layers`).
-    param: "maco", "fourier" or "pixel"; options: as `visualize` (lr, crops, box_size, noise, seed,
-        device, amp, batch_size, ...).
+    options: RenderSettings fields (param: "maco", "fourier" or "pixel"; lr, crops, box_size, noise,
+        seed, device, amp, batch_size, ...), or settings=RenderSettings(...), and visualize's
+        progress and callback.
 
     Returns a GuidedResult whose scores are the final similarities (fixed evaluation crops) and
     whose photos are `images`. Ctrl-C raises VisualizationInterrupted with such a result of the
@@ -55,19 +57,19 @@ def invert(model, images, layer: str, *, param: str = "maco", similarity_kind: s
     photos = checks.photo_batch(images, size=size)
     description = f"invert({layer}, {similarity_kind})"
     goals = [Objective(description, frozenset()) for _ in range(photos.shape[0])]
-    unit_ids = options.pop("unit_ids", None) or [f"{i}:{description}" for i in range(photos.shape[0])]
+    unit_ids = unit_ids or [f"{i}:{description}" for i in range(photos.shape[0])]
 
-    def make_guide(checked) -> Guide:
-        checks.photo_batch(photos, channels=checked.channels)
+    def make_hook(settings) -> LoopHook:
+        checks.photo_batch(photos, channels=settings.channels)
 
-        def term(rows, images, acts, reference_acts, crops):
-            return similarity(acts[layer], reference_acts[layer], crops, similarity_kind)
+        def term(rows, images, acts, photo_acts, crops):
+            return similarity(acts[layer], photo_acts[layer], crops, similarity_kind)
 
-        return Guide(references=photos.to(checked.device), term=term, layers=frozenset({layer}))
+        return LoopHook(companions=photos.to(settings.device), term=term, layers=frozenset({layer}))
 
     try:
-        result = render_guided(model, goals, make_guide, layers={layer}, unit_ids=unit_ids, param=param,
-                               steps=steps, image_size=tuple(photos.shape[-2:]), **options)
+        result = render_guided(model, goals, make_hook, layers={layer}, unit_ids=unit_ids,
+                               image_size=tuple(photos.shape[-2:]), **options)
     except VisualizationInterrupted as stop:
         raise VisualizationInterrupted(as_guided(stop.result, photos=photos)) from None
     return as_guided(result, photos=photos)

@@ -31,19 +31,21 @@ from __future__ import annotations
 
 import torch
 
-from . import checks, defaults
-from .checks import InvalidArgument, finite_number
-from .color import decorrelate, default_color_matrix
-from .objectives import parse_targets
-from .param import PhotoPhaseParam, PhotoSpectrumParam
-from .render import Guide, GuidedResult, VisualizationInterrupted, as_guided, render_guided
-from .synthesis import fourier_scale
+from .. import checks
+from ..checks import InvalidArgument, finite_number
+from ..ops.color import decorrelate, default_color_matrix
+from ..ops.synthesis import fourier_scale
+from ..param.parameterizations import PhotoPhaseParam, PhotoSpectrumParam
+from ..render.loop import LoopHook
+from ..render.objectives import parse_targets
+from ..render.results import VisualizationInterrupted
+from .common import GuidedResult, as_guided, relative_l2, render_guided
 
-PARAMS = ("maco", "fourier")
+ACCENTUATION_PARAMS = ("maco", "fourier")
 MAGNITUDES = ("photo", "natural")
 # Step sizes for a start that is already an image: radians of phase for maco, and units of the
 # spectrum scaled to std 1 for fourier. visualize's rates (1.0, 0.05) are for random starts.
-DEFAULT_LR = {"maco": 0.1, "fourier": 0.05}
+START_LR = {"maco": 0.1, "fourier": 0.05}
 LOGIT_EPS = 1e-3  # photos' 0 and 1 would be infinite logits
 DEFAULT_PENALTY = {"pixels": 100.0, "reg_layer": 10.0}
 
@@ -73,7 +75,7 @@ def seeded_param(kind: str, photos: torch.Tensor, *, magnitude: str, natural: to
 
 
 def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str = "photo", penalty: float | None = None,
-               reg_layer: str | None = None, steps: int = defaults.STEPS, lr: float | None = None, image_size=None,
+               reg_layer: str | None = None, lr: float | None = None, image_size=None, unit_ids=None,
                **options) -> GuidedResult:
     """Accentuate `objectives` in real `images`.
 
@@ -82,24 +84,16 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
     objectives: one per image, or one for all of them (Objective or target string).
     param: "maco" or "fourier"; magnitude: for maco, "photo" (the photo's own) or "natural".
     penalty: weight of the distance to the seed (>= 0), default DEFAULT_PENALTY (100 in pixel
-        space, 10 at a reg_layer); reg_layer: where it is measured, None for pixel space. lr: default DEFAULT_LR[param].
-    options: as `visualize` (crops, box_size, noise, seed, device, amp, batch_size, ...).
+        space, 10 at a reg_layer); reg_layer: where it is measured, None for pixel space.
+        lr: default START_LR[param].
+    options: RenderSettings fields (steps, crops, box_size, noise, seed, device, amp, batch_size,
+        ...), or settings=RenderSettings(...), and visualize's progress and callback.
 
     Returns a GuidedResult: images, alpha (the gradient-based transparency), scores (the
     objective alone, on the final images), seeds and photos. Ctrl-C raises VisualizationInterrupted
     with such a result of the finished and partial images.
     """
-    if param not in PARAMS:
-        raise InvalidArgument(f"param must be one of {PARAMS}, got {param!r}")
-    if magnitude not in MAGNITUDES:
-        raise InvalidArgument(f"magnitude must be one of {MAGNITUDES}, got {magnitude!r}")
-    if param == "fourier" and magnitude != "photo":
-        raise InvalidArgument("magnitude applies to param='maco' (fourier optimizes the whole spectrum)")
-    if penalty is None:
-        penalty = DEFAULT_PENALTY["pixels" if reg_layer is None else "reg_layer"]
-    penalty = finite_number(penalty, "penalty", positive=False)
-    if reg_layer is not None and not isinstance(reg_layer, str):
-        raise InvalidArgument(f"reg_layer must be a layer name or None, got {reg_layer!r}")
+    penalty = _check_accentuation(param, magnitude, penalty, reg_layer)
     size = None if image_size is None else checks.image_size(image_size, "image_size")
     photos = checks.photo_batch(images, size=size)
     goals = parse_targets(objectives)
@@ -107,14 +101,14 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
         goals = goals * photos.shape[0]
     if len(goals) != photos.shape[0]:
         raise InvalidArgument(f"objectives: need one per image ({photos.shape[0]}) or one for all, got {len(goals)}")
-    unit_ids = options.pop("unit_ids", None) or [f"{i}:{g.description}" for i, g in enumerate(goals)]
+    unit_ids = unit_ids or [f"{i}:{g.description}" for i, g in enumerate(goals)]
     seeds = {}
 
-    def make_guide(checked) -> Guide:
-        checks.photo_batch(photos, channels=checked.channels)
-        on_device = photos.to(checked.device)
-        natural = checked.param_kwargs.get("magnitude")
-        color_matrix = checked.param_kwargs.get("color_matrix")
+    def make_hook(settings) -> LoopHook:
+        checks.photo_batch(photos, channels=settings.channels)
+        on_device = photos.to(settings.device)
+        natural = settings.param_kwargs.get("magnitude")
+        color_matrix = settings.param_kwargs.get("color_matrix")
 
         def build(rows, generators=None):
             return seeded_param(param, on_device[rows.start:rows.stop], magnitude=magnitude, natural=natural,
@@ -122,23 +116,42 @@ def accentuate(model, images, objectives, *, param: str = "maco", magnitude: str
 
         with torch.no_grad():
             seeds["images"] = build(range(photos.shape[0]))()
-
-        def term(rows, images, acts, reference_acts, crops):
-            if reg_layer is None:
-                seed = seeds["images"][rows.start:rows.stop]
-                return -penalty * (images - seed).pow(2).flatten(1).mean(1)
-            ours, theirs = (a.float().unflatten(0, (-1, crops)).flatten(1) for a in (acts[reg_layer],
-                                                                                     reference_acts[reg_layer]))
-            return -penalty * (ours - theirs).pow(2).mean(1) / theirs.pow(2).mean(1).clamp_min(1e-12)
-
-        references = seeds["images"] if reg_layer is not None else None
-        return Guide(references=references, term=term, layers=frozenset({reg_layer} - {None}), make_param=build,
-                     final_scores=False)
+        return _penalty_hook(seeds["images"], penalty, reg_layer, build)
 
     try:
-        result = render_guided(model, goals, make_guide, layers={reg_layer} - {None}, unit_ids=unit_ids, param=param,
-                               steps=steps, lr=DEFAULT_LR[param] if lr is None else lr,
-                               image_size=tuple(photos.shape[-2:]), **options)
+        result = render_guided(model, goals, make_hook, layers={reg_layer} - {None}, unit_ids=unit_ids, param=param,
+                               lr=START_LR[param] if lr is None else lr, image_size=tuple(photos.shape[-2:]),
+                               **options)
     except VisualizationInterrupted as stop:
         raise VisualizationInterrupted(as_guided(stop.result, seeds=seeds["images"], photos=photos)) from None
     return as_guided(result, seeds=seeds["images"], photos=photos)
+
+
+def _check_accentuation(param, magnitude, penalty, reg_layer) -> float:
+    """The penalty's weight, after the checks of accentuate's own arguments."""
+    if param not in ACCENTUATION_PARAMS:
+        raise InvalidArgument(f"param must be one of {ACCENTUATION_PARAMS}, got {param!r}")
+    if magnitude not in MAGNITUDES:
+        raise InvalidArgument(f"magnitude must be one of {MAGNITUDES}, got {magnitude!r}")
+    if param == "fourier" and magnitude != "photo":
+        raise InvalidArgument("magnitude applies to param='maco' (fourier optimizes the whole spectrum)")
+    if reg_layer is not None and not isinstance(reg_layer, str):
+        raise InvalidArgument(f"reg_layer must be a layer name or None, got {reg_layer!r}")
+    if penalty is None:
+        penalty = DEFAULT_PENALTY["pixels" if reg_layer is None else "reg_layer"]
+    return finite_number(penalty, "penalty", positive=False)
+
+
+def _penalty_hook(seeds: torch.Tensor, penalty: float, reg_layer: str | None, build) -> LoopHook:
+    """The loop's hook: start at the seeds, and subtract the penalty's distance to them, in pixels
+    or in reg_layer's activations on the same crops (the seeds then go beside the images)."""
+
+    def term(rows, images, acts, seed_acts, crops):
+        if reg_layer is None:
+            return -penalty * (images - seeds[rows.start:rows.stop]).pow(2).flatten(1).mean(1)
+        ours, theirs = (a.float().unflatten(0, (-1, crops)).flatten(1) for a in (acts[reg_layer],
+                                                                                 seed_acts[reg_layer]))
+        return -penalty * relative_l2(ours, theirs)
+
+    return LoopHook(companions=seeds if reg_layer is not None else None, term=term,
+                    layers=frozenset({reg_layer} - {None}), make_param=build, term_in_final_scores=False)

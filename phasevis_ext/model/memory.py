@@ -15,7 +15,7 @@ import os
 import torch
 from torch import nn
 
-from .checks import InvalidArgument
+from ..checks import InvalidArgument
 
 GIB = 1024**3
 # Part of the free memory a run may plan for: the rest is headroom for the allocator, the

@@ -1,0 +1,1 @@
+"""Runs guided by real photos: feature accentuation and feature inversion."""

@@ -1,0 +1,1 @@
+"""Files: images in, galleries and records out, class names."""

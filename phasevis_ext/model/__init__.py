@@ -1,0 +1,1 @@
+"""The model: loading, preparing (BatchNorm folding, memory plan) and its activations."""

@@ -1,0 +1,1 @@
+"""Image parameterizations (MACO, Fourier, pixels) and the natural spectrum MACO holds fixed."""
