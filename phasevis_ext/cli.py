@@ -20,7 +20,6 @@ from .checks import RANGE_HELP, InvalidArgument
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DEMO_TARGETS = "logit:1,9,130,207,291,323,417,980"
-PARAMS = ("maco", "fourier", "pixel")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +59,7 @@ def _add_photo_command(sub, name: str, positional: tuple[str, str], *, help: str
     return p
 
 
-def _add_visualize_options(p: argparse.ArgumentParser, *, params=PARAMS, samples: bool = True,
+def _add_visualize_options(p: argparse.ArgumentParser, *, params=None, samples: bool = True,
                            class_names: bool = True) -> None:
     """Options shared by `visualize`, `atlas`, `accentuate` and `invert`: the model's, and how each
     unit is rendered (RenderSettings' fields). A command offers only what it honours: `params` it
@@ -71,7 +70,7 @@ def _add_visualize_options(p: argparse.ArgumentParser, *, params=PARAMS, samples
     exclude = {"input_size"}  # a model option above
     if not samples:
         exclude |= {"samples", "diversity", "diversity_layer"}
-    add_arguments(p, exclude=exclude, choices={"param": params})
+    add_arguments(p, exclude=exclude, choices={"param": params} if params else None)
     if class_names:
         p.add_argument("--class-names", default=None, metavar="FILE",
                        help="names of the model's logits for the gallery and records: one a line, or a JSON list, "
@@ -115,7 +114,9 @@ def _add_accentuate_command(sub) -> None:
                                                    "10 with --reg-layer)")
     acc.add_argument("--reg-layer", default=None, metavar="LAYER",
                      help="measure that distance in this layer's activations (default: in pixels)")
-    _add_visualize_options(acc, params=("maco", "fourier"), samples=False)
+    from .guided.accentuation import ACCENTUATION_PARAMS
+
+    _add_visualize_options(acc, params=ACCENTUATION_PARAMS, samples=False)
 
 
 def _add_invert_command(sub) -> None:

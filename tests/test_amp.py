@@ -3,8 +3,6 @@ with tolerances that fit bf16 (8 bits of mantissa: relative rounding of about 4e
 
 bf16 autocast runs on every CPU (emulated where it is not native), so these run on any machine.
 """
-from collections import OrderedDict
-
 import pytest
 import torch
 from torch import nn
@@ -15,18 +13,14 @@ from phasevis_ext.model.activations import capture
 from phasevis_ext.checks import InvalidArgument
 from phasevis_ext.render.objectives import batched_score, channel, logit
 from phasevis_ext.render.crops import eval_crops
+from test_render import tiny_cnn
 
 OPTIONS = dict(image_size=32, input_size=24, crops=2, progress=False, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(3, 8, 3, padding=1), relu1=nn.ReLU(),
-        conv2=nn.Conv2d(8, 16, 3, stride=2, padding=1), relu2=nn.ReLU(),
-        pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(16, 10),
-    )).eval()
+    return tiny_cnn()
 
 
 def test_auto_follows_the_measured_table_and_not_a_cpu_flag(monkeypatch):

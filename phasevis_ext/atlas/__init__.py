@@ -10,7 +10,7 @@ on one process or across GPUs and nodes with torchrun.
 From Python: `run(model, out_dir, layers=["_blocks.15"], channels="0:64", logits=None, **visualize_options)`.
 
 The package: `planning` (the units, the settings, the process group), `index` (the durable
-per-rank index), this module (the run: the model is prepared once, `render.render_units` renders
+per-rank index), this module (the run: the model is prepared once, `render.loop.render_units` renders
 one batch of units at a time). The gallery is written by `export`.
 
 Units: channel c of layer L has the id "L:cC" (all channels by default, or the `channels` range,

@@ -6,7 +6,7 @@
 
 C is any number of channels. maco and fourier recorrelate channels with a C x C colour matrix:
 the ImageNet one for 3 channels by default, the identity otherwise, or the one stored with a
-spectrum computed from the user's images (`spectrum.compute_magnitude`).
+spectrum computed from the user's images (`estimation.compute_magnitude`).
 
 Each unit's initial values come from that unit's own generator, so they do not depend on which
 other units share its batch. Inside the optimization loop the fused ops run without the value

@@ -199,7 +199,7 @@ class RenderSettings:
     spectrum: str | None = option(None, "MACO magnitude and colour matrix: 'default' (shipped photos; 1/f for channel "
                                   "counts other than 1 and 3), 'imagenet' (needs the xplique 2.0.2 wheel) or a file "
                                   "from `phasevis spectrum compute`", _spectrum, shown="default")
-    param_kwargs: dict = option({}, "passed to `param.make_param` (e.g. decay, std, magnitude)", _param_kwargs,
+    param_kwargs: dict = option({}, "passed to `parameterizations.make_param` (e.g. decay, std, magnitude)", _param_kwargs,
                                 flag=False)
     samples: int = option(1, "images per unit, each from its own random start", lambda v: positive_int(v, "samples"),
                           cli={"type": int, "metavar": "K"})
