@@ -37,9 +37,9 @@ from quality_per_second import activations
 from recognition import recognition
 
 from phasevis_ext import models
-from phasevis_ext.render.settings import RenderSettings
 from phasevis_ext.io import export
 from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.render.settings import RenderSettings
 
 JUDGES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 CLASS_SETS = ("tuning", "held-out")

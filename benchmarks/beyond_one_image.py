@@ -18,15 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from sheets import save_sheet, thumbnails
 
 from phasevis_ext.guided.accentuation import DEFAULT_PENALTY, accentuate
-from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.guided.inversion import invert
+from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.param.spectrum import LUMA
 from phasevis_ext.render.objectives import channel, logit
 from phasevis_ext.render.visualize import visualize
-from phasevis_ext.param.spectrum import LUMA
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("inversion", "diversity", "accentuation")

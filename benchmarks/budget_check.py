@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from phasevis_ext import models
-from phasevis_ext.render.settings import RenderSettings
 from phasevis_ext.model.memory import MemoryBudgetError, unit_bytes
+from phasevis_ext.render.settings import RenderSettings
 from phasevis_ext.render.visualize import visualize
 
 

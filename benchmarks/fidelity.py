@@ -27,20 +27,20 @@ import sys
 import time
 from pathlib import Path
 
+import beyond_one_image as beyond
 import numpy as np
 import torch
-import beyond_one_image as beyond
 from recognition import CLASSES, recognition
 from sheets import save_sheet, thumbnails
 
 from phasevis_ext import models
-from phasevis_ext.render.settings import RenderSettings
-from phasevis_ext.param.diagnostics import DEFAULT_BAND, RadialPower, fit_power_law, radial_power
 from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
-from phasevis_ext.render.objectives import channel, logit
-from phasevis_ext.render.settings import resolve_amp
-from phasevis_ext.render.visualize import visualize
+from phasevis_ext.model import activations
+from phasevis_ext.param.diagnostics import DEFAULT_BAND, RadialPower, fit_power_law, radial_power
 from phasevis_ext.param.spectrum import LUMA  # Rec. 601, as the default spectrum's grey channel
+from phasevis_ext.render.objectives import channel, logit
+from phasevis_ext.render.settings import RenderSettings, resolve_amp
+from phasevis_ext.render.visualize import visualize
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("maco", "fourier", "pixel")
@@ -272,7 +272,7 @@ def run(args, command: str) -> Path:
 
     # Part 3: deep units, full budget.
     start = time.perf_counter()
-    widths = {layer.name: layer.shape[1] for layer in models.list_layers(model)}
+    widths = {layer.name: layer.shape[1] for layer in activations.list_layers(model)}
     deep = {}
     for layer in args.layers:
         units = np.linspace(0, widths[layer] - 1, args.channels).round().astype(int).tolist()
@@ -321,7 +321,7 @@ def run_beyond(args, command: str) -> Path:
         data["timings"]["inversion"] = time.perf_counter() - start
     if "diversity" in args.parts:
         start = time.perf_counter()
-        width = {layer.name: layer.shape[1] for layer in models.list_layers(model)}[args.diversity_layer]
+        width = {layer.name: layer.shape[1] for layer in activations.list_layers(model)}[args.diversity_layer]
         units = np.linspace(0, width - 1, 8).round().astype(int).tolist()
         data["diversity"] = beyond.diversity_part(
             model, judge, judge_size, args.diversity_layer, units, samples=args.samples, weight=args.diversity,

@@ -35,10 +35,10 @@ from fidelity import high_frequency_fraction, image_spectrum, machine, natural_s
 from recognition import recognition
 
 from phasevis_ext import models
-from phasevis_ext.render.settings import RenderSettings
-from phasevis_ext.model.activations import LOGITS, as_bchw, capture
 from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.model.activations import LOGITS, as_bchw, capture
 from phasevis_ext.render.objectives import channel, logit
+from phasevis_ext.render.settings import RenderSettings
 from phasevis_ext.render.visualize import visualize
 
 BUDGETS = (16, 32, 64, 128, 256, 512)

@@ -216,8 +216,8 @@ def _class_names(args, model):
     then names an ImageNet classifier's logits, and no other model's)."""
     if getattr(args, "class_names", None) is None:
         return None
-    from .model import loading as models
     from .io.class_names import class_names_for, logit_count
+    from .model import loading as models
 
     channels = models.input_channels(model, args.input_channels, args.input_size)
     count = logit_count(model, channels, args.input_size or models.default_input_size(model))
@@ -313,10 +313,10 @@ def cmd_invert(args) -> int:
 
 
 def cmd_layers(args) -> int:
-    from .model import loading as models
+    from .model import activations
 
     model = load_model(args)
-    print(models.format_layers(models.list_layers(model, args.input_size, args.input_channels)))
+    print(activations.format_layers(activations.list_layers(model, args.input_size, args.input_channels)))
     return EXIT_OK
 
 

@@ -2,10 +2,10 @@ from html.parser import HTMLParser
 
 import pytest
 import torch
+from support.forced_amp import forced_auto_amp
 
 import phasevis_ext as pv
 from phasevis_ext.render import settings as render
-from support.forced_amp import forced_auto_amp
 
 FORCED_AMP = forced_auto_amp()  # the PHASEVIS_TEST_AMP switch, read once for the whole run
 

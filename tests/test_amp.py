@@ -5,15 +5,15 @@ bf16 autocast runs on every CPU (emulated where it is not native), so these run 
 """
 import pytest
 import torch
+from test_render import tiny_cnn
 from torch import nn
 
 import phasevis_ext as pv
-from phasevis_ext.render import settings as render
-from phasevis_ext.model.activations import capture
 from phasevis_ext.checks import InvalidArgument
-from phasevis_ext.render.objectives import batched_score, channel, logit
+from phasevis_ext.model.activations import capture
+from phasevis_ext.render import settings as render
 from phasevis_ext.render.crops import eval_crops
-from test_render import tiny_cnn
+from phasevis_ext.render.objectives import batched_score, channel, logit
 
 OPTIONS = dict(image_size=32, input_size=24, crops=2, progress=False, device="cpu")
 

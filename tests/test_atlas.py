@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import html_links
 import torch
+from conftest import html_links
 from PIL import Image
+from support.atlas_worker import LAYERS, LOGITS, OPTIONS, expected_units, tiny_model
 
 from phasevis_ext import atlas, checks, models
-from support.atlas_worker import LAYERS, LOGITS, OPTIONS, expected_units, tiny_model
 
 WORKER = Path(__file__).parent / "support" / "atlas_worker.py"
 ROOT = WORKER.parents[2]

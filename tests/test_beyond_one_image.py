@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from phasevis_ext import cli
-from phasevis_ext.io import export
-from phasevis_ext.guided.accentuation import accentuate, seeded_param
 from phasevis_ext.checks import InvalidArgument
-from phasevis_ext.render.diversity import gram_similarity
+from phasevis_ext.guided.accentuation import accentuate, seeded_param
 from phasevis_ext.guided.inversion import invert, similarity
+from phasevis_ext.io import export
+from phasevis_ext.render.diversity import gram_similarity
 from phasevis_ext.render.visualize import visualize
 
 OPTIONS = dict(steps=4, input_size=24, crops=2, progress=False, device="cpu")

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from support.atlas_worker import OPTIONS, tiny_model
 
 import phasevis_ext as pv
 from phasevis_ext import atlas, models
@@ -10,7 +11,6 @@ from phasevis_ext.checks import InvalidArgument
 from phasevis_ext.io.class_names import class_names_for, read_class_names
 from phasevis_ext.io.export import write_gallery
 from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
-from support.atlas_worker import OPTIONS, tiny_model
 
 
 def test_names_from_lines_or_a_json_list(tmp_path):

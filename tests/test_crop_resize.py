@@ -1,9 +1,9 @@
 """The CPU crop kernel against torchvision's roi_align (aligned=True, adaptive sampling), its oracle."""
 import pytest
 import torch
+from conftest import requires_ext
 from torchvision.ops import roi_align
 
-from conftest import requires_ext
 from phasevis_ext import ops
 from phasevis_ext.render.crops import eval_crops, random_crops
 

@@ -3,8 +3,8 @@ import re
 
 import numpy as np
 import pytest
-from conftest import html_links
 import torch
+from conftest import html_links
 from PIL import Image
 
 from phasevis_ext.io.export import (

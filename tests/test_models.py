@@ -9,6 +9,7 @@ from torch import nn
 
 from phasevis_ext import models
 from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
+from phasevis_ext.model import activations
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -57,13 +58,13 @@ def test_model_is_frozen_and_in_eval(lite0):
 
 
 def test_list_layers_has_unprefixed_block_names(lite0):
-    layers = {info.name: info for info in models.list_layers(lite0, 224)}
+    layers = {info.name: info for info in activations.list_layers(lite0, 224)}
     assert "" not in layers
     block = layers["_blocks.15"]
     assert block.type == "MBConvBlock"
     assert len(block.shape) == 4 and block.shape[0] == 1 and block.shape[2:] == (224 // 32, 224 // 32)
     assert type(lite0.get_submodule("_blocks.15")).__name__ == "MBConvBlock"  # the name resolves, unprefixed
-    table = models.format_layers(list(layers.values()))
+    table = activations.format_layers(list(layers.values()))
     assert "_blocks.15" in table and "x".join(map(str, block.shape)) in table
 
 
@@ -107,7 +108,7 @@ def test_torchvision_random_weights():
     model = models.load("torchvision:resnet18", pretrained=False)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     torch.testing.assert_close(model.input_mean.flatten(), torch.tensor(models.IMAGENET_MEAN))
-    layers = {info.name: info.shape for info in models.list_layers(model, 64)}
+    layers = {info.name: info.shape for info in activations.list_layers(model, 64)}
     assert layers["layer4.1.conv2"] == (1, 512, 2, 2)
     assert layers["fc"] == (1, 1000)
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
-
 from conftest import requires_ext
-from phasevis_ext.param.parameterizations import PARAMS, make_param
+
 from phasevis_ext.ops.reference import fourier_synthesis_reference, maco_synthesis_reference
+from phasevis_ext.param.parameterizations import PARAMS, make_param
 
 
 def generators(count, base=0):

@@ -6,13 +6,13 @@ import torch
 from torch import nn
 
 from phasevis_ext import models
-from phasevis_ext.model.activations import capture
 from phasevis_ext.checks import InvalidArgument
-from phasevis_ext.render.objectives import batched_score, channel, logit, objective, parse_targets
+from phasevis_ext.model.activations import capture
 from phasevis_ext.param.parameterizations import make_param
+from phasevis_ext.render.crops import eval_crops, random_crops
+from phasevis_ext.render.objectives import batched_score, channel, logit, objective, parse_targets
 from phasevis_ext.render.results import VisualizationResult, default_unit_ids, unit_seed
 from phasevis_ext.render.visualize import visualize
-from phasevis_ext.render.crops import eval_crops, random_crops
 
 FAST = dict(image_size=32, input_size=24, steps=5, crops=2, progress=False)
 

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-
-import phasevis_ext as pv
 from conftest import requires_ext
 from support.synthesis_cases import fourier_inputs, maco_inputs
+
+import phasevis_ext as pv
 
 # ---------------------------------------------------------------------------
 # threads

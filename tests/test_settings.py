@@ -3,12 +3,12 @@ import dataclasses
 
 import pytest
 import torch
+from test_render import tiny_cnn
 
 import phasevis_ext as pv
 from phasevis_ext import cli
 from phasevis_ext.checks import InvalidArgument
 from phasevis_ext.render.settings import RenderSettings, overrides_from_args
-from test_render import tiny_cnn
 
 
 @pytest.mark.parametrize("change, match", [

@@ -10,11 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from phasevis_ext.param import diagnostics
-from phasevis_ext.param import spectrum
-from phasevis_ext.param import estimation
-from phasevis_ext.ops.color import decorrelate, default_color_matrix, recorrelate
 from phasevis_ext.io.images import UnreadableImageWarning, read_image
+from phasevis_ext.ops.color import decorrelate, default_color_matrix, recorrelate
+from phasevis_ext.param import diagnostics, estimation, spectrum
 
 
 def pink_noise(n_images: int, size: int, seed: int, *, exponent: float = 1.0, peak: float | None = None):

@@ -3,9 +3,9 @@ import math
 
 import pytest
 import torch
+from support.synthesis_cases import maco_inputs
 
 import phasevis_ext as pv
-from support.synthesis_cases import maco_inputs
 
 
 def test_fourier_scale_definition():

@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
+from conftest import requires_cuda_ext, requires_ext
+from support.synthesis_cases import SHAPES, fourier_inputs, maco_inputs, op_args
 
 import phasevis_ext as pv
-from conftest import requires_cuda_ext, requires_ext
 from phasevis_ext.checks import InvalidArgument
-from support.synthesis_cases import SHAPES, fourier_inputs, maco_inputs, op_args
 
 pytestmark = requires_ext
 DEVICES = ["cpu", pytest.param("cuda", marks=[requires_cuda_ext, pytest.mark.cuda])]

@@ -17,8 +17,7 @@ from torch import nn
 
 from phasevis_ext import cli, models
 from phasevis_ext.io import export
-from phasevis_ext.param import spectrum
-from phasevis_ext.param import estimation
+from phasevis_ext.param import estimation, spectrum
 from phasevis_ext.render.visualize import visualize
 
 FACTORIES = textwrap.dedent('''

@@ -64,9 +64,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checks import InvalidArgument
 from ..io import export
 from ..model import loading as models
-from ..checks import InvalidArgument
 from ..render.loop import render_units
 from ..render.settings import RenderSettings
 from ..render.visualize import prepare

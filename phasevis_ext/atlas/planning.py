@@ -14,12 +14,12 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import checks
-from ..model import loading as models
-from ..model.activations import LOGITS, as_bchw, capture
 from ..checks import InvalidArgument
 from ..io.class_names import class_names_for
-from ..render.objectives import channel, logit
 from ..io.records import digest, jsonable, state_digest
+from ..model import loading as models
+from ..model.activations import LOGITS, as_bchw, capture
+from ..render.objectives import channel, logit
 from ..render.settings import RenderSettings
 from .index import LOGITS_GROUP, read_shards, valid_entries, write_record
 

@@ -151,7 +151,7 @@ def _penalty_hook(seeds: torch.Tensor, penalty: float, reg_layer: str | None, bu
             return -penalty * (images - seeds[rows.start:rows.stop]).pow(2).flatten(1).mean(1)
         ours, theirs = (a.float().unflatten(0, (-1, crops)).flatten(1) for a in (acts[reg_layer],
                                                                                  seed_acts[reg_layer]))
-        return -penalty * relative_l2(ours, theirs)
+        return relative_l2(ours, theirs, -penalty)
 
     return LoopHook(companions=seeds if reg_layer is not None else None, term=term,
                     layers=frozenset({reg_layer} - {None}), make_param=build, term_in_final_scores=False)

@@ -32,10 +32,11 @@ def as_guided(result: VisualizationResult, **beside: torch.Tensor) -> GuidedResu
     return GuidedResult(**vars(result), **{name: images[:len(result)].cpu() for name, images in beside.items()})
 
 
-def relative_l2(ours: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
-    """(N,) the mean squared difference of each row, divided by the mean square of `theirs`, so
-    that one weight means the same at every layer."""
-    return (ours - theirs).pow(2).mean(1) / theirs.pow(2).mean(1).clamp_min(1e-12)
+def relative_l2(ours: torch.Tensor, theirs: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    """(N,) `weight` times the mean squared difference of each row, divided by the mean square of
+    `theirs`, so that one weight means the same at every layer. (The weight multiplies before the
+    division, which fixes the rounding of accentuation's penalty.)"""
+    return weight * (ours - theirs).pow(2).mean(1) / theirs.pow(2).mean(1).clamp_min(1e-12)
 
 
 def render_guided(model, objectives: list[Objective], make_hook: Callable[[RenderSettings], LoopHook], *,

@@ -31,7 +31,7 @@ def similarity(ours: torch.Tensor, theirs: torch.Tensor, crops: int, kind: str) 
     if kind == "cosine":
         per_crop = torch.nn.functional.cosine_similarity(ours, theirs, dim=1, eps=1e-12)
     else:
-        per_crop = -relative_l2(ours, theirs)
+        per_crop = relative_l2(ours, theirs, -1.0)
     return per_crop.unflatten(0, (-1, crops)).mean(1)
 
 

@@ -15,9 +15,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..checks import InvalidArgument
 from ..model import loading as models
 from ..model.activations import as_bchw, main_tensor
-from ..checks import InvalidArgument
 from .imagenet_classes import IMAGENET_CLASSES
 
 

@@ -35,7 +35,6 @@ from ..checks import InvalidArgument
 from ..render.results import sample_ids
 
 
-
 def atomic_write(path, write: Callable, mode: str = "wb") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

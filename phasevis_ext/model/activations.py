@@ -16,12 +16,13 @@ import contextlib
 import difflib
 import math
 import warnings
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import torch
 from torch import nn
 
 from ..checks import InvalidArgument, InvalidArgumentType
+from .loading import default_input_size, input_channels
 
 LOGITS = "logits"
 
@@ -163,3 +164,51 @@ def capture(model: nn.Module, layer_names: Iterable[str], *, need_logits: bool =
     cap = Capture(model, layer_names, need_logits=need_logits, stop_after_last=stop_after_last)
     with forward_hooks(cap.modules, cap._on_output):
         yield cap
+
+
+# ---------------------------------------------------------------------------------------------
+# The layers a model has, as `phasevis layers` lists them.
+
+
+class LayerInfo(NamedTuple):
+    name: str
+    type: str
+    shape: tuple[int, ...]
+
+
+def list_layers(model: nn.Module, input_size: int | tuple[int, int] | None = None,
+                channels: int | None = None) -> list[LayerInfo]:
+    """Every submodule that outputs a tensor, in call order, with its output shape for one image.
+
+    input_size defaults to the model's native size, channels to `input_channels(model)`.
+    Modules that never run are left out; for modules called several times the last call's
+    shape is reported.
+    """
+    size = default_input_size(model) if input_size is None else input_size
+    height, width = (size, size) if isinstance(size, int) else size
+    channels = input_channels(model, channels, min(height, width))
+    modules = {name: module for name, module in model.named_modules() if name}
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name, out):
+        if out is not None:
+            shapes.pop(name, None)  # re-insert so the order is that of the last call
+            shapes[name] = tuple(out.shape)
+
+    param = next(model.parameters(), None)
+    dummy = torch.full((1, channels, height, width), 0.5, device=param.device if param is not None else None,
+                       dtype=param.dtype if param is not None and param.is_floating_point() else None)
+    with forward_hooks(_hookable(modules), record), torch.no_grad():
+        model(dummy)
+    return [LayerInfo(name, type(modules[name]).__name__, shape) for name, shape in shapes.items()]
+
+
+def _hookable(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    return {name: m for name, m in modules.items() if not isinstance(m, torch.jit.ScriptModule)}
+
+
+def format_layers(layers: list[LayerInfo]) -> str:
+    """A plain-text table of `list_layers` output."""
+    rows = [("layer", "type", "output shape")] + [(n, t, "x".join(map(str, s))) for n, t, s in layers]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{n:<{widths[0]}}  {t:<{widths[1]}}  {s}".rstrip() for n, t, s in rows)

@@ -35,14 +35,12 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import NamedTuple
 from urllib.parse import urlparse
 
 import torch
 import torchvision
 from torch import nn
 
-from .activations import forward_hooks
 from .. import checks
 from ..checks import InvalidArgument, InvalidArgumentType, positive_int
 from ..io.records import file_sha256
@@ -69,12 +67,6 @@ MODEL_FORMS = (*MODEL_NAMES, "torchvision:NAME", "timm:NAME", "path/to/file.py:f
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "module", "net", "network", "weights")
 # Prefixes that wrappers add to every key: DDP / DataParallel, torch.compile, Lightning modules.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
-
-
-class LayerInfo(NamedTuple):
-    name: str
-    type: str
-    shape: tuple[int, ...]
 
 
 def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
@@ -245,44 +237,6 @@ def input_normalization(model: nn.Module) -> dict | None:
     if not hasattr(model, "input_mean"):
         return None
     return {"mean": model.input_mean.flatten().tolist(), "std": model.input_std.flatten().tolist()}
-
-
-def list_layers(model: nn.Module, input_size: int | tuple[int, int] | None = None,
-                channels: int | None = None) -> list[LayerInfo]:
-    """Every submodule that outputs a tensor, in call order, with its output shape for one image.
-
-    input_size defaults to the model's native size, channels to `input_channels(model)`.
-    Modules that never run are left out; for modules called several times the last call's
-    shape is reported.
-    """
-    size = default_input_size(model) if input_size is None else input_size
-    height, width = (size, size) if isinstance(size, int) else size
-    channels = input_channels(model, channels, min(height, width))
-    modules = {name: module for name, module in model.named_modules() if name}
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def record(name, out):
-        if out is not None:
-            shapes.pop(name, None)  # re-insert so the order is that of the last call
-            shapes[name] = tuple(out.shape)
-
-    param = next(model.parameters(), None)
-    dummy = torch.full((1, channels, height, width), 0.5, device=param.device if param is not None else None,
-                       dtype=param.dtype if param is not None and param.is_floating_point() else None)
-    with forward_hooks(_hookable(modules), record), torch.no_grad():
-        model(dummy)
-    return [LayerInfo(name, type(modules[name]).__name__, shape) for name, shape in shapes.items()]
-
-
-def _hookable(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
-    return {name: m for name, m in modules.items() if not isinstance(m, torch.jit.ScriptModule)}
-
-
-def format_layers(layers: list[LayerInfo]) -> str:
-    """A plain-text table of `list_layers` output."""
-    rows = [("layer", "type", "output shape")] + [(n, t, "x".join(map(str, s))) for n, t, s in layers]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    return "\n".join(f"{n:<{widths[0]}}  {t:<{widths[1]}}  {s}".rstrip() for n, t, s in rows)
 
 
 def _unknown_model(name: str) -> InvalidArgument:

@@ -17,9 +17,9 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
+from ..checks import InvalidArgument
 from .activations import resolve_layers
 from .folding import fold_batchnorm as folded_copy
-from ..checks import InvalidArgument
 from .memory import plan_batch_size
 
 

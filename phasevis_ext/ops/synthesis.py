@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import math
 
-
 import torch
 
-from . import fused as ops
 from ..checks import InvalidArgument, InvalidArgumentType, image_size
+from . import fused as ops
 from .color import check_color_matrix
 from .reference import fourier_synthesis_reference, maco_synthesis_reference
 

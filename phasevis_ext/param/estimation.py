@@ -11,11 +11,18 @@ import numpy as np
 import torch
 
 from ..checks import InvalidArgument, channel_count, image_size
-from ..ops.color import default_color_matrix
 from ..io.images import center_crop_resize, iter_images, list_image_files
+from ..ops.color import default_color_matrix
 from . import diagnostics
-from .spectrum import (DEFAULT_ASSET, data_color_matrix, image_magnitude, load_imagenet_magnitude, load_magnitude,
-                       save_magnitude)
+from .spectrum import (
+    DEFAULT_ASSET,
+    data_color_matrix,
+    image_magnitude,
+    load_imagenet_magnitude,
+    load_magnitude,
+    save_magnitude,
+)
+
 
 def _prepared_images(images, size, channels, progress, desc):
     """(name, (C, H, W) float64 tensor at `size`, whether it was upsampled), one image at a time."""

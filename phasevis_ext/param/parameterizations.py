@@ -19,12 +19,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..ops import fused as ops
 from ..checks import InvalidArgument, image_size
+from ..ops import fused as ops
 from ..ops.color import check_color_matrix
 from ..ops.reference import fourier_synthesis_reference, maco_synthesis_reference, synthesis_tail
-from .spectrum import natural_magnitude
 from ..ops.synthesis import fourier_scale
+from .spectrum import natural_magnitude
 
 PARAMS = ("maco", "fourier", "pixel")
 MIN_SIZE = 8

@@ -34,9 +34,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import diagnostics
 from ..checks import InvalidArgument, InvalidArgumentType, channel_count, image_size
 from ..ops.color import IMAGENET_MEAN, IMAGENET_STD, check_color_matrix, decorrelate, default_color_matrix
+from . import diagnostics
 
 BASIS = "decorrelated: dec = rgb @ inv(K)"
 GREY_BASIS = "luminance: Y = rgb @ (0.299, 0.587, 0.114)"

@@ -21,9 +21,8 @@ from typing import Sequence
 import torch
 from torchvision.ops import roi_align
 
-from ..ops import fused as ops
-
 from ..checks import InvalidArgument, check_box_size, positive_int
+from ..ops import fused as ops
 
 # Horama's spread of the crop centres around the image centre, in fractions of the image side.
 CENTER_STD = 0.15

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..model.activations import LOGITS, as_bchw
 from ..checks import InvalidArgument
+from ..model.activations import LOGITS, as_bchw
 
 
 def diversity_layers(objectives, layer: str | None) -> list[str]:

@@ -21,8 +21,8 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 import torch
 
 from .. import checks
-from ..model.activations import LOGITS, as_bchw
 from ..checks import InvalidArgument, InvalidArgumentType, non_negative_int
+from ..model.activations import LOGITS, as_bchw
 
 Acts = Mapping[str, torch.Tensor]
 ScoreFn = Callable[[Acts], torch.Tensor]
