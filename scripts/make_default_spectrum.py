@@ -14,8 +14,15 @@ What it does, exactly (deterministic: no random numbers, fixed photo list and wi
    windows average out where the scene's objects fall), each also mirrored left-right: natural
    scenes have no preferred handedness, and mirroring removes the asymmetry between the two
    oblique orientations that eight photos would otherwise leave in the estimate.
-3. Each window's plain |rfft2| (no taper, as the definition of the spectrum says) is taken in
-   the synthesis basis dec = rgb @ inv(K), and of its Rec. 601 luminance for the grey spectrum.
+3. Each window's |rfft2| is taken of its periodic component (`spectrum.periodic_component`,
+   Moisan's periodic-plus-smooth decomposition) in the synthesis basis dec = rgb @ inv(K), and of
+   its Rec. 601 luminance for the grey spectrum. The DFT of a window as it is sees the jumps
+   between its opposite borders as edges of the scene: they put a cross of power on the frequency
+   axes (axis/ring ratios of 4.5 to 21 between 0.05 and 0.45 cycles/px, growing with frequency),
+   which MACO, holding the magnitude fixed, drew into every image as a lattice. The periodic
+   component keeps the photos' own anisotropy (about 2x on the axes, flat in frequency: scenes
+   have more horizontal and vertical structure than oblique) without blurring the spectrum as a
+   taper would. No JPEG block peaks show at multiples of 1/8 cycles/px on the axes.
 4. Windows are averaged within a photo, then photos are averaged with equal weights, so that a
    large photo (more windows) counts no more than a small one. Single photos are strongly
    tinted, so the per-photo channel balance (mean non-DC magnitude and DC/(H·W) per channel) is

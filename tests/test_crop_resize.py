@@ -138,3 +138,23 @@ def test_fuzz_against_roi_align():
         grad = torch.randn(want.shape, dtype=torch.float64, generator=g)
         torch.testing.assert_close(torch.autograd.grad(got, images, grad)[0], torch.autograd.grad(want, images, grad)[0],
                                    rtol=0, atol=1e-11, msg=f"case {case}")
+
+
+def test_uniform_crop_centres_keep_boxes_inside_and_reach_the_borders():
+    from phasevis_ext.render.crops import CENTER_STD, _uniform_centers
+
+    generator = torch.Generator().manual_seed(0)
+    sides = torch.full((4000,), 0.25)
+    centers = _uniform_centers(sides, (64, 80), generator)
+    half = torch.tensor([0.25 * 64 / 2 / 80, 0.125])  # the shorter side sets the box: 16 px of 80 and of 64
+    assert (centers >= half - 1e-6).all() and (centers <= 1 - half + 1e-6).all()
+    near_left = (centers[:, 0] < half[0] + 0.05).float().mean()
+    gaussian = 0.5 + CENTER_STD * torch.randn(4000, generator=generator)
+    gaussian_near_left = (gaussian.clamp(min=float(half[0])) < half[0] + 0.05).float().mean()
+    assert near_left > 3 * gaussian_near_left  # small boxes see the border far more often
+    images = torch.rand(2, 3, 40, 40)
+    crops = random_crops(images, 3, 16, (0.25, 1.0), generators=[torch.Generator().manual_seed(i) for i in range(2)],
+                         centers="uniform")
+    assert crops.shape == (6, 3, 16, 16)
+    with pytest.raises(ValueError, match="centers"):
+        random_crops(images, 3, 16, generators=[torch.Generator()] * 2, centers="torus")

@@ -141,7 +141,7 @@ def test_module_passes_through_in_eval_with_a_warning():
 
 
 def test_default_input_sizes():
-    assert [models.default_input_size(n) for n in models.MODEL_NAMES] == [224, 240, 260]
+    assert [models.default_input_size(n) for n in models.MODEL_NAMES] == [224, 240, 260, 224]  # lite0-2, MobileNetV2
     assert models.default_input_size("torchvision:resnet18") == 224
     with pytest.raises(ValueError):
         models.default_input_size("nope")

@@ -158,17 +158,42 @@ def test_cache_returns_fresh_copies_with_the_requested_dtype():
 
 # --------------------------------------------------------------------------- colour basis
 
+def test_the_periodic_part_has_no_border_jump_and_the_smooth_part_holds_it_all():
+    """Moisan's decomposition: u = p + s, where s has zero mean and its periodic Laplacian is the
+    jump of u across its opposite borders (and zero inside), so p wraps around smoothly."""
+    y, x = torch.meshgrid(torch.linspace(0, 1, 24, dtype=torch.float64), torch.linspace(0, 1, 20, dtype=torch.float64),
+                          indexing="ij")
+    u = 3 * x + 2 * y ** 2 + 0.1 * torch.rand(24, 20, dtype=torch.float64)
+    p = spectrum.periodic_component(u)
+    s = u - p
+    laplacian = sum(torch.roll(s, shift, dim) for shift in (1, -1) for dim in (0, 1)) - 4 * s
+    jumps = torch.zeros_like(u)
+    jumps[0, :] += u[-1] - u[0]
+    jumps[-1, :] -= u[-1] - u[0]
+    jumps[:, 0] += u[:, -1] - u[:, 0]
+    jumps[:, -1] -= u[:, -1] - u[:, 0]
+    torch.testing.assert_close(laplacian, jumps)
+    assert abs(float(s.mean())) < 1e-12
+    # The cross: u's spectrum has far more power on the axes than at the same radius elsewhere; p's not.
+    from phasevis_ext.param.diagnostics import axis_ring_ratio
+
+    cross = [float(axis_ring_ratio(torch.fft.rfft2(v).abs().pow(2)[None].numpy(), 0.2, full_width=20)[0])
+             for v in (u - u.mean(), p - p.mean())]
+    assert cross[0] > 20 * cross[1], cross
+
+
 def test_colour_basis_round_trips():
     rgb = torch.rand(2, 3, 9, 11, dtype=torch.float64)
     torch.testing.assert_close(recorrelate(decorrelate(rgb)), rgb)
     torch.testing.assert_close(decorrelate(recorrelate(rgb)), rgb)
 
 
-def test_image_magnitude_is_rfft2_of_rgb_times_inverse_k():
+def test_image_magnitude_is_rfft2_of_the_periodic_part_of_rgb_times_inverse_k():
     rgb = torch.rand(3, 12, 10, dtype=torch.float64)
     k = default_color_matrix(3, dtype=torch.float64).numpy()
     dec = np.einsum("chw,cd->dhw", rgb.numpy(), np.linalg.inv(k))  # pixels are row vectors
-    np.testing.assert_allclose(spectrum.image_magnitude(rgb).numpy(), np.abs(np.fft.rfft2(dec)), rtol=1e-10)
+    periodic = spectrum.periodic_component(torch.from_numpy(dec)).numpy()
+    np.testing.assert_allclose(spectrum.image_magnitude(rgb).numpy(), np.abs(np.fft.rfft2(periodic)), rtol=1e-10)
     mean_colour = rgb.mean((1, 2)).numpy() @ np.linalg.inv(k)
     np.testing.assert_allclose(spectrum.image_magnitude(rgb)[:, 0, 0].numpy(), np.abs(mean_colour) * 120)
 
@@ -366,3 +391,19 @@ def test_plots(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         estimation.cli_plot([saved], tmp_path / "again.png", references=False)
+
+
+def test_axis_ring_ratio_and_lattice_see_a_grid_and_not_noise():
+    from phasevis_ext.param.diagnostics import axis_ring_ratio, lattice
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(16, 1, 64, 64, generator=g, dtype=torch.float64)
+    assert all(0.8 < v < 1.25 for v in lattice(noise).values())
+    grid = noise.clone()
+    grid[..., 2::4, :] += 1.0  # lines every 4 px, horizontal and vertical: power on both axes at 1/4 c/px
+    grid[..., :, 2::4] += 1.0
+    measured = lattice(grid / 3)
+    assert measured[4] > 20 and measured[8] < 2, measured
+    # at the model's input: a 64 px image shown to a 32 px input has its 4 px grid at 2 input pixels
+    assert lattice(grid / 3, periods=(2,), input_size=32)[2] == pytest.approx(measured[4])
+    assert axis_ring_ratio(torch.ones(2, 32, 17), 0.25).tolist() == [1.0, 1.0]

@@ -6,6 +6,7 @@ for stationary statistics E|X|² = H·W·S(f), with S the power spectral density
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -172,3 +173,84 @@ def plot_radial_profiles(named_profiles: Mapping[str, RadialProfile | RadialPowe
 
 def _values(profile) -> np.ndarray:
     return profile.power if isinstance(profile, RadialPower) else profile.amplitude
+
+
+# ---------------------------------------------------------------------------------------------
+# Anisotropy: power on the frequency axes against the ring at the same radius.
+
+AXIS_RING_HALF_WIDTH = 0.02  # cycles/px: the radial band of each ratio
+AXIS_EXCLUSION_DEGREES = 10.0  # the ring leaves out bins within this angle of an axis
+
+
+def axis_ring_ratio(power, radius: float, *, full_width: int | None = None) -> np.ndarray:
+    """Per channel, the mean power of the bins on the two frequency axes at `radius` (cycles/px,
+    within AXIS_RING_HALF_WIDTH) over the mean power of the other bins at that radius (those more
+    than AXIS_EXCLUSION_DEGREES off both axes). 1 for an isotropic spectrum; a cross or a lattice
+    in the images, or in the estimate of a spectrum, puts it above 1.
+
+    power: (C, H, Wr) in rfft layout (Wr = W // 2 + 1; full_width gives W when it is odd) or (H, W)."""
+    p = _as_numpy(power).astype(np.float64)
+    if p.ndim == 2:
+        p = p[None]
+    height, half = p.shape[-2:]
+    width = full_width or 2 * (half - 1)
+    fy = np.fft.fftfreq(height)[:, None] * np.ones((1, half))
+    fx = np.fft.rfftfreq(width)[None, :half] * np.ones((height, 1))
+    r = np.hypot(fx, fy)
+    band = np.abs(r - radius) <= AXIS_RING_HALF_WIDTH
+    on_axis = band & ((np.abs(fy) < 0.5 / height) | (np.abs(fx) < 0.5 / width))
+    angle = np.degrees(np.arctan2(np.abs(fy), np.abs(fx)))
+    off_axis = band & (angle > AXIS_EXCLUSION_DEGREES) & (angle < 90 - AXIS_EXCLUSION_DEGREES)
+    if not on_axis.any() or not off_axis.any():
+        raise InvalidArgument(f"radius: {radius} c/px has no axis or ring bins at {height}x{width}")
+    return p[:, on_axis].mean(1) / p[:, off_axis].mean(1)
+
+
+def periodic_component(images):
+    """The periodic part of (..., H, W) images (Moisan, "Periodic plus smooth image decomposition",
+    2011): the image minus the smooth field whose Laplacian is the jump across its opposite
+    borders. The DFT treats an image as one tile of a periodic plane; a photo's left and right
+    (top and bottom) borders do not meet, and the jumps put a cross of power on the frequency axes
+    that no scene has. The periodic part has the photo's spectrum without that cross and without
+    the blur a taper window would add."""
+
+
+    height, width = images.shape[-2:]
+    jumps = torch.zeros_like(images)
+    rows = images[..., -1, :] - images[..., 0, :]
+    cols = images[..., :, -1] - images[..., :, 0]
+    jumps[..., 0, :] += rows
+    jumps[..., -1, :] -= rows
+    jumps[..., :, 0] += cols
+    jumps[..., :, -1] -= cols
+    qy = torch.cos(2 * math.pi * torch.arange(height, dtype=images.dtype) / height)[:, None]
+    qx = torch.cos(2 * math.pi * torch.arange(width, dtype=images.dtype) / width)[None, :]
+    denominator = 2 * qy + 2 * qx - 4
+    denominator[0, 0] = 1.0  # the smooth part has no mean: its DC is set to 0 below
+    smooth_hat = torch.fft.fft2(jumps) / denominator
+    smooth_hat[..., 0, 0] = 0
+    return images - torch.fft.ifft2(smooth_hat).real
+
+
+def lattice(images, periods=(2, 4, 8), *, input_size: int | None = None) -> dict[int, float]:
+    """Axis/ring power ratio of the luminance (Rec. 601) of images at the given periods in pixels
+    of the model's input, the mean over images of each image's ratio. images: (N, 3 or 1, H, W)
+    in [0, 1], or a list of (3 or 1, H, W) of any sizes (photos). A period of p input pixels is
+    input_size / (p * side) cycles per image pixel, with side the image's shorter side, as the
+    model sees the whole image resized to its input (input_size=None: the image's own pixels).
+    The spectrum is that of each image's periodic component, so that the jumps between an
+    image's opposite borders, which a viewer never sees side by side, do not count as a cross."""
+
+
+    ratios = {p: [] for p in periods}
+    for image in images:
+        x = torch.as_tensor(_as_numpy(image), dtype=torch.float64)
+        if x.shape[0] == 3:
+            x = (x * torch.tensor((0.299, 0.587, 0.114), dtype=torch.float64)[:, None, None]).sum(0)
+        else:
+            x = x[0]
+        power = torch.fft.rfft2(periodic_component(x)).abs().pow(2)[None].numpy()
+        scale = 1.0 if input_size is None else input_size / min(x.shape)
+        for p in periods:
+            ratios[p].append(float(axis_ring_ratio(power, min(0.5, scale / p), full_width=x.shape[-1])[0]))
+    return {p: float(np.mean(values)) for p, values in ratios.items()}

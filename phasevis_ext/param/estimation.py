@@ -14,6 +14,7 @@ from ..checks import InvalidArgument, channel_count, image_size
 from ..io.images import center_crop_resize, iter_images, list_image_files
 from ..ops.color import default_color_matrix
 from . import diagnostics
+from .diagnostics import periodic_component
 from .spectrum import (
     DEFAULT_ASSET,
     data_color_matrix,
@@ -75,7 +76,8 @@ def compute_magnitude(images, size, *, channels: int | None = 3, color_matrix="d
             dec_sum = torch.zeros(channels, height, width // 2 + 1, dtype=torch.float64)
             grey_sum = torch.zeros(1, height, width // 2 + 1, dtype=torch.float64) if channels == 3 else None
         upsampled += small
-        dec_sum += torch.fft.rfft2(torch.einsum("chw,cd->dhw", image, k_inv), norm="backward").abs()
+        dec_sum += torch.fft.rfft2(periodic_component(torch.einsum("chw,cd->dhw", image, k_inv)),
+                                   norm="backward").abs()
         if grey_sum is not None:
             grey_sum += image_magnitude(image, grey=True)
         count += 1

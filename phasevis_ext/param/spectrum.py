@@ -37,6 +37,7 @@ import torch
 from ..checks import InvalidArgument, InvalidArgumentType, channel_count, image_size
 from ..ops.color import IMAGENET_MEAN, IMAGENET_STD, check_color_matrix, decorrelate, default_color_matrix
 from . import diagnostics
+from .diagnostics import periodic_component
 
 BASIS = "decorrelated: dec = rgb @ inv(K)"
 GREY_BASIS = "luminance: Y = rgb @ (0.299, 0.587, 0.114)"
@@ -87,8 +88,8 @@ def _source_width(wr: int, source_width) -> int:
 # ------------------------------------------------------------------------ spectra of images
 
 def image_magnitude(rgb: torch.Tensor, *, grey: bool = False) -> torch.Tensor:
-    """|rfft2| of (..., 3, H, W) RGB images in [0, 1]: in the decorrelated basis, or of luminance
-    as (..., 1, H, W//2+1) when `grey`."""
+    """|rfft2| of the periodic part (`periodic_component`) of (..., 3, H, W) RGB images in
+    [0, 1]: in the decorrelated basis, or of luminance as (..., 1, H, W//2+1) when `grey`."""
     rgb = torch.as_tensor(rgb, dtype=torch.float64)
     if rgb.dim() < 3 or rgb.shape[-3] != 3:
         raise InvalidArgument(f"rgb: expected (..., 3, H, W), got shape {tuple(rgb.shape)}")
@@ -96,7 +97,7 @@ def image_magnitude(rgb: torch.Tensor, *, grey: bool = False) -> torch.Tensor:
         basis = torch.einsum("...chw,c->...hw", rgb, torch.tensor(LUMA, dtype=torch.float64))[..., None, :, :]
     else:
         basis = decorrelate(rgb)
-    return torch.fft.rfft2(basis, norm="backward").abs()
+    return torch.fft.rfft2(periodic_component(basis), norm="backward").abs()
 
 
 def data_color_matrix(covariance: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,12 @@ from ..ops import fused as ops
 
 # Horama's spread of the crop centres around the image centre, in fractions of the image side.
 CENTER_STD = 0.15
+# How crop centres are drawn: "gaussian", 0.5 + N(0, CENTER_STD) of the side (Horama's), moved so the
+# box stays inside; "uniform", uniform over the positions where the whole box fits, which shows the
+# borders to small crops more often (docs/benchmarks.md, "Lattice and borders"). Boxes that reach
+# past the borders into a mirrored or periodically continued image measured worse on both borders
+# and transfer, and are not offered.
+CROP_CENTERS = ("gaussian", "uniform")
 # Offsets of the off-centre evaluation crops: one CENTER_STD from the centre along each diagonal.
 _EVAL_OFFSETS = ((-CENTER_STD, -CENTER_STD), (CENTER_STD, -CENTER_STD), (-CENTER_STD, CENTER_STD),
                  (CENTER_STD, CENTER_STD))
@@ -53,11 +59,11 @@ def _crop(images: torch.Tensor, unit_index: torch.Tensor, centers: torch.Tensor,
 
 
 def random_crops(images: torch.Tensor, crops: int, out_size: int, box_size=(0.25, 1.0), *,
-                 generators: Sequence[torch.Generator], noise: float = 0.0) -> torch.Tensor:
+                 generators: Sequence[torch.Generator], noise: float = 0.0, centers: str = "gaussian") -> torch.Tensor:
     """(N * crops, C, out, out) random square crops, unit-major: image i owns rows [i*crops, (i+1)*crops).
 
-    Centres are 0.5 + N(0, 0.15) of the image side (moved so the box stays inside), sides are
-    uniform in box_size as fractions of the shorter image side. `noise` adds N(0, noise²) to each
+    Sides are uniform in box_size as fractions of the shorter image side; centres are drawn as
+    `centers` (CROP_CENTERS) says. `noise` adds N(0, noise²) to each
     crop. Image i draws its boxes, then its noise, from generators[i] alone.
     """
     _check_images(images)
@@ -69,23 +75,38 @@ def random_crops(images: torch.Tensor, crops: int, out_size: int, box_size=(0.25
     count = images.shape[0]
     if len(generators) != count:
         raise InvalidArgument(f"generators: need one per image ({count}), got {len(generators)}")
+    if centers not in CROP_CENTERS:
+        raise InvalidArgument(f"centers must be one of {CROP_CENTERS}, got {centers!r}")
 
     device, dtype = images.device, images.dtype
     draws = []
     for generator in generators:
-        centers = 0.5 + CENTER_STD * torch.randn(crops, 2, generator=generator, device=device, dtype=dtype)
-        sides = lo + (hi - lo) * torch.rand(crops, generator=generator, device=device, dtype=dtype)
+        if centers == "gaussian":
+            where = 0.5 + CENTER_STD * torch.randn(crops, 2, generator=generator, device=device, dtype=dtype)
+            sides = lo + (hi - lo) * torch.rand(crops, generator=generator, device=device, dtype=dtype)
+        else:
+            sides = lo + (hi - lo) * torch.rand(crops, generator=generator, device=device, dtype=dtype)
+            where = _uniform_centers(sides, images.shape[-2:], generator)
         unit_noise = None
         if noise > 0:
             unit_noise = torch.randn(crops, images.shape[1], out_size, out_size, generator=generator,
                                      device=device, dtype=dtype)
-        draws.append((centers, sides, unit_noise))
+        draws.append((where, sides, unit_noise))
 
     unit_index = torch.arange(count, device=device).repeat_interleave(crops)
     out = _crop(images, unit_index, torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws]), out_size)
     if noise > 0:
         out = out + noise * torch.cat([d[2] for d in draws])
     return out
+
+
+def _uniform_centers(sides: torch.Tensor, shape, generator: torch.Generator) -> torch.Tensor:
+    """(K, 2) centres (x, y), in fractions of each side, uniform where boxes of these sides fit."""
+    height, width = shape
+    half = sides[:, None] * min(height, width) / 2 / torch.tensor([width, height], dtype=sides.dtype,
+                                                                   device=sides.device)
+    u = torch.rand(sides.shape[0], 2, generator=generator, device=sides.device, dtype=sides.dtype)
+    return half + u * (1 - 2 * half)
 
 
 def eval_boxes(box_size=(0.25, 1.0)) -> list[tuple[float, float, float]]:

@@ -217,7 +217,7 @@ class ChunkRun:
         self.images = images
         boxes = BOX_SCHEDULES[settings.box_schedule](settings.box_size, step - 1, settings.steps)
         crops = random_crops(self.with_companions(images), settings.crops, settings.input_size, boxes,
-                             generators=self.generators, noise=settings.noise)
+                             generators=self.generators, noise=settings.noise, centers=settings.crop_centers)
         self.optimizer.zero_grad(set_to_none=True)
         scores = self.score_units(crops, settings.crops)
         self.alpha_raw.add_(images.grad.abs().sum(dim=1, keepdim=True))

@@ -31,6 +31,7 @@ from ..io.records import file_sha256, jsonable
 from ..model import loading as models
 from ..param.parameterizations import PARAMS
 from ..param.spectrum import natural_spectrum
+from .crops import CROP_CENTERS
 
 # Learning rates per parameterization, with NAdam: Horama's lr=1.0 on MACO's phase of std 1, and
 # lucid's 0.05 for its spectrum and for pixels. Quick runs on efficientnet_lite0 logits (2 units,
@@ -191,6 +192,10 @@ class RenderSettings:
     box_schedule: str = option("constant", "constant, or crops whose range slides from its upper half to its lower "
                                "half over the run", _one_of(BOX_SCHEDULES, "box_schedule"),
                                cli={"choices": tuple(BOX_SCHEDULES)})
+    crop_centers: str = option("gaussian", "how crop centres are drawn: gaussian (0.5 + N(0, 0.15) of the side, "
+                               "Horama's) or uniform over the positions where the whole box fits (which shows "
+                               "the borders to small crops more often)",
+                               _one_of(CROP_CENTERS, "crop_centers"), cli={"choices": CROP_CENTERS})
     noise: float = option(0.0, "std of the Gaussian noise added to each crop",
                           lambda v: finite_number(v, "noise", positive=False), cli={"type": float})
     normalize: Any = option(None, "(mean, std) applied to the crops, for models that do not normalize their input "
