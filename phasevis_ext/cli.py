@@ -272,7 +272,10 @@ def _photos(args):
     from .io import images as image_io
     from .render.settings import RenderSettings
 
-    size = (args.image_size,) * 2 if args.image_size else RenderSettings().image_size
+    from .checks import image_size
+
+    size = RenderSettings().image_size if args.image_size is None else image_size(args.image_size, "image_size",
+                                                                                    minimum=8)
     channels = args.input_channels or 3
     named = [(name, image_io.center_crop_resize(array, size))
              for name, array in image_io.iter_images(args.images, channels=channels)]

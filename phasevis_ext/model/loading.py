@@ -120,7 +120,8 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
     # pretrained weights and the zoo's classifier. A user's weights may come from any dataset.
     if isinstance(name, str) and pretrained and weights is None and num_classes is None and \
             (name in MODEL_NAMES or name.startswith(("torchvision:", "timm:"))):
-        setattr(net, _IMAGENET_ATTR, True)
+        # timm's pretrained heads include 21k- and 11k-way ones: only a 1000-way head is ImageNet-1k's.
+        setattr(net, _IMAGENET_ATTR, getattr(net, "num_classes", 1000) == 1000)
     net.eval().requires_grad_(False)
     return net if device is None else net.to(checks.device(device))
 

@@ -197,7 +197,7 @@ def axis_ring_ratio(power, radius: float, *, full_width: int | None = None) -> n
     fy = np.fft.fftfreq(height)[:, None] * np.ones((1, half))
     fx = np.fft.rfftfreq(width)[None, :half] * np.ones((height, 1))
     r = np.hypot(fx, fy)
-    band = np.abs(r - radius) <= AXIS_RING_HALF_WIDTH
+    band = (np.abs(r - radius) <= AXIS_RING_HALF_WIDTH) & (r > 0)  # the mean is on both axes, not structure
     on_axis = band & ((np.abs(fy) < 0.5 / height) | (np.abs(fx) < 0.5 / width))
     angle = np.degrees(np.arctan2(np.abs(fy), np.abs(fx)))
     off_axis = band & (angle > AXIS_EXCLUSION_DEGREES) & (angle < 90 - AXIS_EXCLUSION_DEGREES)

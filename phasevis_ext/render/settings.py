@@ -147,13 +147,18 @@ def _spectrum(value):
 
 
 def _param_kwargs(value):
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         raise InvalidArgument(f"param_kwargs must be a dict, got {type(value).__name__}")
     return dict(value)
 
 
 def _memory_budget(value):
-    return positive_int(value, "memory_budget")
+    value = finite_number(value, "memory_budget", positive=True)
+    if value < 1:
+        raise InvalidArgument(f"memory_budget must be at least 1 byte, got {value!r}")
+    return int(value)
 
 
 def option(default, help: str, check: Callable | None = None, *, flag: bool = True, neutral: bool = False,
@@ -286,6 +291,9 @@ class RenderSettings:
         device = _model_device(model) if self.device is None else self.device
         input_size = models.default_input_size(model) if self.input_size is None else self.input_size
         channels = models.input_channels(model, self.channels, input_size)
+        if self.normalize is not None and not all(len(v) in (1, channels) for v in self.normalize):
+            raise InvalidArgument(f"normalize must be (mean, std) with 1 or {channels} entries each, got "
+                                  f"{self.normalize!r}")
         return self.replace(
             device=device, input_size=input_size, channels=channels,
             lr=DEFAULT_LR[self.param] if self.lr is None else self.lr,
@@ -369,7 +377,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if value is None or not f.metadata["flag"]:  # other options of the command may share a field's name
             continue
         if f.name == "memory_budget":
-            value = int(value * 1024**3)
+            value = finite_number(value, "memory_budget", positive=True) * 1024**3
         elif f.name == "box_size":
             value = tuple(value)
         out[f.name] = value
