@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from amp_choice import cpu_model
 from recognition import recognition
 from sheets import save_sheet, thumbnails
 
@@ -77,14 +77,6 @@ def photographs() -> list[torch.Tensor]:
     return out
 
 
-def cpu_name() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return "unknown CPU"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", default="held-out", choices=("held-out", "tuning"))
@@ -99,7 +91,7 @@ def main(argv=None):
     judges = {name: models.load(name) for name in JUDGES}
     rows, record = [], {"classes": classes, "spectrum": args.spectrum or "default", "steps": args.steps,
                         "crop_centers": args.crop_centers,
-                        "cpu": cpu_name(), "runs": {}}
+                        "cpu": cpu_model(), "runs": {}}
     reference = photographs()
     rows.append(("photographs", lattice(reference, input_size=224),
                  sum(border_ratio(p[None]) for p in reference) / len(reference), {}, None))
@@ -120,7 +112,7 @@ def main(argv=None):
                                  "seconds_per_unit": seconds}
     (args.out / "lattice_borders.json").write_text(json.dumps(record, indent=1))
     print(f"\n{args.set} classes {classes}, MACO at the defaults ({args.steps} steps), spectrum "
-          f"{record['spectrum']}, {args.crop_centers} crop centres; {record['cpu']}, {torch.get_num_threads()} threads\n")
+          f"{record['spectrum']}, {args.crop_centers} crop centres; {record['cpu']}\n")
     print("| images | lattice 2 / 4 / 8 px | border | top-5: lite2 | top-5: MobileNetV2 | top-5: lite0 | s per unit |")
     print("|---|---|---|---|---|---|---|")
     for name, grid, border, transfer, seconds in rows:
