@@ -9,25 +9,42 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <utility>
+
 namespace phasevis {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-using ForwardSignature = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, double, const at::Tensor&, double);
-using BackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                     const at::Tensor&, const at::Tensor&, const at::Tensor&, double, double, double);
-
+// Both ops run through one autograd function with MACO's phase_scale as its last argument; the
+// Fourier op has none and ignores it.
 struct MacoOps {
+  using Forward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, double, const at::Tensor&, double, double);
+  using Backward = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const at::Tensor&, const at::Tensor&, const at::Tensor&, double, double, double, double);
   static constexpr const char* kForward = "phasevis::maco_synthesis";
   static constexpr const char* kBackward = "phasevis::maco_synthesis_backward";
+
+  template <typename Op, typename... Args>
+  static auto call(const Op& op, double phase_scale, Args&&... args) {
+    return op.call(std::forward<Args>(args)..., phase_scale);
+  }
 };
 
 struct FourierOps {
+  using Forward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+      const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, double, const at::Tensor&, double);
+  using Backward = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const at::Tensor&, const at::Tensor&, const at::Tensor&, double, double, double);
   static constexpr const char* kForward = "phasevis::fourier_synthesis";
   static constexpr const char* kBackward = "phasevis::fourier_synthesis_backward";
+
+  template <typename Op, typename... Args>
+  static auto call(const Op& op, double /*phase_scale*/, Args&&... args) {
+    return op.call(std::forward<Args>(args)...);
+  }
 };
 
 // head: the phase (MACO) or the spectrum (Fourier); fixed: the magnitude or the 1/f scale.
@@ -35,14 +52,18 @@ struct FourierOps {
 template <typename Ops>
 struct SynthesisFunction : public torch::autograd::Function<SynthesisFunction<Ops>> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& head, const at::Tensor& fixed, int64_t height,
-                               int64_t width, double lo, double hi, const at::Tensor& color_matrix, double eps) {
-    static auto op = c10::Dispatcher::singleton().findSchemaOrThrow(Ops::kForward, "").template typed<ForwardSignature>();
+                               int64_t width, double lo, double hi, const at::Tensor& color_matrix, double eps,
+                               double phase_scale) {
+    static auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow(Ops::kForward, "").template typed<typename Ops::Forward>();
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [image, x, head_stats, image_stats] = op.call(head, fixed, height, width, lo, hi, color_matrix, eps);
+    auto [image, x, head_stats, image_stats] =
+        Ops::call(op, phase_scale, head, fixed, height, width, lo, hi, color_matrix, eps);
     ctx->save_for_backward({head, fixed, x, head_stats, image_stats, color_matrix});
     ctx->saved_data["lo"] = lo;
     ctx->saved_data["hi"] = hi;
     ctx->saved_data["eps"] = eps;
+    ctx->saved_data["phase_scale"] = phase_scale;
     ctx->mark_non_differentiable({x, head_stats, image_stats});
     // Otherwise autograd fills zero gradients for x and the statistics: an image-sized memset
     // and three kernel launches per backward, for tensors no loss depends on.
@@ -52,32 +73,39 @@ struct SynthesisFunction : public torch::autograd::Function<SynthesisFunction<Op
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     static auto op =
-        c10::Dispatcher::singleton().findSchemaOrThrow(Ops::kBackward, "").template typed<BackwardSignature>();
+        c10::Dispatcher::singleton().findSchemaOrThrow(Ops::kBackward, "").template typed<typename Ops::Backward>();
     at::Tensor grad_head;
     if (ctx->needs_input_grad(0) && grads[0].defined()) {
       const auto saved = ctx->get_saved_variables();
-      grad_head = op.call(grads[0].contiguous(), saved[0], saved[1], saved[2], saved[3], saved[4], saved[5],
-                          ctx->saved_data["lo"].toDouble(), ctx->saved_data["hi"].toDouble(),
-                          ctx->saved_data["eps"].toDouble());
+      grad_head = Ops::call(op, ctx->saved_data["phase_scale"].toDouble(), grads[0].contiguous(), saved[0], saved[1],
+                            saved[2], saved[3], saved[4], saved[5], ctx->saved_data["lo"].toDouble(),
+                            ctx->saved_data["hi"].toDouble(), ctx->saved_data["eps"].toDouble());
     }
-    return {grad_head, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {grad_head,    at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
-template <typename Ops>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> synthesis_autograd(
-    const at::Tensor& head, const at::Tensor& fixed, int64_t height, int64_t width, double lo, double hi,
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> maco_autograd(
+    const at::Tensor& phase, const at::Tensor& magnitude, int64_t height, int64_t width, double lo, double hi,
+    const at::Tensor& color_matrix, double eps, double phase_scale) {
+  auto out = SynthesisFunction<MacoOps>::apply(phase, magnitude, height, width, lo, hi, color_matrix, eps,
+                                               phase_scale);
+  return {out[0], out[1], out[2], out[3]};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fourier_autograd(
+    const at::Tensor& spectrum, const at::Tensor& scale, int64_t height, int64_t width, double lo, double hi,
     const at::Tensor& color_matrix, double eps) {
-  auto out = SynthesisFunction<Ops>::apply(head, fixed, height, width, lo, hi, color_matrix, eps);
+  auto out = SynthesisFunction<FourierOps>::apply(spectrum, scale, height, width, lo, hi, color_matrix, eps, 1.0);
   return {out[0], out[1], out[2], out[3]};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(phasevis, Autograd, m) {
-  m.impl("maco_synthesis", &synthesis_autograd<MacoOps>);
-  m.impl("fourier_synthesis", &synthesis_autograd<FourierOps>);
+  m.impl("maco_synthesis", &maco_autograd);
+  m.impl("fourier_synthesis", &fourier_autograd);
 }
 
 }  // namespace phasevis

@@ -180,6 +180,7 @@ struct MacoHead {
   const T* phase;      // (B, C, H, Wr)
   const T* magnitude;  // (C, H, Wr), or (B, C, H, Wr) with magnitude_stride = n
   int64_t magnitude_stride, n;
+  T phase_scale;  // the angle is phase_scale·φ̂; the chunk keeps φ̂ for the standardization backward
 
   bool wide_loads_aligned() const { return wide_aligned(phase) && wide_aligned(magnitude); }
 
@@ -197,7 +198,7 @@ struct MacoHead {
     PV_UNROLL
     for (int j = 0; j < V; ++j) {
       c.v_hat[j] = (ph.v[j] - mean) * inv_t;
-      math::fast_sincos(c.v_hat[j], &c.sn[j], &c.cs[j]);
+      math::fast_sincos(phase_scale * c.v_hat[j], &c.sn[j], &c.cs[j]);
       c.mag[j] = m.v[j];
     }
   }
@@ -214,7 +215,7 @@ struct MacoHead {
     Vec<T, V> g;
     PV_UNROLL
     for (int j = 0; j < V; ++j) {
-      g.v[j] = math::maco_phase_grad(c.mag[j], c.sn[j], c.cs[j], g_re[j], g_im[j]);
+      g.v[j] = phase_scale * math::maco_phase_grad(c.mag[j], c.sn[j], c.cs[j], g_re[j], g_im[j]);
       acc.re += g.v[j];
       acc.dot += double(g.v[j]) * c.v_hat[j];
     }

@@ -23,6 +23,7 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <tuple>
 
 #include "synthesis_checks.h"
@@ -40,14 +41,16 @@ struct NoGuard {
 template <typename Drivers>
 struct SynthesisOps {
   static SynthesisOutputs maco(const at::Tensor& phase_in, const at::Tensor& magnitude_in, int64_t height,
-                               int64_t width, double lo, double hi, const at::Tensor& color_matrix, double eps) {
+                               int64_t width, double lo, double hi, const at::Tensor& color_matrix, double eps,
+                               double phase_scale) {
+    check_phase_scale(phase_scale);
     const Geometry g =
         check_forward_args(Head::kMaco, phase_in, magnitude_in, height, width, color_matrix, Drivers::kDevice);
     const typename Drivers::Guard guard(phase_in.device());
     const at::Tensor phase = phase_in.contiguous(), k = color_matrix.contiguous();
     const auto magnitude = per_sample_or_shared(magnitude_in, g, "magnitude");
     return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis", [&] {
-      return Drivers::template forward<scalar_t>(maco_head<scalar_t>(phase, magnitude, g), phase, magnitude_in,
+      return Drivers::template forward<scalar_t>(maco_head<scalar_t>(phase, magnitude, g, phase_scale), phase, magnitude_in,
                                                  head_names(Head::kMaco), g, k, lo, hi, eps);
     });
   }
@@ -55,14 +58,15 @@ struct SynthesisOps {
   static at::Tensor maco_backward(const at::Tensor& grad_out, const at::Tensor& phase_in,
                                   const at::Tensor& magnitude_in, const at::Tensor& x, const at::Tensor& phase_stats,
                                   const at::Tensor& image_stats, const at::Tensor& color_matrix, double lo, double hi,
-                                  double eps) {
+                                  double eps, double phase_scale) {
+    check_phase_scale(phase_scale);
     const Geometry g = check_backward_args(Head::kMaco, grad_out, phase_in, magnitude_in, x, phase_stats,
                                            image_stats, color_matrix, Drivers::kDevice);
     const typename Drivers::Guard guard(phase_in.device());
     const at::Tensor phase = phase_in.contiguous(), k = color_matrix.contiguous();
     const auto magnitude = per_sample_or_shared(magnitude_in, g, "magnitude");
     return AT_DISPATCH_FLOATING_TYPES(phase.scalar_type(), "maco_synthesis_backward", [&] {
-      return Drivers::template backward<scalar_t>(maco_head<scalar_t>(phase, magnitude, g), phase, g, grad_out, x,
+      return Drivers::template backward<scalar_t>(maco_head<scalar_t>(phase, magnitude, g, phase_scale), phase, g, grad_out, x,
                                                   phase_stats, image_stats, k, lo, hi, eps);
     });
   }
@@ -98,8 +102,15 @@ struct SynthesisOps {
  private:
   template <typename T>
   static chunks::MacoHead<T> maco_head(const at::Tensor& phase, const std::pair<at::Tensor, int64_t>& magnitude,
-                                       const Geometry& g) {
-    return {phase.const_data_ptr<T>(), magnitude.first.const_data_ptr<T>(), magnitude.second, g.spectrum_numel()};
+                                       const Geometry& g, double phase_scale) {
+    return {phase.const_data_ptr<T>(), magnitude.first.const_data_ptr<T>(), magnitude.second, g.spectrum_numel(),
+            T(phase_scale)};
+  }
+
+  // A RuntimeError, not a ValueError: the ValueErrors of these ops are the inputs' finiteness only.
+  static void check_phase_scale(double phase_scale) {
+    TORCH_CHECK(std::isfinite(phase_scale) && phase_scale > 0.0, "phase_scale must be finite and > 0, got ",
+                phase_scale);
   }
 
   template <typename T>

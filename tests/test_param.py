@@ -3,6 +3,9 @@ import torch
 from conftest import requires_ext
 
 from phasevis_ext.ops.reference import fourier_synthesis_reference, maco_synthesis_reference
+import phasevis_ext as pv
+from phasevis_ext.checks import InvalidArgument
+from phasevis_ext.param import parameterizations
 from phasevis_ext.param.parameterizations import PARAMS, make_param
 
 
@@ -54,7 +57,8 @@ def test_fast_path_matches_the_reference(kind):
     param = make_param(kind, 2, (16, 20), generators=generators(2))
     k = param.color_matrix
     if kind == "maco":
-        expected = maco_synthesis_reference(param.param, param.magnitude, (16, 20), (0.0, 1.0), k, 1e-4)
+        expected = maco_synthesis_reference(param.param, param.magnitude, (16, 20), (0.0, 1.0), k, 1e-4,
+                                            parameterizations.PHASE_SCALE)
     else:
         expected = fourier_synthesis_reference(torch.view_as_complex(param.param), param.scale, (16, 20),
                                                (0.0, 1.0), k, 1e-4)
@@ -79,3 +83,34 @@ def test_validation():
         make_param("pixel", 1, 16, generators=generators(1), magnitude=torch.rand(3, 16, 9))
     with pytest.raises(ValueError, match="decay"):
         make_param("maco", 1, 16, generators=generators(1), decay=2.0)
+
+
+def _corner_over_centre(images: torch.Tensor) -> float:
+    """Mean distance from mid-grey in the 4 corner squares over that in the central quarter."""
+    deviation = (images - 0.5).abs().mean(1)
+    size, b = images.shape[-1], images.shape[-1] // 16
+    corners = torch.cat([deviation[:, :b, :b], deviation[:, :b, -b:], deviation[:, -b:, :b], deviation[:, -b:, -b:]], 1)
+    return float(corners.mean() / deviation[:, size // 4:3 * size // 4, size // 4:3 * size // 4].mean())
+
+
+@pytest.mark.parametrize("backend_runs", [True, False], ids=["ext", "torch"])
+def test_default_phase_scale_keeps_the_corners_like_the_rest(monkeypatch, backend_runs):
+    """At MACO's phase scale of 1 every bin is half in phase at pixel (0, 0): the corners of a fresh
+    image stand out (~3x the centre's distance from grey); at the default they do not."""
+    if not backend_runs:
+        monkeypatch.setattr(parameterizations.ops, "runs_on", lambda device: False)
+    elif not pv.extension_available():
+        pytest.skip("extension not built")
+    ratios = {}
+    for scale in (1.0, parameterizations.PHASE_SCALE):
+        generators = [torch.Generator().manual_seed(i) for i in range(16)]
+        with torch.no_grad():
+            ratios[scale] = _corner_over_centre(parameterizations.MacoParam((64, 64), generators=generators,
+                                                                            phase_scale=scale)())
+    assert ratios[1.0] > 2.0
+    assert ratios[parameterizations.PHASE_SCALE] < 1.5
+
+
+def test_phase_scale_is_checked():
+    with pytest.raises(InvalidArgument, match="phase_scale"):
+        parameterizations.MacoParam((16, 16), generators=[torch.Generator()], phase_scale=0.0)

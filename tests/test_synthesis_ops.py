@@ -10,6 +10,7 @@ from support.synthesis_cases import SHAPES, fourier_inputs, maco_inputs, op_args
 
 import phasevis_ext as pv
 from phasevis_ext.checks import InvalidArgument
+from phasevis_ext.param.parameterizations import PHASE_SCALE
 
 pytestmark = requires_ext
 DEVICES = ["cpu", pytest.param("cuda", marks=[requires_cuda_ext, pytest.mark.cuda])]
@@ -24,12 +25,12 @@ def _atol(device, dtype):
     return ATOL[device][dtype == torch.float64]
 
 
-def _compare(fn, head, other, size, atol, values_range=(-1.0, 2.0)):
+def _compare(fn, head, other, size, atol, values_range=(-1.0, 2.0), **options):
     """The extension on head's device against the float64 reference on the CPU: the definition of
     irfft2 for any input (cuFFT's c2r treats a non-Hermitian spectrum its own way)."""
     head_ext = head.clone().requires_grad_(True)
     head_ref = head.detach().cpu().to(torch.complex128 if head.is_complex() else torch.float64).requires_grad_(True)
-    kwargs = dict(size=size, values_range=values_range)
+    kwargs = dict(size=size, values_range=values_range, **options)
     out_ext = fn(head_ext, other, backend="ext", **kwargs)
     out_ref = fn(head_ref, other.cpu().double(), backend="torch", **kwargs)
     torch.testing.assert_close(out_ext.cpu().double(), out_ref, atol=atol, rtol=0)
@@ -47,6 +48,19 @@ def test_maco_matches_reference(device, shape, dtype):
     b, c, h, w = shape
     phase, magnitude = maco_inputs(b, c, h, w, dtype=dtype, device=device)
     _compare(pv.maco_synthesis, phase, magnitude, (h, w), _atol(device, dtype))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("phase_scale", [0.3, PHASE_SCALE, 3.5])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 10), (1, 3, 9, 13), (2, 1, 8, 1), (2, 3, 64, 63)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_maco_phase_scale_matches_reference(device, shape, phase_scale):
+    b, c, h, w = shape
+    phase, magnitude = maco_inputs(b, c, h, w, device=device)
+    _compare(pv.maco_synthesis, phase, magnitude, (h, w), _atol(device, torch.float32), phase_scale=phase_scale)
+    # and the scale does act: the same phase at another scale is another image
+    assert not torch.allclose(pv.maco_synthesis(phase, magnitude, size=(h, w), phase_scale=phase_scale),
+                              pv.maco_synthesis(phase, magnitude, size=(h, w)), atol=1e-3)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -112,8 +126,9 @@ def test_values_range_and_odd_width_keeps_every_column(device):
 def test_gradcheck_maco(device, per_sample):
     phase, magnitude = maco_inputs(2, 3, 6, 7, dtype=torch.float64, device=device, per_sample=per_sample)
     phase.requires_grad_(True)
-    fn = lambda p: pv.maco_synthesis(p, magnitude, size=(6, 7), backend="ext")  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (phase,), eps=1e-6, atol=1e-6)
+    for phase_scale in (1.0, PHASE_SCALE):
+        fn = lambda p: pv.maco_synthesis(p, magnitude, size=(6, 7), phase_scale=phase_scale, backend="ext")  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (phase,), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -131,6 +146,8 @@ def test_opcheck_maco(device, dtype):
     phase, magnitude = maco_inputs(2, 3, 8, 9, dtype=dtype, device=device)
     phase.requires_grad_(True)
     torch.library.opcheck(torch.ops.phasevis.maco_synthesis.default, (phase, magnitude) + op_args(8, 9, 3, dtype, device))
+    torch.library.opcheck(torch.ops.phasevis.maco_synthesis.default,
+                          (phase, magnitude) + op_args(8, 9, 3, dtype, device) + (PHASE_SCALE,))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -150,6 +167,11 @@ def test_opcheck_backward_ops(device):
     torch.library.opcheck(
         torch.ops.phasevis.maco_synthesis_backward.default,
         (torch.randn_like(out), phase, magnitude, x, phase_stats, image_stats, k, -1.0, 2.0, 1e-4),
+    )
+    out, x, phase_stats, image_stats = torch.ops.phasevis.maco_synthesis(phase, magnitude, *args, 2.0)
+    torch.library.opcheck(
+        torch.ops.phasevis.maco_synthesis_backward.default,
+        (torch.randn_like(out), phase, magnitude, x, phase_stats, image_stats, k, -1.0, 2.0, 1e-4, 2.0),
     )
     spectrum, scale = fourier_inputs(2, 3, 8, 8, device=device)
     out, x, spectrum_stats, image_stats = torch.ops.phasevis.fourier_synthesis(spectrum, scale, *args)
@@ -346,3 +368,18 @@ def test_cuda_graph_captures_a_full_maco_step():
         losses.append(static_loss.item())
     assert not torch.equal(before, phase.detach())  # the replay really stepped the optimizer
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("phase_scale", [0, -1.0, math.nan, math.inf, True, "2"])
+def test_phase_scale_must_be_a_positive_number(phase_scale):
+    phase, magnitude = maco_inputs(1, 3, 8, 8)
+    for backend in ("ext", "torch"):
+        with pytest.raises(InvalidArgument, match="phase_scale"):
+            pv.maco_synthesis(phase, magnitude, phase_scale=phase_scale, backend=backend)
+
+
+def test_raw_op_refuses_a_bad_phase_scale_as_an_internal_error():
+    phase, magnitude = maco_inputs(1, 3, 8, 8)
+    with pytest.raises(RuntimeError, match="phase_scale must be finite and > 0") as caught:
+        torch.ops.phasevis.maco_synthesis(phase, magnitude, *op_args(8, 8, 3, torch.float32, "cpu"), 0.0)
+    assert not isinstance(caught.value, ValueError)

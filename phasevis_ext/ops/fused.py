@@ -37,8 +37,10 @@ def runs_on(device: torch.device) -> bool:
     return device.type == "cpu" or (device.type == "cuda" and cuda_kernels_available())
 
 
-def maco_synthesis_op(phase, magnitude, height: int, width: int, lo: float, hi: float, color_matrix, eps: float):
-    return torch.ops.phasevis.maco_synthesis.default(phase, magnitude, height, width, lo, hi, color_matrix, eps)[0]
+def maco_synthesis_op(phase, magnitude, height: int, width: int, lo: float, hi: float, color_matrix, eps: float,
+                      phase_scale: float = 1.0):
+    return torch.ops.phasevis.maco_synthesis.default(phase, magnitude, height, width, lo, hi, color_matrix, eps,
+                                                     phase_scale)[0]
 
 
 def fourier_synthesis_op(spectrum, scale, height: int, width: int, lo: float, hi: float, color_matrix, eps: float):
@@ -72,7 +74,7 @@ if _C is not None:
         return image, torch.empty_like(image), stats, image_stats
 
     @torch.library.register_fake("phasevis::maco_synthesis")
-    def _(phase, magnitude, height, width, lo, hi, color_matrix, eps):
+    def _(phase, magnitude, height, width, lo, hi, color_matrix, eps, phase_scale=1.0):
         return _fake_outputs(phase, magnitude, color_matrix, height, width, 2)
 
     @torch.library.register_fake("phasevis::fourier_synthesis")
@@ -80,7 +82,7 @@ if _C is not None:
         return _fake_outputs(spectrum, scale, color_matrix, height, width, 3)
 
     @torch.library.register_fake("phasevis::maco_synthesis_backward")
-    def _(grad_out, phase, magnitude, x, phase_stats, image_stats, color_matrix, lo, hi, eps):
+    def _(grad_out, phase, magnitude, x, phase_stats, image_stats, color_matrix, lo, hi, eps, phase_scale=1.0):
         return torch.empty_like(phase)
 
     @torch.library.register_fake("phasevis::fourier_synthesis_backward")

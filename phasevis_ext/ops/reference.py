@@ -30,8 +30,8 @@ def synthesis_tail(spectrum: torch.Tensor, size, values_range, color_matrix, eps
     return lo + (hi - lo) * torch.sigmoid(image)
 
 
-def maco_synthesis_reference(phase, magnitude, size, values_range, color_matrix, eps):
-    phase_hat = _standardize(phase, eps)
+def maco_synthesis_reference(phase, magnitude, size, values_range, color_matrix, eps, phase_scale: float = 1.0):
+    phase_hat = _standardize(phase, eps) * phase_scale
     spectrum = torch.complex(magnitude * torch.cos(phase_hat), magnitude * torch.sin(phase_hat))
     return synthesis_tail(spectrum, size, values_range, color_matrix, eps)
 

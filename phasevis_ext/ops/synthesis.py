@@ -1,13 +1,20 @@
 """Public synthesis functions: validate, then run the fused op or the pure-PyTorch reference.
 
 Semantics (per sample b; means and unbiased stds run over all non-batch elements of b):
-  MACO head     φ̂ = (φ − mean φ)/(std φ + eps),  X = M·cos φ̂ + i·M·sin φ̂
+  MACO head     φ̂ = (φ − mean φ)/(std φ + eps),  X = M·exp(i·s·φ̂), s = phase_scale
   Fourier head  ẑ = (z − mean z)/(std z + eps) with complex mean and std, X = ẑ·scale
   shared tail   x = irfft2(X, s=size), x̂ = (x − mean x)/(std x + eps),
                 y[d] = Σ_c x̂[c]·K[c, d],  out = lo + (hi − lo)·sigmoid(y)
 
-With B = 1, C = 3, even W, the default K, float32 and values_range = (−2.5, 2.5),
+With B = 1, C = 3, even W, the default K, float32, values_range = (−2.5, 2.5) and phase_scale = 1,
 `maco_synthesis` equals Horama 0.3.0's `maco_preconditioner` (measured within 1e-5).
+
+Why the phase scale matters: the spectrum's bins all add up at pixel (0, 0), the image's corners,
+with the weight E[cos s·φ̂] ≥ 1 − s²/2 (cos t ≥ 1 − t²/2, and φ̂ has mean 0 and variance ~1).
+At MACO's s = 1 at least half of every bin's amplitude is in phase at the corners, whatever the
+optimizer does: a bright or dark blob there that the sigmoid saturates. At s = π/√3 (the spread of
+a uniform phase, `parameterizations.PHASE_SCALE`) the bound is void and a uniform start is left
+uniform (docs/benchmarks.md, "Lattice and borders").
 
 The magnitude is held exactly only where the rfft layout is free: irfft2 drops the imaginary
 part of the self-conjugate bins (DC, the Nyquist row and column) and treats the redundant entries
@@ -19,7 +26,7 @@ import math
 
 import torch
 
-from ..checks import InvalidArgument, InvalidArgumentType, image_size
+from ..checks import InvalidArgument, InvalidArgumentType, finite_number, image_size
 from . import fused as ops
 from .color import check_color_matrix
 from .reference import fourier_synthesis_reference, maco_synthesis_reference
@@ -49,6 +56,7 @@ def maco_synthesis(
     values_range=(0.0, 1.0),
     color_matrix: torch.Tensor | None = None,
     eps: float = 1e-4,
+    phase_scale: float = 1.0,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Image (B, C, H, W) from a phase (B, C, H, Wr) under a fixed magnitude (C, H, Wr) or (B, C, H, Wr)."""
@@ -64,6 +72,7 @@ def maco_synthesis(
     lo, hi = _values_range(values_range)
     color_matrix = _color_matrix(color_matrix, channels, phase)
     _check_eps(eps)
+    phase_scale = finite_number(phase_scale, "phase_scale", positive=True)
     use_extension = _use_extension(backend, phase)
     if _eager():
         if not use_extension:
@@ -73,8 +82,8 @@ def maco_synthesis(
             raise InvalidArgument("magnitude must be non-negative")
     if use_extension:
         return _run_op(torch.ops.phasevis.maco_synthesis.default, (phase, "phase"), (magnitude, "magnitude"),
-                       height, width, lo, hi, color_matrix, eps)
-    return maco_synthesis_reference(phase, magnitude, (height, width), (lo, hi), color_matrix, eps)
+                       height, width, lo, hi, color_matrix, eps, phase_scale)
+    return maco_synthesis_reference(phase, magnitude, (height, width), (lo, hi), color_matrix, eps, phase_scale)
 
 
 def fourier_synthesis(

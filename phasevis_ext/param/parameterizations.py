@@ -14,12 +14,13 @@ checks of `synthesis.maco_synthesis` (one device sync each), falling back to the
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..checks import InvalidArgument, image_size
+from ..checks import InvalidArgument, finite_number, image_size
 from ..ops import fused as ops
 from ..ops.color import check_color_matrix
 from ..ops.reference import fourier_synthesis_reference, maco_synthesis_reference, synthesis_tail
@@ -30,6 +31,10 @@ PARAMS = ("maco", "fourier", "pixel")
 MIN_SIZE = 8
 VALUES_RANGE = (0.0, 1.0)
 EPS = 1e-4  # the synthesis functions' default
+# The standardized phase's spread, π/√3: the std of a phase uniform on the circle. At MACO's 1 the
+# bins add in phase at the image's corners and burn them (synthesis.py gives the bound); measured
+# in docs/benchmarks.md, "Lattice and borders", with lr kept at 1.
+PHASE_SCALE = math.pi / math.sqrt(3.0)
 
 
 def _per_unit_normal(shape, generators, std, *, device, dtype) -> torch.Tensor:
@@ -64,21 +69,24 @@ class MacoParam(ImageParam):
     """MACO: only the phase is optimized; the magnitude is a fixed buffer shared by all units.
 
     The phase starts from N(0, std²) with std = 1 as in MACO (the synthesis standardizes the
-    phase, so std only sets the scale the optimizer's steps are measured against).
+    phase, so std only sets the scale the optimizer's steps are measured against). The angle is
+    phase_scale times the standardized phase: MACO and Horama use 1, which burns the corners.
     """
 
     kind = "maco"
 
     def __init__(self, size, *, generators, channels: int = 3, device=None, dtype=torch.float32, magnitude=None,
-                 color_matrix=None, std: float = 1.0):
+                 color_matrix=None, std: float = 1.0, phase_scale: float = PHASE_SCALE):
         height, width = size
         shape = (channels, height, width // 2 + 1)
+        phase_scale = finite_number(phase_scale, "phase_scale", positive=True)
         if magnitude is None:
             magnitude = natural_magnitude((height, width), channels, device=device, dtype=dtype)
         magnitude = torch.as_tensor(magnitude).to(device=device, dtype=dtype)
         if magnitude.shape != shape:
             raise InvalidArgument(f"magnitude must have shape (C, H, W//2+1) = {shape}, got {tuple(magnitude.shape)}")
         super().__init__(size, _per_unit_normal(shape, generators, std, device=device, dtype=dtype))
+        self.phase_scale = phase_scale
         self.register_buffer("magnitude", magnitude.contiguous())
         self.register_buffer("color_matrix", _color_matrix(color_matrix, channels, device=device, dtype=dtype))
 
@@ -86,8 +94,9 @@ class MacoParam(ImageParam):
         height, width = self.size
         if ops.runs_on(self.param.device):
             return ops.maco_synthesis_op(self.param, self.magnitude, height, width, *VALUES_RANGE,
-                                         self.color_matrix, EPS)
-        return maco_synthesis_reference(self.param, self.magnitude, self.size, VALUES_RANGE, self.color_matrix, EPS)
+                                         self.color_matrix, EPS, self.phase_scale)
+        return maco_synthesis_reference(self.param, self.magnitude, self.size, VALUES_RANGE, self.color_matrix, EPS,
+                                        self.phase_scale)
 
 
 class FourierParam(ImageParam):

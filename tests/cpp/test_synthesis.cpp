@@ -121,6 +121,24 @@ using BackwardOp = c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const 
                                                        const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                        const at::Tensor&, double, double, double)>;
 
+// MACO's ops take a trailing phase_scale.
+using MacoForwardOp = c10::TypedOperatorHandle<Outputs(const at::Tensor&, const at::Tensor&, int64_t, int64_t, double,
+                                                       double, const at::Tensor&, double, double)>;
+using MacoBackwardOp = c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                           const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                           const at::Tensor&, double, double, double, double)>;
+
+static MacoForwardOp maco_forward_op() {
+  return c10::Dispatcher::singleton().findSchemaOrThrow("phasevis::maco_synthesis", "").typed<Outputs(
+      const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, double, const at::Tensor&, double, double)>();
+}
+
+static MacoBackwardOp maco_backward_op() {
+  return c10::Dispatcher::singleton().findSchemaOrThrow("phasevis::maco_synthesis_backward", "").typed<at::Tensor(
+      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+      const at::Tensor&, const at::Tensor&, double, double, double, double)>();
+}
+
 static ForwardOp forward_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Outputs(
       const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, double, const at::Tensor&, double)>();
@@ -153,9 +171,9 @@ static at::Tensor standardized(const at::Tensor& t, double eps) {
 
 // `head`: the phase (B, C, H, Wr), or the spectrum as complex (B, C, H, Wr).
 static Reference reference(bool maco, const at::Tensor& head, const at::Tensor& fixed, int64_t h, int64_t w,
-                           const at::Tensor& k, double lo, double hi, double eps) {
+                           const at::Tensor& k, double lo, double hi, double eps, double phase_scale) {
   const at::Tensor hat = standardized(head, eps);
-  const at::Tensor spectrum = maco ? at::polar(fixed, hat) : hat * fixed;
+  const at::Tensor spectrum = maco ? at::polar(fixed, hat * phase_scale) : hat * fixed;
   Reference r;
   r.x = at::fft_irfft2(spectrum, at::IntArrayRef{h, w}, {-2, -1}, "forward");
   const at::Tensor image = r.x / double(h * w);
@@ -175,10 +193,11 @@ static double relative_error(const at::Tensor& got, const at::Tensor& want) {
 // The forward's four outputs and the backward op's gradient, for both heads, against the reference
 // in float64 (its gradient by autograd).
 static void test_ops_against_reference(at::ScalarType dtype, double tolerance) {
-  const ForwardOp maco = forward_op("phasevis::maco_synthesis"), fourier = forward_op("phasevis::fourier_synthesis");
-  const BackwardOp maco_bwd = backward_op("phasevis::maco_synthesis_backward");
+  const MacoForwardOp maco = maco_forward_op();
+  const ForwardOp fourier = forward_op("phasevis::fourier_synthesis");
+  const MacoBackwardOp maco_bwd = maco_backward_op();
   const BackwardOp fourier_bwd = backward_op("phasevis::fourier_synthesis_backward");
-  const double lo = -0.5, hi = 1.5, eps = 1e-4;
+  const double lo = -0.5, hi = 1.5, eps = 1e-4, phase_scale = 1.7;
   at::manual_seed(1);
   double worst = 0;
   // (B, C, H, W): odd and even widths, W = 1 and 2 (no interior column), C = 1 to 6 (above 4: the
@@ -196,14 +215,17 @@ static void test_ops_against_reference(at::ScalarType dtype, double tolerance) {
     const at::Tensor scale = at::rand({g.height, g.half_width}, f64) + 0.1;
     for (const bool is_maco : {true, false}) {
       const at::Tensor head = is_maco ? phase : z, fixed = is_maco ? magnitude : scale;
-      const Outputs got = (is_maco ? maco : fourier)
-                              .call(head.to(dtype), fixed.to(dtype), g.height, g.width, lo, hi, k.to(dtype), eps);
-      const at::Tensor grad = (is_maco ? maco_bwd : fourier_bwd)
-                                  .call(go.to(dtype), head.to(dtype), fixed.to(dtype), std::get<1>(got),
-                                        std::get<2>(got), std::get<3>(got), k.to(dtype), lo, hi, eps);
+      const at::Tensor h_in = head.to(dtype), f_in = fixed.to(dtype), k_in = k.to(dtype), go_in = go.to(dtype);
+      const Outputs got = is_maco ? maco.call(h_in, f_in, g.height, g.width, lo, hi, k_in, eps, phase_scale)
+                                  : fourier.call(h_in, f_in, g.height, g.width, lo, hi, k_in, eps);
+      const at::Tensor grad =
+          is_maco ? maco_bwd.call(go_in, h_in, f_in, std::get<1>(got), std::get<2>(got), std::get<3>(got), k_in, lo,
+                                  hi, eps, phase_scale)
+                  : fourier_bwd.call(go_in, h_in, f_in, std::get<1>(got), std::get<2>(got), std::get<3>(got), k_in,
+                                     lo, hi, eps);
 
       const at::Tensor leaf = (is_maco ? head : at::view_as_complex(head)).clone().set_requires_grad(true);
-      const Reference want = reference(is_maco, leaf, fixed, g.height, g.width, k, lo, hi, eps);
+      const Reference want = reference(is_maco, leaf, fixed, g.height, g.width, k, lo, hi, eps, phase_scale);
       at::Tensor grad_want = torch::autograd::grad({want.image}, {leaf}, {go})[0];
       if (!is_maco) grad_want = at::view_as_real(grad_want);
       const double errors[] = {
@@ -224,7 +246,8 @@ static void test_ops_against_reference(at::ScalarType dtype, double tolerance) {
 
 // A non-finite input raises a ValueError naming it; finite values whose squares overflow float64 do not.
 static void test_non_finite_inputs() {
-  const auto maco = forward_op("phasevis::maco_synthesis"), fourier = forward_op("phasevis::fourier_synthesis");
+  const auto maco = maco_forward_op();
+  const auto fourier = forward_op("phasevis::fourier_synthesis");
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   const at::Tensor k = at::eye(3, f32);
   const auto message = [](const auto& call) -> std::string {
@@ -245,7 +268,7 @@ static void test_non_finite_inputs() {
   const at::Tensor phase = at::randn({2, 3, 8, 5}, f32), magnitude = at::rand({3, 8, 5}, f32) + 0.1;
   const at::Tensor z = at::randn({2, 3, 8, 5, 2}, f32), scale = at::rand({8, 5}, f32) + 0.1;
   const auto maco_message = [&](const at::Tensor& p, const at::Tensor& m) {
-    return message([&] { maco.call(p, m, 8, 8, 0.0, 1.0, k, 1e-4); });
+    return message([&] { maco.call(p, m, 8, 8, 0.0, 1.0, k, 1e-4, 1.0); });
   };
   const auto fourier_message = [&](const at::Tensor& s, const at::Tensor& c) {
     return message([&] { fourier.call(s, c, 8, 8, 0.0, 1.0, k, 1e-4); });
@@ -258,7 +281,7 @@ static void test_non_finite_inputs() {
   EXPECT(fourier_message(z, poked(scale, INFINITY)) == "scale contains NaN or infinite values");
   EXPECT(maco_message(phase, magnitude) == "no error");
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  EXPECT(message([&] { maco.call(phase.to(f64) * 1e200, magnitude.to(f64) * 1e200, 8, 8, 0.0, 1.0, k.to(f64), 1e-4); })
+  EXPECT(message([&] { maco.call(phase.to(f64) * 1e200, magnitude.to(f64) * 1e200, 8, 8, 0.0, 1.0, k.to(f64), 1e-4, 1.0); })
          == "no error");
 }
 
