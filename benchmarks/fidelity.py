@@ -1,15 +1,17 @@
-"""Does MACO deliver what its paper claims? Class visualizations of EfficientNet-Lite0 made with MACO,
+"""Does MACO deliver what its paper claims? Class visualizations of EfficientNet-Lite0 (or, with
+--model, MobileNetV2, another family) made with MACO,
 the classic Fourier parameterization and plain pixels, on one budget and with the same augmentations,
 side by side with natural photographs and Horama 0.3.0.
 
-    python benchmarks/fidelity.py [--quick] [--classes 16] [--full-steps 128] [--low-steps 32]
+    python benchmarks/fidelity.py [--quick] [--model efficientnet_lite0|mobilenet_v2] [--classes 16] [--full-steps 128] [--low-steps 32]
         [--image-size 256] [--crops 3] [--channels 6] [--judge-crops 16] [--skip-horama]
         [--device cpu] [--out fidelity-out]
 
 Parts, all written to OUT/report.md with PNG figures beside it:
  1. the mean radially averaged power spectrum (luminance) of the class visualizations at each budget,
     with native-resolution crops of the photos behind the default spectrum, and log-log slopes;
- 2. top-1/top-5 rates of the target class by lite0 (crop-averaged and whole image) and by lite1/lite2;
+ 2. top-1/top-5 rates of the target class by the maker (crop-averaged and whole image) and by
+    `recognition.JUDGES_OF` (Lite2 and MobileNetV2 for Lite0; Lite0 and Lite2 for MobileNetV2);
  3. channels of an early, a middle and the last block, MACO beside Fourier: final scores and
     high-frequency power;
  4. Horama 0.3.0 on the full budget: recognition and wall time against ours.
@@ -30,7 +32,7 @@ from pathlib import Path
 import beyond_one_image as beyond
 import numpy as np
 import torch
-from recognition import CLASSES, recognition
+from recognition import CLASSES, JUDGES_OF, recognition
 from sheets import save_sheet, thumbnails
 
 from phasevis_ext import models
@@ -44,8 +46,9 @@ from phasevis_ext.render.visualize import visualize
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("maco", "fourier", "pixel")
-JUDGES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-LAYERS = ("_blocks.2", "_blocks.8", "_blocks.15")
+MAKERS = tuple(JUDGES_OF)
+LAYERS = {"efficientnet_lite0": ("_blocks.2", "_blocks.8", "_blocks.15"),
+          "mobilenet_v2": ("features.3", "features.10", "features.17")}
 PARTS = ("fidelity", *beyond.PARTS)
 HIGH_FREQUENCY = 0.25  # cycles/px: the top octave, where MACO's fixed magnitude leaves little power
 # Explicit options win over these; --quick keeps the low budget and shrinks the rest to fit 10 minutes.
@@ -170,7 +173,8 @@ def main(argv=None):
     parser.add_argument("--channels", type=int, help=f"channels per deep layer (default {DEFAULTS['channels']})")
     parser.add_argument("--judge-crops", type=int,
                         help=f"random crops per image for recognition (default {DEFAULTS['judge_crops']})")
-    parser.add_argument("--layers", nargs="+", default=list(LAYERS))
+    parser.add_argument("--model", choices=MAKERS, default=MAKERS[0], help="the model that makes the images")
+    parser.add_argument("--layers", nargs="+", help="deep layers (default: an early, a middle and the last block)")
     parser.add_argument("--band", type=float, nargs=2, default=DEFAULT_BAND, help="slope fit band, cycles/px")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--skip-horama", action="store_true")
@@ -190,6 +194,7 @@ def main(argv=None):
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.layers = args.layers or list(LAYERS[args.model])
     if not 0 < args.low_steps <= args.full_steps:
         parser.error(f"--low-steps must be in 1..--full-steps ({args.full_steps}), got {args.low_steps}")
     argv = sys.argv[1:] if argv is None else argv
@@ -209,7 +214,7 @@ def run(args, command: str) -> Path:
     band = tuple(args.band)
     classes = pick_classes(args.classes)
     budgets = {"full": args.full_steps, "low": args.low_steps}
-    model = models.load("efficientnet_lite0", device=device)
+    model = models.load(args.model, device=device)
     options = dict(image_size=args.image_size, crops=args.crops, device=device, amp=amp, progress=False,
                    batch_size=args.batch_size)
     timings, data = {}, {"command": command, "classes": classes, "budgets": budgets, "args": vars(args)}
@@ -263,7 +268,7 @@ def run(args, command: str) -> Path:
 
     # Part 2 (and 4): recognition.
     start = time.perf_counter()
-    judges = {j: model if j == "efficientnet_lite0" else models.load(j, device=device) for j in JUDGES}
+    judges = {j: model if j == args.model else models.load(j, device=device) for j in (args.model, *JUDGES_OF[args.model])}
     for judge in judges.values():  # fp32 judges; channels-last is a layout only, 1.3-1.8x faster on the CPU
         judge.to(memory_format=torch.channels_last if device.type == "cpu" else torch.contiguous_format)
     rates = {b: {m: {j: recognition(jm, x, classes, crops=args.judge_crops, size=models.default_input_size(j))
@@ -366,7 +371,7 @@ def write_beyond_report(out: Path, data: dict, device: torch.device) -> Path:
 def write_report(args, data: dict, device: torch.device, band) -> Path:
     out, budgets, classes = Path(args.out), data["budgets"], data["classes"]
     spectra, rates, seconds, deep = data["spectra"], data["rates"], data["seconds"], data["deep"]
-    setup = f"{args.image_size}², {args.crops} crops per step, K = {len(classes)} lite0 class logits"
+    setup = f"{args.image_size}², {args.crops} crops per step, K = {len(classes)} {args.model} class logits"
     amp = ("bf16 autocast" if resolve_amp("auto", device) is not None else "fp32") + \
         (", channels-last" if device.type == "cpu" else "")
     lines = [
@@ -399,7 +404,7 @@ def write_report(args, data: dict, device: torch.device, band) -> Path:
         "## 2. Recognition and transfer", "",
         "Rate (over the K classes) of the target class in the top 1 / top 5 of each judge (fp32): probabilities "
         f"averaged over {args.judge_crops} random crops covering 50–100% of the side, and the whole image resized. "
-        "lite0 made the images; lite1 and lite2 did not.", "",
+        f"{args.model} made the images; {' and '.join(JUDGES_OF[args.model])} did not.", "",
     ]
     rows = []
     for b in budgets:
@@ -424,17 +429,18 @@ def write_report(args, data: dict, device: torch.device, band) -> Path:
         lines += [f"Horama: {data['horama']}.", ""]
     else:
         k, steps = len(classes), budgets["full"]
+        other = JUDGES_OF[args.model][1]  # the judge of another family for Lite0, of the same for MobileNetV2
         rows = []
         for m in ("maco", "horama"):
-            r0, r2 = rates["full"][m]["efficientnet_lite0"], rates["full"][m]["efficientnet_lite2"]
+            r0, r2 = rates["full"][m][args.model], rates["full"][m][other]
             rows.append([("ours (MACO, batched)" if m == "maco" else "Horama 0.3.0 (one class at a time, fp32)"),
                          f"{seconds['full'][m]:.0f}", f"{seconds['full'][m] / k:.1f}",
                          pct(r0["crops_top1"]), pct(r0["crops_top5"]), pct(r0["whole_top1"]),
                          pct(r2["crops_top1"]), pct(r2["crops_top5"])])
         lines += [f"The same K = {k} classes, {steps} steps, {args.image_size}², {args.crops} crops "
                   f"([Horama's images](horama_full.jpg)); our time is with batch size {args.batch_size}.", "",
-                  table(["run", "wall s", "s per class", "lite0 top-1 crops", "lite0 top-5 crops",
-                         "lite0 top-1 whole", "lite2 top-1 crops", "lite2 top-5 crops"], rows), ""]
+                  table(["run", "wall s", "s per class", "maker top-1 crops", "maker top-5 crops",
+                         "maker top-1 whole", f"{other} top-1 crops", f"{other} top-5 crops"], rows), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

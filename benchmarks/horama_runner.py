@@ -1,25 +1,27 @@
 """Horama 0.3.0's MACO as published, driving one of our loaded models (benchmarks only).
 
-Horama's images are in values_range (-1, 1), which is what the lite models' own normalization
-(x - 0.5)/0.5 produces, so they go to the network without our normalization hook. Our default
-spectrum is written where Horama looks for its file, so it does not download.
+Horama's images are in values_range (-1, 1); they reach the model as (x + 1)/2 through its own
+normalization, which for the Lite models, (x - 0.5)/0.5, gives back x exactly, and for MobileNetV2
+is torchvision's. Horama downloads xplique's ImageNet spectrum (`spectrum_decorrelated.npy`) to
+the working directory at its first run; the same file, from the xplique 2.0.2 wheel, is put there
+instead, so it runs offline on what its users get.
 
-    pip install --no-deps horama==0.3.0 einops
+    pip install --no-deps horama==0.3.0 einops xplique==2.0.2
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-from phasevis_ext import models
-from phasevis_ext.param.spectrum import natural_magnitude
+from phasevis_ext.param.spectrum import imagenet_spectrum_path
 
-HORAMA_INSTALL = "pip install --no-deps horama==0.3.0 einops"
+HORAMA_INSTALL = "pip install --no-deps horama==0.3.0 einops xplique==2.0.2"
 
 
 def horama_missing() -> str | None:
@@ -28,6 +30,10 @@ def horama_missing() -> str | None:
         import horama  # noqa: F401
     except ImportError as error:
         return f"not importable ({error}); install with `{HORAMA_INSTALL}`"
+    try:
+        imagenet_spectrum_path()
+    except FileNotFoundError as error:
+        return f"its spectrum file is missing ({error})"
     return None
 
 
@@ -47,11 +53,10 @@ def horama_class_images(model, classes, *, steps: int, image_size: int, crops: i
 
     images = []
     with tempfile.TemporaryDirectory() as tmp, _in_dir(tmp):
-        np.save("spectrum_decorrelated.npy", natural_magnitude((512, 512)).numpy())
+        shutil.copyfile(imagenet_spectrum_path(), "spectrum_decorrelated.npy")
         for c in classes:
             def objective(crops_batch, c=c):
-                with models.without_normalization(model):
-                    return model(crops_batch)[:, c].mean()
+                return model((crops_batch + 1) / 2)[:, c].mean()
 
             image, _ = maco(objective, total_steps=steps, image_size=image_size, model_input_size=224,
                             values_range=(-1.0, 1.0), crops_per_iteration=crops, device=str(device))
@@ -79,7 +84,7 @@ def horama_snapshots(model, classes, budgets, *, seed: int = 0) -> dict:
     maco_fv.maco_preconditioner = keep_latest
     try:
         with tempfile.TemporaryDirectory() as tmp, _in_dir(tmp):
-            np.save("spectrum_decorrelated.npy", natural_magnitude((512, 512)).numpy())
+            shutil.copyfile(imagenet_spectrum_path(), "spectrum_decorrelated.npy")
             for c in classes:
                 torch.manual_seed(seed)
                 calls = [0]
@@ -90,8 +95,7 @@ def horama_snapshots(model, classes, budgets, *, seed: int = 0) -> dict:
                         images[calls[0]].append(((latest["image"].detach() + 1) / 2).clamp(0, 1).cpu())
                         seconds[calls[0]].append(time.perf_counter() - start)
                     calls[0] += 1
-                    with models.without_normalization(model):
-                        return model(crops_batch)[:, c].mean()
+                    return model((crops_batch + 1) / 2)[:, c].mean()
 
                 image, _ = maco_fv.maco(objective, total_steps=budgets[-1], model_input_size=224,
                                         values_range=(-1.0, 1.0), device="cpu")

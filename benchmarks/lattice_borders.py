@@ -2,11 +2,13 @@
 at the library's defaults. Prints a markdown table and writes contact sheets.
 
     python benchmarks/lattice_borders.py [--set held-out|tuning] [--spectrum default|FILE]
-        [--models efficientnet_lite0 mobilenet_v2] [--steps 128] [--out lattice-out]
+        [--models efficientnet_lite0 mobilenet_v2] [--steps 128] [--seeds 0 1 2] [--phase-scale S]
+        [--out lattice-out]
 
 For each model that makes images, 8 class logits (quality_per_second's sets: "held-out" was
-never used to choose an option) are rendered with MACO at the defaults and shown as the gallery
-shows them (`export.display_stretch`). Per image set:
+never used to choose an option) are rendered with MACO at the defaults, once per seed, and shown
+as the gallery shows them (`export.display_stretch`); the figures pool every seed's images (8
+classes are few: one class more or less in a top-5 moves a rate by 12%). Per image set:
 - lattice: the luminance power on the frequency axes over the ring at the same radius
   (`diagnostics.lattice`) at periods of 2, 4 and 8 px of the model's input, as the model sees the
   whole image. The photographs shipped with scikit-image, scikit-learn and matplotlib, centre-
@@ -34,6 +36,7 @@ from phasevis_ext import models
 from phasevis_ext.io.export import display_stretch
 from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.param.diagnostics import lattice
+from phasevis_ext.param.parameterizations import PHASE_SCALE
 from phasevis_ext.render.crops import CROP_CENTERS
 from phasevis_ext.render.settings import RenderSettings
 from phasevis_ext.render.visualize import visualize
@@ -84,35 +87,43 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"])
     parser.add_argument("--steps", type=int, default=RenderSettings().steps)
     parser.add_argument("--crop-centers", default=RenderSettings().crop_centers, choices=CROP_CENTERS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--phase-scale", type=float, default=PHASE_SCALE, help="1 is MACO's and Horama's")
     parser.add_argument("--out", type=Path, default=Path("lattice-out"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     classes = class_sets()[args.set]
     judges = {name: models.load(name) for name in JUDGES}
-    rows, record = [], {"classes": classes, "spectrum": args.spectrum or "default", "steps": args.steps,
-                        "crop_centers": args.crop_centers,
+    rows, record = [], {"classes": classes, "seeds": args.seeds, "spectrum": args.spectrum or "default",
+                        "steps": args.steps,
+                        "crop_centers": args.crop_centers, "phase_scale": args.phase_scale,
                         "cpu": cpu_model(), "runs": {}}
     reference = photographs()
     rows.append(("photographs", lattice(reference, input_size=224),
                  sum(border_ratio(p[None]) for p in reference) / len(reference), {}, None))
     for maker in args.models:
-        start = time.perf_counter()
-        result = visualize(judges.get(maker) or models.load(maker), [f"logit:{c}" for c in classes],
-                           steps=args.steps, spectrum=args.spectrum, crop_centers=args.crop_centers, progress=False)
-        seconds = (time.perf_counter() - start) / len(classes)
-        shown = torch.stack([display_stretch(image) for image in result.images])
+        start, shown = time.perf_counter(), []
+        for seed in args.seeds:
+            result = visualize(judges.get(maker) or models.load(maker), [f"logit:{c}" for c in classes],
+                               steps=args.steps, spectrum=args.spectrum, crop_centers=args.crop_centers, seed=seed,
+                               param_kwargs={"phase_scale": args.phase_scale}, progress=False)
+            shown += [display_stretch(image) for image in result.images]
+        seconds = (time.perf_counter() - start) / len(shown)
+        shown = torch.stack(shown)
+        targets = classes * len(args.seeds)
         size = models.default_input_size(maker)
         with torch.no_grad():
-            transfer = {judge: recognition(judges[judge], shown, classes, size=models.default_input_size(judge))
+            transfer = {judge: recognition(judges[judge], shown, targets, size=models.default_input_size(judge))
                         for judge in JUDGES if judge != maker}
         rows.append((maker, lattice(shown, input_size=size), border_ratio(shown), transfer, seconds))
-        save_sheet(thumbnails(shown), [IMAGENET_CLASSES[c] for c in classes], args.out / f"{maker}.jpg", cols=8)
+        save_sheet(thumbnails(shown[:len(classes)]), [IMAGENET_CLASSES[c] for c in classes], args.out / f"{maker}.jpg",
+                   cols=8)
         torch.save(shown.half(), args.out / f"{maker}.pt")  # for other measures of the same images
         record["runs"][maker] = {"lattice": rows[-1][1], "border": rows[-1][2], "transfer": transfer,
                                  "seconds_per_unit": seconds}
     (args.out / "lattice_borders.json").write_text(json.dumps(record, indent=1))
-    print(f"\n{args.set} classes {classes}, MACO at the defaults ({args.steps} steps), spectrum "
-          f"{record['spectrum']}, {args.crop_centers} crop centres; {record['cpu']}\n")
+    print(f"\n{args.set} classes {classes}, seeds {args.seeds}, MACO at the defaults ({args.steps} steps), spectrum "
+          f"{record['spectrum']}, phase scale {args.phase_scale:.3f}, {args.crop_centers} crop centres; {record['cpu']}\n")
     print("| images | lattice 2 / 4 / 8 px | border | top-5: lite2 | top-5: MobileNetV2 | top-5: lite0 | s per unit |")
     print("|---|---|---|---|---|---|---|")
     for name, grid, border, transfer, seconds in rows:

@@ -1,8 +1,9 @@
 """Image quality bought per second: transfer of class visualizations to EfficientNet-Lite2 against
 the seconds each method spends per unit, at budgets from 16 steps to each method's default.
 
-    python benchmarks/quality_per_second.py run METHOD [--set tuning|held-out|all] [--max-steps N]
-        [--option KEY=VALUE ...] [--label NAME] [--out quality-out]
+    python benchmarks/quality_per_second.py run METHOD [--model efficientnet_lite0|mobilenet_v2]
+        [--set tuning|held-out|all|channels] [--max-steps N] [--option KEY=VALUE ...] [--label NAME]
+        [--out quality-out]
     python benchmarks/quality_per_second.py report [--out quality-out]
 
 METHOD is `maco` or `fourier` (ours, `visualize` with its defaults unless --option overrides
@@ -14,12 +15,15 @@ steps. Options that add such a schedule (lr_schedule=cosine, box_schedule=shrink
 image was taken, divided by the number of units (ours renders all units in one batch; the peers
 one unit per run, so theirs is the mean over their runs).
 
-Units are EfficientNet-Lite0 class logits, two disjoint sets of 8 classes: "tuning", on which
-option changes are tried, and "held-out", on which the chosen ones are confirmed; or "channels",
-two channels of an early, a middle and the last block (activations only: no class to recognize). Each run writes
-OUT/LABEL-SET.json (images as .pt beside it) and `report` turns every such file into
-OUT/report.md and OUT/quality_per_second.png, one curve per label. Peers that are not installed
-are skipped with their install command.
+Units are class logits of the model that makes the images (EfficientNet-Lite0 by default, or
+MobileNetV2), two disjoint sets of 8 classes: "tuning", on which option changes are tried, and
+"held-out", on which the chosen ones are confirmed; or "channels", two channels of an early, a
+middle and the last block, judged by their activation against the best of the shipped photos
+(no class to recognize). Class images are judged by the models of `recognition.JUDGES_OF`: one
+of the maker's family and one of another. Each run writes OUT/MODEL/LABEL-SET.json (images as
+.pt beside it) and `report` turns every such file into OUT/MODEL/report.md and
+quality_per_second.png, one curve per label, judged by the first judge. Peers that are not
+installed are skipped with their install command.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import torch
 from fidelity import high_frequency_fraction, image_spectrum, machine, natural_spectrum, pct, pick_classes, table
-from recognition import recognition
+from recognition import JUDGES_OF, recognition
 
 from phasevis_ext import models
 from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
@@ -46,19 +50,20 @@ METHODS = ("maco", "fourier", "lucent", "horama")
 # The largest budget of each method: twice ours (`RenderSettings().steps`), to show where the curve goes
 # after it; lucent's render_vis thresholds=(512,); Horama's total_steps=1000 capped at 512.
 DEFAULT_STEPS = {"maco": 2 * RenderSettings().steps, "fourier": 2 * RenderSettings().steps, "lucent": 512, "horama": 512}
-JUDGE = "efficientnet_lite2"
 JUDGE_CROPS = 16
+MAKERS = tuple(JUDGES_OF)
 
-
-LAYERS = {"_blocks.2": 24, "_blocks.8": 80, "_blocks.15": 320}  # EfficientNet-Lite0's widths
+# An early, a middle and the last block of each maker, with their widths.
+LAYERS = {"efficientnet_lite0": {"_blocks.2": 24, "_blocks.8": 112, "_blocks.15": 320},
+          "mobilenet_v2": {"features.3": 24, "features.10": 64, "features.17": 320}}
 SETS = ("tuning", "held-out", "all", "channels")
 
 
-def unit_sets() -> dict[str, list[tuple[str, int]]]:
+def unit_sets(maker: str = "efficientnet_lite0") -> dict[str, list[tuple[str, int]]]:
     """(layer, index) units; the class sets are two interleaved halves of fidelity.pick_classes(16),
     so both spread over ImageNet; the channels are the first and the middle one of each layer."""
     classes = [(LOGITS, c) for c in pick_classes(16)]
-    channels = [(layer, c) for layer, width in LAYERS.items() for c in (0, width // 2)]
+    channels = [(layer, c) for layer, width in LAYERS[maker].items() for c in (0, width // 2)]
     return {"tuning": classes[0::2], "held-out": classes[1::2], "all": classes, "channels": channels}
 
 
@@ -66,16 +71,34 @@ def objective(layer: str, index: int):
     return logit(index) if layer == LOGITS else channel(layer, index)
 
 
-@torch.no_grad()
-def activations(model, images: torch.Tensor, units: list[tuple[str, int]]) -> list[float]:
-    """Each unit's mean activation on its own image, the whole image resized to 224², fp32: one
-    measure for every tool, whatever crops it optimized."""
+def _unit_activations(model, images: torch.Tensor, units, rows) -> list[float]:
     x = torch.nn.functional.interpolate(images.float(), size=(224, 224), mode="bilinear", antialias=True,
                                         align_corners=False)
     layers = sorted({layer for layer, _ in units if layer != LOGITS})
     with capture(model, layers, need_logits=True) as cap:
         acts = cap.run(x)
-    return [as_bchw(acts[layer])[i, index].mean().item() for i, (layer, index) in enumerate(units)]
+    return [as_bchw(acts[layer])[row, index].mean().item() for row, (layer, index) in zip(rows, units)]
+
+
+@torch.no_grad()
+def activations(model, images: torch.Tensor, units: list[tuple[str, int]]) -> list[float]:
+    """Each unit's mean activation on its own image, the whole image resized to 224², fp32: one
+    measure for every tool, whatever crops it optimized."""
+    return _unit_activations(model, images, units, range(len(units)))
+
+
+@torch.no_grad()
+def best_photo_activations(model, units: list[tuple[str, int]]) -> list[float]:
+    """Each unit's highest activation, measured as `activations`, over the shipped photos
+    (centre-cropped square): what a natural image reaches, the scale a visualization is read on."""
+    from lattice_borders import photographs
+
+    photos = torch.stack([torch.nn.functional.interpolate(p[None], size=(224, 224), mode="bilinear",
+                                                          antialias=True, align_corners=False)[0]
+                          for p in photographs()])
+    per_photo = [_unit_activations(model, photos, [unit] * len(photos), range(len(photos)))
+                 for unit in units]
+    return [max(values) for values in per_photo]
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -143,33 +166,35 @@ def run(args, command: str) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     label = args.label or args.method
+    out = out / args.model
+    out.mkdir(exist_ok=True)
     path = out / f"{label}-{args.set}.json"
     if args.method in ("lucent", "horama") and (missing := peer_missing(args.method)):
         print(f"{args.method}: skipped, {missing}", file=sys.stderr)
         return path
-    units = unit_sets()[args.set]
+    units = unit_sets(args.model)[args.set]
     classes = [index for layer, index in units if layer == LOGITS]
     top = args.max_steps or DEFAULT_STEPS[args.method]
     budgets = [b for b in BUDGETS if b < top] + [top]
-    model = models.load("efficientnet_lite0")
+    model = models.load(args.model)
     options = dict(parse_option(o) for o in args.option)
     if args.method in ("maco", "fourier"):
         visualize(model, [objective(*units[0])], param=args.method, steps=2, progress=False, **options)  # warm-up
         snapshots, settings = run_ours(model, units, budgets, args.method, options)
     else:
         snapshots, settings = run_peer(args.method, model, units, budgets), {"defaults": True}
-    judge = models.load(JUDGE)
+    judges = {j: models.load(j) for j in JUDGES_OF[args.model]} if classes else {}
     rows = {}
     for budget, (images, seconds) in sorted(snapshots.items()):
         images = images.float().clamp(0, 1)
-        scores = {}
-        if classes:
-            scores = recognition(judge, images, classes, crops=JUDGE_CROPS, size=models.default_input_size(JUDGE))
+        scores = {j: recognition(m, images, classes, crops=JUDGE_CROPS, size=models.default_input_size(j))
+                  for j, m in judges.items()}
         spectrum = image_spectrum(export_size(images))
-        rows[budget] = {"seconds_per_unit": seconds, **scores, "slope": float(spectrum.slope[0]),
+        rows[budget] = {"seconds_per_unit": seconds, "judges": scores, "slope": float(spectrum.slope[0]),
                         "hf": high_frequency_fraction(spectrum), "activations": activations(model, images, units)}
         torch.save(images.half(), out / f"{label}-{args.set}-{budget}.pt")
-    record = {"label": label, "method": args.method, "set": args.set, "units": units, "options": options,
+    record = {"label": label, "method": args.method, "model": args.model, "set": args.set, "units": units,
+              "options": options,
               "settings": settings, "budgets": rows, "command": command, "machine": machine(torch.device("cpu")),
               "torch": torch.__version__}
     path.write_text(json.dumps(record, indent=1, default=str))
@@ -191,15 +216,16 @@ def load_records(out: Path) -> list[dict]:
     return records
 
 
-def plot(records: list[dict], path: Path) -> None:
+def plot(records: list[dict], path: Path, judge: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter
 
     records = [r for r in records if r["set"] != "channels"]
     sets = [name for name in SETS if any(r["set"] == name for r in records)]
-    metrics = (("crops_top1", "lite2 top-1 (crops)"), ("whole_top1", "lite2 top-1 (whole image)"),
-               ("crops_prob", "lite2 mean p(class) (crops)"))
+    name = judge.replace("efficientnet_", "")
+    metrics = (("crops_top1", f"{name} top-1 (crops)"), ("whole_top1", f"{name} top-1 (whole image)"),
+               ("crops_prob", f"{name} mean p(class) (crops)"))
     fig = Figure(figsize=(5.0 * len(metrics), 3.8 * len(sets)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(sets), len(metrics), squeeze=False)
@@ -207,7 +233,8 @@ def plot(records: list[dict], path: Path) -> None:
     for row, name in zip(axes, sets):
         for ax, (metric, title) in zip(row, metrics):
             for r in (x for x in records if x["set"] == name):
-                points = sorted((v["seconds_per_unit"], v[metric], int(b)) for b, v in r["budgets"].items())
+                points = sorted((v["seconds_per_unit"], v["judges"][judge][metric], int(b))
+                                for b, v in r["budgets"].items())
                 xs, ys, steps = zip(*points)
                 ax.plot(xs, ys, marker="o", ms=3, label=r["label"], color=colors[r["label"]])
                 ax.annotate(str(steps[-1]), (xs[-1], ys[-1]), fontsize=7, xytext=(3, 0), textcoords="offset points")
@@ -225,29 +252,33 @@ def report(out: Path, command: str, plots: list[str]) -> Path:
     records = load_records(out)
     if not records:
         raise SystemExit(f"no results in {out}; run `quality_per_second.py run METHOD` first")
-    plot(records, out / "quality_per_second.png")
+    maker = records[0].get("model", MAKERS[0])
+    judges = JUDGES_OF[maker]
+    plot(records, out / "quality_per_second.png", judges[0])
     for spec in plots:
         name, _, labels = spec.partition("=")
         chosen = [r for label in labels.split(",") for r in records if r["label"] == label]
         if not chosen:
             raise SystemExit(f"--plot {spec}: no run has those labels")
-        plot(chosen, out / f"quality_per_second_{name}.png")
+        plot(chosen, out / f"quality_per_second_{name}.png", judges[0])
     photos, _ = natural_spectrum(256)
-    lines = ["# Quality per second: transfer to EfficientNet-Lite2 against seconds per unit", "",
+    lines = [f"# Quality per second: images made on {maker}, judged by {' and '.join(judges)}", "",
              f"Report: `{command}`", "",
              f"Luminance spectrum of the photos behind the default spectrum (256² windows): slope "
              f"{float(photos.slope[0]):+.2f}, HF share {high_frequency_fraction(photos):.1%}.", ""]
+    short = [j.replace("efficientnet_", "") for j in judges]
     for name in sorted({r["set"] for r in records} - {"channels"}):
         units = next(r["units"] for r in records if r["set"] == name)
         lines += [f"## {name} classes", "", ", ".join(f"{c} {IMAGENET_CLASSES[c]}" for _, c in units), ""]
         rows = []
         for r in (x for x in records if x["set"] == name):
             for budget, v in sorted(r["budgets"].items(), key=lambda kv: int(kv[0])):
-                rows.append([r["label"], budget, f"{v['seconds_per_unit']:.1f}", pct(v["crops_top1"]),
-                             pct(v["crops_top5"]), pct(v["whole_top1"]), pct(v["whole_top5"]),
-                             f"{v['crops_prob']:.3f}", f"{v['slope']:+.2f}", f"{v['hf']:.1%}"])
-        lines += [table(["run", "steps", "s per unit", "top-1 crops", "top-5 crops", "top-1 whole", "top-5 whole",
-                         "mean p(target)", "slope", "HF share"], rows), ""]
+                cells = [pct(v["judges"][j][k]) for j in judges for k in ("crops_top1", "crops_top5", "whole_top1")]
+                rows.append([r["label"], budget, f"{v['seconds_per_unit']:.1f}", *cells, f"{v['slope']:+.2f}",
+                             f"{v['hf']:.1%}"])
+        lines += [table(["run", "steps", "s per unit",
+                         *[f"{j} {k}" for j in short for k in ("top-1 crops", "top-5 crops", "top-1 whole")],
+                         "slope", "HF share"], rows), ""]
     lines += ["## Runs", ""]
     lines += [f"- {r['label']} ({r['set']}): `{r['command']}`; {r['machine']}; torch {r['torch']}; options "
               f"{r['options'] or 'defaults'}" for r in records]
@@ -262,10 +293,12 @@ def main(argv=None):
     run_parser = sub.add_parser("run")
     run_parser.add_argument("method", choices=METHODS)
     run_parser.add_argument("--set", choices=SETS, default="tuning")
+    run_parser.add_argument("--model", choices=MAKERS, default=MAKERS[0], help="the model that makes the images")
     run_parser.add_argument("--max-steps", type=int, help="the largest budget (default: the method's default steps)")
     run_parser.add_argument("--option", action="append", default=[], help="KEY=VALUE for visualize (ours only)")
     run_parser.add_argument("--label", help="the curve's name (default: METHOD)")
     report_parser = sub.add_parser("report")
+    report_parser.add_argument("--model", choices=MAKERS, default=MAKERS[0])
     report_parser.add_argument("--plot", action="append", default=[], metavar="NAME=LABEL,LABEL",
                                help="one more plot with these runs only")
     for p in (run_parser, report_parser):
@@ -273,7 +306,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
     command = " ".join(["python", "benchmarks/quality_per_second.py", *map(shlex.quote, argv)])
-    path = run(args, command) if args.command == "run" else report(Path(args.out), command, args.plot)
+    path = run(args, command) if args.command == "run" else report(Path(args.out) / args.model, command, args.plot)
     print(f"wrote {path}")
 
 

@@ -23,6 +23,11 @@ from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.render.objectives import logit
 from phasevis_ext.render.visualize import visualize
 
+# The models that make images, and who judges them: their own family (Lite2 for Lite0) and another
+# family (MobileNetV2 for the Lite models, the Lites for MobileNetV2).
+JUDGES_OF = {"efficientnet_lite0": ("efficientnet_lite2", "mobilenet_v2"),
+             "mobilenet_v2": ("efficientnet_lite0", "efficientnet_lite2")}
+
 # Spread over ImageNet: animals, objects, scenes, foods.
 CLASSES = (1, 9, 22, 76, 94, 130, 207, 291, 323, 340, 388, 417, 440, 511, 574, 717, 779, 852, 933, 980)
 
@@ -68,7 +73,7 @@ def main(argv=None):
     parser.add_argument("--crops", type=int, default=6)
     parser.add_argument("--judges", nargs="+", default=["efficientnet_lite0", "efficientnet_lite2"])
     parser.add_argument("--amp", default="auto", choices=("auto", "none", "bfloat16"),
-                        help="as the library: auto is bf16 on CPUs with native bf16, else none")
+                        help="as the library: auto is fp32 (render/settings.py AUTO_AMP)")
     parser.add_argument("--out", default="recognition-out")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--horama", action="store_true", help="also run Horama 0.3.0 on the same budget")
