@@ -269,10 +269,9 @@ def _photos(args):
     import numpy as np
     import torch
 
+    from .checks import image_size
     from .io import images as image_io
     from .render.settings import RenderSettings
-
-    from .checks import image_size
 
     size = RenderSettings().image_size if args.image_size is None else image_size(args.image_size, "image_size",
                                                                                     minimum=8)

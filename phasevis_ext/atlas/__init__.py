@@ -65,15 +65,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checks import InvalidArgument
+from ..distributed import init_distributed, rank_device
 from ..io import export
 from ..model import loading as models
 from ..render.loop import render_units
 from ..render.settings import RenderSettings
+from ..render.units import LOGITS_GROUP, LayerUnit
 from ..render.visualize import prepare
-from .index import LOGITS_GROUP, Shard, fsync_path, merge_index, shard_path, unit_stem, write_record
-from .planning import AtlasUnit, init_distributed, plan_run, rank_device
+from .index import Shard, fsync_path, merge_index, shard_path, unit_stem, write_record
+from .planning import plan_run
 
-__all__ = ["AtlasResult", "AtlasUnit", "LOGITS_GROUP", "run"]
+__all__ = ["AtlasResult", "LOGITS_GROUP", "LayerUnit", "run"]
 
 
 @dataclass
@@ -158,7 +160,7 @@ def _plan_on_rank_0(rank, world, *plan_args):
     return plan
 
 
-def _render(prepared, out_dir: Path, units: list[AtlasUnit], record, record_id, settings: RenderSettings, *,
+def _render(prepared, out_dir: Path, units: list[LayerUnit], record, record_id, settings: RenderSettings, *,
             rank: int, world: int, bar_position: int, progress: bool, callback=None) -> int:
     """Renders `units` a batch at a time on the prepared model; each batch's files and index lines
     are durable before the next batch starts."""
@@ -189,7 +191,7 @@ def _render(prepared, out_dir: Path, units: list[AtlasUnit], record, record_id, 
     return len(units)
 
 
-def _write_unit(out_dir: Path, unit: AtlasUnit, result, i: int, record, record_id, where) -> tuple[dict, dict]:
+def _write_unit(out_dir: Path, unit: LayerUnit, result, i: int, record, record_id, where) -> tuple[dict, dict]:
     """(index entry, files) of unit i of a batch's result, its images and record written."""
     stem, samples = unit_stem(unit), result.samples
     # Sample 0 is the unit's image (without diversity, the one samples=1 gives); the others are STEM_sJ*.

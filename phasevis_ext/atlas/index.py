@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 
 from ..io import export
+from ..render.units import LOGITS_GROUP
 
 INDEX_FORMAT = 1
-LOGITS_GROUP = "logits"
 
 
 def unit_stem(unit) -> str:

@@ -5,64 +5,17 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.distributed as dist
 from torch import nn
 
-from .. import checks
 from ..checks import InvalidArgument
-from ..io.class_names import class_names_for
 from ..io.records import digest, jsonable, state_digest
 from ..model import loading as models
-from ..model.activations import LOGITS, as_bchw, capture
-from ..render.objectives import channel, logit
 from ..render.settings import RenderSettings
-from .index import LOGITS_GROUP, read_shards, valid_entries, write_record
-
-# Ranks that finish early wait for the slowest at the final barrier; NCCL's default 10 minute
-# timeout would abort them on a large, unevenly loaded atlas.
-PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=12)
-
-
-@dataclass(frozen=True)
-class AtlasUnit:
-    """One unit of an atlas: a layer's channel or a logit, with its id in the index."""
-
-    id: str  # "_blocks.15:c12" or "logit:207"
-    group: str  # the layer name, or LOGITS_GROUP
-    index: int
-    label: str | None = None  # class name of a logit, when known
-
-    def objective(self):
-        return logit(self.index) if self.group == LOGITS_GROUP else channel(self.group, self.index)
-
-
-# ---------------------------------------------------------------------------------------------
-# Devices and the process group.
-
-
-def rank_device(requested, local_rank: int) -> torch.device:
-    device = checks.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # NCCL collectives run on the current device
-    return device
-
-
-def init_distributed(device: torch.device) -> tuple[int, int, bool]:
-    """(rank, world size, whether we created the group); joins a group only under torchrun."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, False
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
-    return dist.get_rank(), dist.get_world_size(), True
-
+from ..render.units import enumerate_units
+from .index import read_shards, valid_entries, write_record
 
 # ---------------------------------------------------------------------------------------------
 # Units, settings, resume state.
@@ -88,27 +41,6 @@ def plan_run(model, model_name, out_dir: Path, layers, channels, logits, new_run
     done = {entry["unit"] for entry in valid_entries(out_dir, record_id)}
     pending = [unit for unit in units if unit.id not in done]
     return units, pending, record, record_id
-
-
-def enumerate_units(model, layers, channels, logits, input_size: int, input_channels: int,
-                    class_names=None) -> list[AtlasUnit]:
-    """Units of each layer then the logits, counting channels with one dummy forward pass; logits
-    are labelled by `class_names.class_names_for`."""
-    param = next(model.parameters(), None)
-    dummy = torch.full((1, input_channels, input_size, input_size), 0.5,
-                       device=param.device if param is not None else None)
-    with capture(model, layers, need_logits=logits is not None) as cap, torch.no_grad():
-        acts = cap.run(dummy)
-    units = []
-    for name in layers:
-        count = as_bchw(acts[name]).shape[1]
-        units += [AtlasUnit(f"{name}:c{c}", name, c) for c in checks.indices(channels, f"channels of layer {name!r}", count)]
-    if logits is not None:
-        count = as_bchw(acts[LOGITS]).shape[1]
-        names = class_names_for(model, class_names, count)
-        units += [AtlasUnit(f"logit:{i}", LOGITS_GROUP, i, names[i] if names else None)
-                  for i in checks.indices(logits, "logits", count)]
-    return units
 
 
 MODEL_KEYS = ("model", "weights", "weights_file", "input_normalization")
