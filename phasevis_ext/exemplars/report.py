@@ -1,0 +1,82 @@
+"""What an exemplar pass leaves: exemplars.json, each entry's patch as a PNG, an offline index.html."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import torch
+
+from ..io import export
+from .dataset import Item, eval_geometry, read_item
+from .receptive import ReceptiveField
+
+PATCH_SIDE = 128  # the longer side of a patch file; smaller patches keep their own size
+
+
+def entries(top, units, folder: Path, items: list[Item], fields: dict[str, ReceptiveField], resize: int,
+            crop: int) -> dict:
+    """{unit id: [{"image", "activation", "box"}, ...]} highest first; box in the original's pixels."""
+    sizes = {i: read_item(folder, items[i]).shape[:2] for i in set(top.ids.flatten().tolist()) if i >= 0}
+    out = {}
+    for u, unit in enumerate(units):
+        rows = []
+        for value, image_id, (row, column) in zip(top.values[u].tolist(), top.ids[u].tolist(),
+                                                  top.positions[u].tolist()):
+            if image_id < 0:
+                continue
+            field = fields[unit.group]
+            height, width = sizes[image_id]
+            (scale, left, top_offset), _ = eval_geometry(height, width, resize, crop)
+            x0, y0, x1, y1 = field.box(row, column)
+            box = [max(0, int((x0 + left) / scale)), max(0, int((y0 + top_offset) / scale)),
+                   min(int(width), int(-(-(x1 + left) // scale))), min(int(height), int(-(-(y1 + top_offset) // scale)))]
+            rows.append({"image": items[image_id].name, "activation": value, "box": box})
+        out[unit.id] = rows
+    return out
+
+
+def write_patches(out_dir: Path, folder: Path, units, by_unit: dict, items_by_name: dict[str, Item]) -> dict:
+    """Each entry's patch as patches/UNIT/RANK.png; returns {unit id: [file, ...]}."""
+    files = {}
+    for unit in units:
+        stem = export.safe_name(unit.id)
+        files[unit.id] = []
+        for rank, entry in enumerate(by_unit[unit.id]):
+            array = read_item(folder, items_by_name[entry["image"]])
+            x0, y0, x1, y1 = entry["box"]
+            patch = torch.from_numpy(array[y0:y1, x0:x1].copy()).permute(2, 0, 1)
+            if patch.shape[0] not in (1, 3):
+                patch = patch.mean(0, keepdim=True)  # other band counts show as their mean, in grey
+            longer = max(patch.shape[-2:])
+            if longer > PATCH_SIDE:
+                size = [max(1, round(s * PATCH_SIDE / longer)) for s in patch.shape[-2:]]
+                patch = torch.nn.functional.interpolate(patch[None], size=size, mode="bilinear", antialias=True,
+                                                        align_corners=False)[0]
+            name = f"patches/{stem}/{rank}.png"
+            export.save_png(patch.clamp(0, 1), out_dir / name)
+            files[unit.id].append(name)
+    return files
+
+
+def write_json(out_dir: Path, by_unit: dict, skipped: dict, record: dict) -> Path:
+    data = {"units": by_unit, "skipped": skipped, "record": record}
+    return export.atomic_write(out_dir / "exemplars.json", lambda f: json.dump(data, f, indent=1), mode="w")
+
+
+def write_index(out_dir: Path, units, by_unit: dict, patches: dict, skipped: dict) -> Path:
+    esc = html.escape
+    sections = []
+    for unit in units:
+        figures = "".join(
+            f'<figure><img src="{esc(name)}" alt="{esc(entry["image"])}" loading="lazy">'
+            f'<figcaption>{entry["activation"]:.4g}<br><small>{esc(entry["image"])}</small></figcaption></figure>'
+            for entry, name in zip(by_unit[unit.id], patches[unit.id]))
+        label = f" {esc(unit.label)}" if unit.label else ""
+        sections.append(f'<h3>{esc(unit.id)}{label}</h3><div class="grid">{figures}</div>')
+    note = "".join(f"<p>{len(names)} {kind.replace('_', ' ')} files skipped.</p>" for kind, names in skipped.items()
+                   if names)
+    body = (f"<h1>Dataset exemplars</h1><p>{len(units)} units; for each, the images that drive it most, cropped to "
+            f"the receptive field around its maximum, with the activation. <a href=\"exemplars.json\">exemplars.json"
+            f"</a>.</p>{note}\n" + "\n".join(sections))
+    return export.write_page(out_dir / "index.html", "exemplars", body)
