@@ -165,6 +165,9 @@ def _add_atlas_command(sub) -> None:
     atlas.add_argument("--out", required=True, help="output folder (resumed if it exists)")
     atlas.add_argument("--new-run", action="store_true",
                        help="archive what --out holds (to --out/archive/TIMESTAMP) and start over")
+    atlas.add_argument("--images", default=None,
+                       help="a folder of images: each unit's dataset exemplars go beside its image (see `exemplars`)")
+    atlas.add_argument("--top", type=int, default=9, help="dataset exemplars per unit with --images (default: %(default)s)")
     _add_visualize_options(atlas)
 
 
@@ -375,7 +378,7 @@ def cmd_atlas(args) -> int:
     model = load_model(args)
     result = atlas.run(model, args.out, layers=args.layers, channels=args.channels, logits=args.logits,
                        new_run=args.new_run, progress=not args.no_progress, model_name=args.model,
-                       class_names=args.class_names, **overrides)
+                       class_names=args.class_names, images=args.images, exemplars_top=args.top, **overrides)
     if result.rank == 0:
         print(f"{result.units} units: {result.skipped} already done, {result.units - result.skipped} rendered "
               f"by {result.world_size} process(es); gallery: {result.gallery}")

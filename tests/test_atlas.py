@@ -221,3 +221,22 @@ def test_unit_selection(spec, expected):
 def test_unit_selection_errors(spec):
     with pytest.raises(checks.InvalidArgument, match="channels"):
         checks.indices(spec, "channels", 4)
+
+
+def test_images_put_each_units_exemplars_beside_its_image(tmp_path):
+    from support.planted import write_images
+
+    photos = tmp_path / "photos"
+    write_images(photos, {f"p{i}.png": ("red" if i % 2 else "blue", 0.2 * i) for i in range(5)})
+    out = tmp_path / "atlas"
+    atlas.run(tiny_model(), out, layers=LAYERS, channels="0:2", images=photos, exemplars_top=3, progress=False,
+              **OPTIONS)
+    entries = _index(out)["units"]
+    assert entries and all(len(e["exemplars"]) == 3 for e in entries)
+    for entry in entries:
+        values = [x["activation"] for x in entry["exemplars"]]
+        assert values == sorted(values, reverse=True)
+        assert all((out / x["patch"]).is_file() for x in entry["exemplars"])
+    links = {link for page in out.glob("layer-*.html") for link in html_links(page.read_text())}
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {x["patch"] for e in entries for x in e["exemplars"]} <= links & files

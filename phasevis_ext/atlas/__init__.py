@@ -93,7 +93,7 @@ class AtlasResult:
 def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), channels=None, logits=None,
         new_run: bool = False, progress: bool | None = None, model_name: str | None = None,
         input_channels: int | None = None, class_names=None, settings: RenderSettings | None = None,
-        callback=None, **overrides) -> AtlasResult:
+        callback=None, images=None, exemplars_top: int = 9, **overrides) -> AtlasResult:
     """Visualize every channel of `layers` and the `logits` classes into `out_dir`; see the module doc.
 
     model: an nn.Module (moved to this rank's device and put in eval mode) or a `models.load` name.
@@ -108,6 +108,8 @@ def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), ch
     settings, overrides: the RenderSettings of every unit, as for `visualize`. device=None means
         cuda if available, else cpu; "cuda" means cuda:LOCAL_RANK. callback: as for `visualize`,
         per batch of units.
+    images: a folder of images; each unit's `exemplars_top` dataset exemplars (`exemplars`, into
+        out_dir/exemplars, resumable too) go on its gallery page and in its index.json entry.
     """
     out_dir = Path(out_dir)
     layers = [s.strip() for s in layers.split(",") if s.strip()] if isinstance(layers, str) else list(layers)
@@ -132,14 +134,25 @@ def run(model: nn.Module | str, out_dir, *, layers: str | Sequence[str] = (), ch
                                world=world, bar_position=local_rank, progress=progress, callback=callback)
         if world > 1:
             dist.barrier(**({"device_ids": [device.index]} if device.type == "cuda" else {}))
+        found = None if images is None else _exemplars(model, images, out_dir, layers, channels, logits,
+                                                        exemplars_top, device, progress, class_names)
         index = gallery = None
         if rank == 0:
-            entries = merge_index(out_dir, record, record_id, world, {u.id: u.label for u in units})
+            entries = merge_index(out_dir, record, record_id, world, {u.id: u.label for u in units}, found)
             index, gallery = out_dir / "index.json", export.write_atlas_gallery(out_dir, entries, record)
         return AtlasResult(out_dir, len(units), len(units) - len(pending), rendered, rank, world, index, gallery)
     finally:
         if own_group:
             dist.destroy_process_group()
+
+
+def _exemplars(model, images, out_dir: Path, layers, channels, logits, top, device, progress, class_names):
+    """{unit id: exemplar entries} with patch paths relative to out_dir."""
+    from ..exemplars import exemplars
+
+    result = exemplars(model, images, out_dir / "exemplars", layers=layers, channels=channels, logits=logits,
+                       top=top, device=device, progress=progress, class_names=class_names)
+    return {unit: [{**e, "patch": f"exemplars/{e['patch']}"} for e in entries] for unit, entries in result.units.items()}
 
 
 def _plan_on_rank_0(rank, world, *plan_args):

@@ -83,12 +83,15 @@ class Shard:
 
 
 def merge_index(out_dir: Path, settings: dict, settings_id: str, world: int,
-                labels: dict[str, str | None] | None = None) -> list[dict]:
+                labels: dict[str, str | None] | None = None, exemplars: dict[str, list] | None = None) -> list[dict]:
     """index.json from every rank's shard; `labels` (unit id -> class name) are this run's, so a
-    resume with other class names relabels the units finished before it."""
+    resume with other class names relabels the units finished before it. `exemplars` (unit id ->
+    entries with their patch files relative to out_dir) go in each unit's entry."""
     entries = sorted(valid_entries(out_dir, settings_id), key=lambda e: (group_key(e["group"]), e["index"]))
     if labels is not None:
         entries = [{**e, "label": labels.get(e["unit"], e.get("label"))} for e in entries]
+    if exemplars is not None:
+        entries = [{**e, "exemplars": exemplars.get(e["unit"], [])} for e in entries]
     write_record(out_dir / "index.json", {"format": INDEX_FORMAT, "settings_id": settings_id, "settings": settings,
                                          "world_size": world, "units": entries})
     return entries

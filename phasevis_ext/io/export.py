@@ -439,6 +439,14 @@ def _page_name(group: str) -> str:
     return f"layer-{safe_name(group)}.html"
 
 
+def _exemplar_strip(entry: dict) -> str:
+    """The unit's dataset exemplars under its image: patches with their activation and file."""
+    esc = html.escape
+    return "".join(f'<a href="{esc(x["patch"])}"><img class="sample" src="{esc(x["patch"])}" loading="lazy" '
+                   f'title="{esc(x["image"])}: {x["activation"]:.4g}" alt="exemplar {esc(x["image"])}"></a>'
+                   for x in entry.get("exemplars", []))
+
+
 def write_atlas_gallery(out_dir, entries: list[dict], settings: dict) -> Path:
     """index.html (one row per layer) and layer-*.html (its units, sortable by score) of an atlas
     folder, from its index entries in display order; returns index.html."""
@@ -452,7 +460,7 @@ def write_atlas_gallery(out_dir, entries: list[dict], settings: dict) -> Path:
         cards = []
         for e in units:
             name = e["unit"] + (f" {e['label']}" if e.get("label") else "")
-            caption = f'{esc(name)}<br>score <b>{_format_score(e["score"])}</b>'
+            caption = f'{esc(name)}<br>score <b>{_format_score(e["score"])}</b>' + _exemplar_strip(e)
             cards.append(_card(e["files"], name, caption, show="rgba",
                                data=f' data-score="{e["score"]}" data-index="{e["index"]}"'))
         body = (f'<p><a href="index.html">atlas</a> / {esc(group)}: {len(units)} units, shown with MACO\'s '
