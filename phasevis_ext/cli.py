@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     for add_command in (_add_visualize_command, _add_accentuate_command, _add_invert_command, _add_layers_command,
-                        _add_spectrum_command, _add_atlas_command, _add_exemplars_command, _add_demo_command):
+                        _add_spectrum_command, _add_atlas_command, _add_exemplars_command,
+                        _add_activation_atlas_command, _add_demo_command):
         add_command(sub)
     return parser
 
@@ -196,6 +197,25 @@ def _add_exemplars_command(sub) -> None:
     ex.add_argument("--class-names", default=None, metavar="FILE", help="names of the model's logits")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_options(ex)
+
+
+def _add_activation_atlas_command(sub) -> None:
+    aa = sub.add_parser(
+        "activation-atlas", help="a map of a layer over a folder of images, one rendered image per cell",
+        description="Samples --samples spatial activation vectors of --layer over --images, maps them to 2-D with "
+                    "UMAP, cuts the map into --grid x --grid cells and renders the mean vector of every cell with "
+                    "at least --min-count samples (a direction objective, MACO by default). Writes atlas.png, "
+                    "cells.json and an offline index.html to --out.")
+    aa.add_argument("--images", required=True, help="a folder of images (PNG, JPEG, TIFF, .npy)")
+    aa.add_argument("--layer", required=True, help="the layer to map")
+    aa.add_argument("--grid", type=int, default=16, help="cells per side (default: %(default)s)")
+    aa.add_argument("--min-count", type=int, default=3, help="samples a cell needs to be drawn (default: %(default)s)")
+    aa.add_argument("--samples", type=int, default=20000, help="activation vectors in all (default: %(default)s)")
+    aa.add_argument("--image-batch", type=int, default=32, help="images per model pass while sampling "
+                                                                "(default: %(default)s)")
+    aa.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    aa.add_argument("--out", required=True, help="output folder")
+    _add_visualize_options(aa, samples=False)
 
 
 def _add_demo_command(sub) -> None:
@@ -398,7 +418,23 @@ def cmd_exemplars(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"visualize": cmd_visualize, "accentuate": cmd_accentuate, "invert": cmd_invert, "layers": cmd_layers,
+def cmd_activation_atlas(args) -> int:
+    from .activation_atlas import activation_atlas
+
+    overrides = render_overrides(args)
+    device = overrides.pop("device")
+    input_size = overrides.pop("input_size", None)
+    for name in ("channels", "samples"):  # the model's, and this command's own --samples
+        overrides.pop(name, None)
+    result = activation_atlas(load_model(args), args.images, args.out, layer=args.layer, grid=args.grid,
+                              min_count=args.min_count, samples=args.samples, batch_size=args.image_batch,
+                              workers=args.workers, input_size=input_size, device=device,
+                              class_names=args.class_names, progress=not args.no_progress, render=overrides)
+    print(f"{len(result.cells)} cells of a {result.grid}x{result.grid} grid; atlas: {result.out_dir / 'index.html'}")
+    return EXIT_OK
+
+
+COMMANDS = {"activation-atlas": cmd_activation_atlas, "visualize": cmd_visualize, "accentuate": cmd_accentuate, "invert": cmd_invert, "layers": cmd_layers,
             "spectrum": cmd_spectrum, "demo": cmd_demo, "atlas": cmd_atlas, "exemplars": cmd_exemplars}
 
 

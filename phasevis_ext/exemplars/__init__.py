@@ -37,7 +37,7 @@ from ..io.records import digest
 from ..model import loading as models
 from ..render.units import enumerate_units
 from . import report, scan
-from .dataset import channel_count_of_first, list_items
+from .dataset import open_folder
 from .receptive import receptive_fields
 
 __all__ = ["ExemplarsResult", "exemplars"]
@@ -129,14 +129,9 @@ def _plan(model, images, layers, channels, logits, top, batch_size, workers, inp
     if not layers and logits is None:
         raise InvalidArgument("layers: give at least one layer, or logits")
     folder = Path(images)
-    items = list_items(folder)
     resize, crop = scan.model_geometry(model, input_size)
     wanted = models.input_channels(model, input_size=crop)
-    found = channel_count_of_first(folder, items)
-    if found is None:
-        raise InvalidArgument(f"images: none of the first images under {str(folder)!r} could be read")
-    if found != wanted and not (found == 1 and wanted == 3):
-        raise InvalidArgument(f"images: {items[0].name!r} has {found} channels; the model takes {wanted}")
+    items = open_folder(folder, wanted)
     units = enumerate_units(model, layers, channels, logits, crop, wanted, class_names)
     return scan.Scan(folder, items, units, top, wanted, resize, crop, batch_size, workers)
 
@@ -145,7 +140,7 @@ def _finish(model, plan: scan.Scan, out_dir: Path, world: int, record_id: str, r
     top, skipped = scan.merged_states(out_dir, world, record_id, len(plan.units), plan.top)
     fields = receptive_fields(model, sorted({u.group for u in plan.units}), plan.crop, plan.channels)
     by_unit = report.entries(top, plan.units, plan.folder, plan.items, fields, plan.resize, plan.crop)
-    patches = report.write_patches(out_dir, plan.folder, plan.units, by_unit, {i.name: i for i in plan.items})
+    patches = report.write_patches(out_dir, plan.folder, by_unit, {i.name: i for i in plan.items})
     for unit in plan.units:
         for entry, name in zip(by_unit[unit.id], patches[unit.id]):
             entry["patch"] = name

@@ -120,14 +120,19 @@ class ImageFolder(torch.utils.data.Dataset):
         return {"image": torch.zeros(self.channels, self.crop, self.crop), "id": i, "bad": code}
 
 
-def channel_count_of_first(folder, items: list[Item]) -> int | None:
-    """The channels of the first readable image, or None when none of the first few reads."""
+def open_folder(folder, channels: int) -> list[Item]:
+    """The items of `folder` for a model taking `channels`: refuses a folder whose first readable
+    image has another channel count (greyscale photos do for an RGB model)."""
+    items = list_items(folder)
     for item in items[:16]:
         try:
-            return read_item(Path(folder), item).shape[-1]
+            found = read_item(Path(folder), item).shape[-1]
         except (OSError, ValueError, EOFError, Image.DecompressionBombError):
             continue
-    return None
+        if found != channels and not (found == 1 and channels == 3):
+            raise InvalidArgument(f"images: {item.name!r} has {found} channels; the model takes {channels}")
+        return items
+    raise InvalidArgument(f"images: none of the first images under {str(folder)!r} could be read")
 
 
 def worker_count(requested: int | None) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -14,35 +15,34 @@ from .receptive import ReceptiveField
 PATCH_SIDE = 128  # the longer side of a patch file; smaller patches keep their own size
 
 
+def crop_box(folder: Path, item: Item, box: list[float], resize: int, crop: int) -> list[int]:
+    """A box in the evaluation view's pixels as [x0, y0, x1, y1] in the original image's pixels."""
+    height, width = read_item(folder, item).shape[:2]
+    (scale, left, top), _ = eval_geometry(height, width, resize, crop)
+    x0, y0, x1, y1 = box
+    return [max(0, int((x0 + left) / scale)), max(0, int((y0 + top) / scale)),
+            min(int(width), math.ceil((x1 + left) / scale)), min(int(height), math.ceil((y1 + top) / scale))]
+
+
 def entries(top, units, folder: Path, items: list[Item], fields: dict[str, ReceptiveField], resize: int,
             crop: int) -> dict:
     """{unit id: [{"image", "activation", "box"}, ...]} highest first; box in the original's pixels."""
-    sizes = {i: read_item(folder, items[i]).shape[:2] for i in set(top.ids.flatten().tolist()) if i >= 0}
     out = {}
     for u, unit in enumerate(units):
-        rows = []
-        for value, image_id, (row, column) in zip(top.values[u].tolist(), top.ids[u].tolist(),
-                                                  top.positions[u].tolist()):
-            if image_id < 0:
-                continue
-            field = fields[unit.group]
-            height, width = sizes[image_id]
-            (scale, left, top_offset), _ = eval_geometry(height, width, resize, crop)
-            x0, y0, x1, y1 = field.box(row, column)
-            box = [max(0, int((x0 + left) / scale)), max(0, int((y0 + top_offset) / scale)),
-                   min(int(width), int(-(-(x1 + left) // scale))), min(int(height), int(-(-(y1 + top_offset) // scale)))]
-            rows.append({"image": items[image_id].name, "activation": value, "box": box})
-        out[unit.id] = rows
+        out[unit.id] = [{"image": items[image_id].name, "activation": value,
+                         "box": crop_box(folder, items[image_id], fields[unit.group].box(row, column), resize, crop)}
+                        for value, image_id, (row, column) in zip(top.values[u].tolist(), top.ids[u].tolist(),
+                                                                  top.positions[u].tolist()) if image_id >= 0]
     return out
 
 
-def write_patches(out_dir: Path, folder: Path, units, by_unit: dict, items_by_name: dict[str, Item]) -> dict:
-    """Each entry's patch as patches/UNIT/RANK.png; returns {unit id: [file, ...]}."""
+def write_patches(out_dir: Path, folder: Path, by_key: dict, items_by_name: dict[str, Item]) -> dict:
+    """Each entry's patch (its image cropped to its box) as patches/KEY/RANK.png; returns {key: [file, ...]}."""
     files = {}
-    for unit in units:
-        stem = export.safe_name(unit.id)
-        files[unit.id] = []
-        for rank, entry in enumerate(by_unit[unit.id]):
+    for key, entries in by_key.items():
+        stem = export.safe_name(key)
+        files[key] = []
+        for rank, entry in enumerate(entries):
             array = read_item(folder, items_by_name[entry["image"]])
             x0, y0, x1, y1 = entry["box"]
             patch = torch.from_numpy(array[y0:y1, x0:x1].copy()).permute(2, 0, 1)
@@ -55,7 +55,7 @@ def write_patches(out_dir: Path, folder: Path, units, by_unit: dict, items_by_na
                                                         align_corners=False)[0]
             name = f"patches/{stem}/{rank}.png"
             export.save_png(patch.clamp(0, 1), out_dir / name)
-            files[unit.id].append(name)
+            files[key].append(name)
     return files
 
 
