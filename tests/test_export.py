@@ -166,3 +166,17 @@ def test_gallery_shows_stretched_images_and_keeps_the_raw_ones(tmp_path):
     expected_raw = (result.images[0].permute(1, 2, 0) * 255).round().numpy().astype(int)
     assert np.abs(raw - expected_raw).max() <= 1
     assert unit["raw"] in (tmp_path / "index.html").read_text()
+
+
+def test_a_result_shows_itself_in_a_notebook():
+    from phasevis_ext import models
+    from phasevis_ext.render.visualize import visualize
+
+    net = models.load("efficientnet_lite0", pretrained=False)
+    result = visualize(net, ["logit:1", "_blocks.2:3"], steps=2, image_size=32, progress=False)
+    page = result._repr_html_()
+    assert page.count("data:image/png;base64,") == 4  # each image plain and with its transparency
+    assert all(unit_id in page for unit_id in result.unit_ids) and "score" in page
+    assert "goldfish" not in page  # random weights: not ImageNet's classes
+    figure = result.show(columns=2)
+    assert len(figure.axes) == 2 and result.unit_ids[0] in figure.axes[0].get_title()

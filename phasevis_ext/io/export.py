@@ -32,7 +32,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..checks import InvalidArgument
-from ..render.results import sample_ids
 
 
 def atomic_write(path, write: Callable, mode: str = "wb") -> Path:
@@ -258,7 +257,7 @@ def one_entry_per_image(result):
     repeat = lambda values: [v for v in values for _ in range(samples)]  # noqa: E731
     partial = None if result.partial is None else result.partial.repeat_interleave(samples)
     return SimpleNamespace(images=flat[0], alpha=flat[1], scores=flat[2], objectives=repeat(result.objectives),
-                           unit_ids=sample_ids(result.unit_ids, samples), units=repeat(result.units or
+                           unit_ids=result.sample_unit_ids(), units=repeat(result.units or
                                                                                        [None] * len(result)),
                            partial=partial, settings=result.settings, seconds=result.seconds, samples=1,
                            per_unit=samples)
@@ -479,3 +478,63 @@ def write_atlas_gallery(out_dir, entries: list[dict], settings: dict) -> Path:
             f"<table><tr><th>layer</th><th>units</th><th>scores</th></tr>\n" + "\n".join(rows) + "</table>\n"
             + _settings_details(settings))
     return write_page(out_dir / "index.html", "atlas", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebooks: a result shows itself as MACO images are shown (Horama's plot_maco): the stretched
+# image, and the same image with the transparency of its accumulated gradient.
+
+
+def _png_base64(picture: Image.Image) -> str:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def result_html(result, class_names: Sequence[str] | None = None, side: int = 160) -> str:
+    """A grid of every image of a VisualizationResult: plain and with transparency, its unit, class and score."""
+    esc = html.escape
+    flat = one_entry_per_image(result)
+    names = class_names if class_names is not None else default_class_names(result)
+    cells = []
+    for i, unit_id in enumerate(flat.unit_ids):
+        shown = display_stretch(flat.images[i])
+        alpha = display_alpha(flat.alpha[i].reshape(shown.shape[-2:]))
+        plain = display_image(shown)
+        rgba = display_image(shown).convert("RGBA")
+        if shown.shape[0] in (1, 3):
+            rgba.putalpha(Image.fromarray(_to_uint8(alpha)))
+        label = class_label(flat.units[i], names) if flat.units else None
+        images = "".join(f'<img src="data:image/png;base64,{_png_base64(p)}" style="width:{side // 2 - 2}px" '
+                         f'class="{k}">' for k, p in (("plain", plain), ("rgba", rgba)))
+        cells.append(f'<figure style="margin:4px;width:{side}px;display:inline-block;vertical-align:top">'
+                     f'<div class="rgba">{images}</div><figcaption style="font-size:11px">{esc(unit_id)}'
+                     + (f" {esc(label)}" if label else "") + f"<br>score {_format_score(float(flat.scores[i]))}"
+                     "</figcaption></figure>")
+    return f"<div><style>.rgba img.rgba {{{_CHECKERBOARD}}}</style>" + "".join(cells) + "</div>"
+
+
+_CHECKERBOARD = "background: repeating-conic-gradient(#ccc 0% 25%, #fff 0% 50%) 50% / 12px 12px;"
+
+
+def result_figure(result, columns: int = 8, class_names: Sequence[str] | None = None):
+    """The images of a VisualizationResult as a matplotlib figure, titled by unit, class and score."""
+    import matplotlib.pyplot as plt
+
+    flat = one_entry_per_image(result)
+    names = class_names if class_names is not None else default_class_names(result)
+    count = len(flat.unit_ids)
+    cols = max(1, min(columns, count))
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in zip(range(count), axes.flat):
+        ax.imshow(display_image(display_stretch(flat.images[i])), cmap="gray")
+        label = class_label(flat.units[i], names) if flat.units else None
+        ax.set_title(f"{flat.unit_ids[i]}{' ' + label if label else ''}\n{_format_score(float(flat.scores[i]))}",
+                     fontsize=8)
+    return fig

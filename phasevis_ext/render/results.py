@@ -29,6 +29,22 @@ class VisualizationResult:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def sample_unit_ids(self) -> list[str]:
+        """The id of every image: the unit's, with its sample's suffix when samples > 1."""
+        return sample_ids(self.unit_ids, self.samples)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: each image beside its transparency view, with its unit, class and score."""
+        from ..io.export import result_html
+
+        return result_html(self)
+
+    def show(self, columns: int = 8):
+        """A matplotlib figure of the images as the gallery shows them, titled by unit and score."""
+        from ..io.export import result_figure
+
+        return result_figure(self, columns)
+
 
 class VisualizationInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; `.result` holds the finished units and the partial ones."""
