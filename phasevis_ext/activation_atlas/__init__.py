@@ -96,7 +96,7 @@ def activation_atlas(model: nn.Module | str, images, out_dir, *, layer: str, gri
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = ImageFolder(folder, items, channels=channels, resize=resize, crop=crop)
     sampled = _sampled(model, dataset, layer, samples, batch_size, workers, seed, device, out_dir, progress)
-    coords = _umap(sampled["vectors"], seed)
+    coords = umap_layout(sampled["vectors"], seed)
     cells = _cells(coords, sampled["vectors"], grid, min_count)
     if not cells:
         raise InvalidArgument(f"grid: no cell of the {grid}×{grid} grid holds {min_count} of the "
@@ -144,7 +144,7 @@ def _sampled(model, dataset, layer, samples, batch_size, workers, seed, device, 
     return state
 
 
-def _umap(vectors: torch.Tensor, seed: int) -> np.ndarray:
+def umap_layout(vectors: torch.Tensor, seed: int) -> np.ndarray:
     """(S, 2) in [0, 1]²."""
     try:
         import umap

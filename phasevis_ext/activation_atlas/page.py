@@ -10,7 +10,7 @@ from ..io import export
 
 TILE = 96
 
-_SCRIPT = """
+_PAN_ZOOM_SCRIPT = """
 const view = document.getElementById("view"), map = document.getElementById("map");
 let scale = 1, x = 0, y = 0, drag = null;
 const place = () => { map.style.transform = `translate(${x}px, ${y}px) scale(${scale})`; };
@@ -36,7 +36,7 @@ document.querySelectorAll(".cell").forEach((cell) => {
 });
 """
 
-_STYLE = """
+_ATLAS_STYLE = """
 body { font-family: sans-serif; margin: 0; display: flex; height: 100vh; }
 #view { flex: 1; overflow: hidden; position: relative; background: #fff; cursor: grab; }
 #map { position: absolute; transform-origin: 0 0; }
@@ -53,10 +53,10 @@ def write_index(out_dir: Path, cells: list[dict], grid: int, layer: str) -> Path
         f'style="left:{c["cell"][0] * TILE}px;top:{(grid - 1 - c["cell"][1]) * TILE}px" '
         f"data-info='{esc(json.dumps(c), quote=True)}'>" for c in cells)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>activation atlas of {esc(layer)}'
-            f"</title><style>{_STYLE}</style></head><body>"
+            f"</title><style>{_ATLAS_STYLE}</style></head><body>"
             f'<div id="view"><div id="map" style="width:{grid * TILE}px;height:{grid * TILE}px">{tiles}</div></div>'
             f'<div id="details"><h3>Activation atlas of {esc(layer)}</h3><p>{len(cells)} cells of a {grid}×{grid} '
             "grid. Drag to pan, scroll to zoom; hover or click a cell for its count, classes and the exemplar "
             'patches nearest its mean. <a href="cells.json">cells.json</a>, <a href="atlas.png">atlas.png</a>.</p>'
-            f"</div><script>{_SCRIPT}</script></body></html>\n")
+            f"</div><script>{_PAN_ZOOM_SCRIPT}</script></body></html>\n")
     return export.atomic_write(out_dir / "index.html", lambda f: f.write(page), mode="w")
