@@ -1,5 +1,7 @@
 """phasevis_ext: fast, faithful MACO feature visualization for PyTorch."""
 from . import ops
+from .activation_atlas import ActivationAtlas, activation_atlas
+from .exemplars import ExemplarsResult, exemplars
 from .guided.accentuation import accentuate
 from .guided.common import GuidedResult
 from .guided.inversion import invert
@@ -16,7 +18,11 @@ from .render.settings import RenderSettings
 from .render.visualize import visualize
 
 __all__ = [
+    "ActivationAtlas",
+    "ExemplarsResult",
     "accentuate",
+    "activation_atlas",
+    "exemplars",
     "export",
     "GuidedResult",
     "IMAGENET_COLOR_MATRIX",
