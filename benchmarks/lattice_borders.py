@@ -89,6 +89,7 @@ def main(argv=None):
     parser.add_argument("--crop-centers", default=RenderSettings().crop_centers, choices=CROP_CENTERS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--phase-scale", type=float, default=PHASE_SCALE, help="1 is MACO's and Horama's")
+    parser.add_argument("--lr", type=float, default=None, help="(default: the library's)")
     parser.add_argument("--out", type=Path, default=Path("lattice-out"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,7 @@ def main(argv=None):
         for seed in args.seeds:
             result = visualize(judges.get(maker) or models.load(maker), [f"logit:{c}" for c in classes],
                                steps=args.steps, spectrum=args.spectrum, crop_centers=args.crop_centers, seed=seed,
-                               param_kwargs={"phase_scale": args.phase_scale}, progress=False)
+                               param_kwargs={"phase_scale": args.phase_scale}, lr=args.lr, progress=False)
             shown += [display_stretch(image) for image in result.images]
         seconds = (time.perf_counter() - start) / len(shown)
         shown = torch.stack(shown)
@@ -127,7 +128,8 @@ def main(argv=None):
     print("| images | lattice 2 / 4 / 8 px | border | top-5: lite2 | top-5: MobileNetV2 | top-5: lite0 | s per unit |")
     print("|---|---|---|---|---|---|---|")
     for name, grid, border, transfer, seconds in rows:
-        cells = [f"{transfer[j]['crops_top5']:.0%}" if j in transfer else "" for j in JUDGES]
+        cells = [f"{transfer[j]['crops_top5']:.0%} (p {transfer[j]['crops_prob']:.2f})" if j in transfer else ""
+                 for j in JUDGES]
         print(f"| {name} | {grid[2]:.2f} / {grid[4]:.2f} / {grid[8]:.2f} | {border:.2f} | {' | '.join(cells)} | "
               f"{'' if seconds is None else f'{seconds:.1f}'} |")
 

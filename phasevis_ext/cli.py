@@ -187,6 +187,8 @@ def _add_exemplars_command(sub) -> None:
                     "offline index.html. Rerunning resumes; under torchrun the images are split between processes.")
     ex.add_argument("--images", required=True, help="a folder of images")
     _add_unit_options(ex)
+    ex.add_argument("--neurons", default=None,
+                    help="each layer's channels read at the layer's centre, as neuron: targets (default: none)")
     ex.add_argument("--top", type=int, default=9, help="images kept per unit (default: %(default)s)")
     ex.add_argument("--batch-size", type=int, default=32, help="images per model pass (default: %(default)s)")
     ex.add_argument("--workers", type=int, default=None,
@@ -409,7 +411,7 @@ def cmd_exemplars(args) -> int:
     from .exemplars import exemplars
 
     result = exemplars(load_model(args), args.images, args.out, layers=args.layers, channels=args.channels,
-                       logits=args.logits, top=args.top, batch_size=args.batch_size, workers=args.workers,
+                       logits=args.logits, neurons=args.neurons, top=args.top, batch_size=args.batch_size, workers=args.workers,
                        input_size=args.input_size, device=args.device, new_run=args.new_run,
                        class_names=args.class_names, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":

@@ -187,3 +187,14 @@ def test_results_show_in_a_notebook(photos, tmp_path):
     assert "detect:c0" in page
     figure = result.show(["detect:c0", "detect:c1"])
     assert len(figure.axes) == 6
+
+
+def test_a_neuron_reads_the_layers_centre_only(photos, tmp_path):
+    write_images(photos, {"red/corner.png": ("red", 1.0)}, square=(0, 0, 12, 12))  # the strongest, off-centre
+    result = exemplars(planted(), photos, tmp_path / "out", layers="detect", channels="0", neurons="0", top=2,
+                       batch_size=2, workers=0, progress=False)
+    assert set(result.units) == {"detect:c0", "detect:n0"}
+    assert result.units["detect:c0"][0]["image"] == "red/corner.png"
+    assert [e["image"] for e in result.units["detect:n0"]] == ["red/strong.png", "red/middle.jpg"]
+    x0, y0, x1, y1 = result.units["detect:n0"][0]["box"]
+    assert x0 <= 32 < x1 and y0 <= 32 < y1  # the centre of the 64 px original

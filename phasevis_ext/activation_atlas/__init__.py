@@ -49,6 +49,7 @@ NEAREST = 3  # exemplar patches per cell
 # Carter et al. render cells with the dot product times the cosine similarity, so that a cell's
 # image matches its mean direction rather than a larger activation along a neighbour's.
 COSSIM_POWER = 1.0
+CLASSIFY_BATCH = 16  # cell images per model pass when naming their classes
 
 
 @dataclass
@@ -186,7 +187,7 @@ def _write_cells(out_dir, cells, result, model, class_names, sampled, items, fol
     patches = report.write_patches(out_dir, folder, nearest, {item.name: item for item in items})
     for cell, key in zip(cells, nearest):
         cell["exemplars"] = [{**entry, "patch": patch} for entry, patch in zip(nearest[key], patches[key])]
-    for cell, classes in zip(cells, _top_classes(model, result.images, class_names)):
+    for cell, classes in zip(cells, _top_classes(model, result.images, class_names, crop)):
         cell["classes"] = classes
 
 
@@ -202,14 +203,21 @@ def _nearest(members: list[int], sampled: dict, items, folder, field, resize: in
     return entries
 
 
-def _top_classes(model, images: torch.Tensor, class_names) -> list[list[dict]]:
-    """Per image, the model's top 3 classes when its output is (N, classes) logits; else nothing."""
+def _top_classes(model, images: torch.Tensor, class_names, size: int) -> list[list[dict]]:
+    """Per image (resized to the model's input), the model's top 3 classes when its output is
+    (N, classes) logits; else nothing."""
+    device = next(model.parameters()).device
+    outputs = []
     with torch.no_grad():
-        out = model(images.to(next(model.parameters()).device))
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        for chunk in images.split(CLASSIFY_BATCH):
+            chunk = torch.nn.functional.interpolate(chunk.float(), size=(size, size), mode="bilinear",
+                                                    antialias=True, align_corners=False)
+            outputs.append(model(chunk.to(device)))
+    if not all(isinstance(o, torch.Tensor) and o.dim() == 2 for o in outputs):
         return [[] for _ in images]
+    out = torch.cat(outputs).float().cpu()
     names = class_names_for(model, class_names, out.shape[1])
-    top = out.float().softmax(-1).cpu().topk(min(3, out.shape[1]))
+    top = out.softmax(-1).topk(min(3, out.shape[1]))
     return [[{"index": int(k), "name": names[k] if names else None, "probability": float(v)}
              for v, k in zip(values, indices)] for values, indices in zip(top.values, top.indices)]
 

@@ -87,17 +87,19 @@ def _base64(path: Path) -> str:
 
 
 def exemplars(model: nn.Module | str, images, out_dir, *, layers: str | Sequence[str] = (), channels=None,
-              logits=None, top: int = 9, batch_size: int = 32, workers: int | None = None, input_size: int | None = None,
+              logits=None, neurons=None, top: int = 9, batch_size: int = 32, workers: int | None = None, input_size: int | None = None,
               device=None, new_run: bool = False, class_names=None, progress: bool = True) -> ExemplarsResult:
     """The top `top` images of each unit (every channel of `layers`, or the `channels` range of
-    each, and the `logits` range) over the folder `images`; see the module doc."""
+    each; the `neurons` range of each, read at the layer's centre as `objectives.neuron` does; and
+    the `logits` range) over the folder `images`; see the module doc."""
     out_dir = Path(out_dir)
     rank, world, owns_group = _join_group(device)
     try:
         device = rank_device(device, rank)
         model_name = model if isinstance(model, str) else type(model).__name__
         model = models.load(model).to(device) if isinstance(model, str) else model.eval().to(device)
-        plan = _plan(model, images, layers, channels, logits, top, batch_size, workers, input_size, class_names)
+        plan = _plan(model, images, layers, channels, logits, neurons, top, batch_size, workers, input_size,
+                     class_names)
         record = scan.pass_record(model, model_name, plan, world)
         record_id = digest(repr(sorted(record.items())).encode())
         if new_run and rank == 0 and out_dir.exists():
@@ -120,7 +122,8 @@ def _join_group(device) -> tuple[int, int, bool]:
     return init_distributed(requested)
 
 
-def _plan(model, images, layers, channels, logits, top, batch_size, workers, input_size, class_names) -> scan.Scan:
+def _plan(model, images, layers, channels, logits, neurons, top, batch_size, workers, input_size,
+          class_names) -> scan.Scan:
     checks.positive_int(top, "top")
     checks.positive_int(batch_size, "batch_size")
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
@@ -132,7 +135,7 @@ def _plan(model, images, layers, channels, logits, top, batch_size, workers, inp
     resize, crop = scan.model_geometry(model, input_size)
     wanted = models.input_channels(model, input_size=crop)
     items = open_folder(folder, wanted)
-    units = enumerate_units(model, layers, channels, logits, crop, wanted, class_names)
+    units = enumerate_units(model, layers, channels, logits, crop, wanted, class_names, neurons)
     return scan.Scan(folder, items, units, top, wanted, resize, crop, batch_size, workers)
 
 

@@ -112,10 +112,15 @@ def run_shard(model: nn.Module, scan: Scan, out_dir: Path, rank: int, world: int
 
 
 def unit_maxima(acts: dict, units: list[LayerUnit]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, U) each unit's spatial maximum and (B, U, 2) its (row, column)."""
+    """(B, U) each unit's spatial maximum (a neuron's value at its position) and (B, U, 2) its (row, column)."""
     values, positions = [], []
     for unit in units:
         act = as_bchw(acts[LOGITS if unit.group == LOGITS_GROUP else unit.group])[:, unit.index].float()
+        if unit.neuron:  # the centre, where `objectives.neuron` reads it by default
+            row, column = act.shape[-2] // 2, act.shape[-1] // 2
+            values.append(act[:, row, column])
+            positions.append(torch.tensor([row, column]).expand(act.shape[0], 2))
+            continue
         flat = act.flatten(1)
         best, where = flat.max(1)
         values.append(best)

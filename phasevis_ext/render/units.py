@@ -9,29 +9,32 @@ import torch
 from .. import checks
 from ..io.class_names import class_names_for
 from ..model.activations import LOGITS, as_bchw, capture
-from .objectives import channel, logit
+from .objectives import channel, logit, neuron
 
 LOGITS_GROUP = "logits"
 
 
 @dataclass(frozen=True)
 class LayerUnit:
-    """A layer's channel or a logit, with its id in an index."""
+    """A layer's channel, a neuron (a channel at the layer's centre) or a logit, with its id in an index."""
 
-    id: str  # "_blocks.15:c12" or "logit:207"
+    id: str  # "_blocks.15:c12", "_blocks.15:n12" or "logit:207"
     group: str  # the layer name, or LOGITS_GROUP
     index: int
     label: str | None = None  # class name of a logit, when known
+    neuron: bool = False
 
     def objective(self):
-        return logit(self.index) if self.group == LOGITS_GROUP else channel(self.group, self.index)
-
+        if self.group == LOGITS_GROUP:
+            return logit(self.index)
+        return neuron(self.group, self.index) if self.neuron else channel(self.group, self.index)
 
 
 def enumerate_units(model, layers, channels, logits, input_size: int, input_channels: int,
-                    class_names=None) -> list[LayerUnit]:
-    """Units of each layer then the logits, counting channels with one dummy forward pass; logits
-    are labelled by `class_names.class_names_for`."""
+                    class_names=None, neurons=None) -> list[LayerUnit]:
+    """Units of each layer (its `channels`, then its `neurons`: channels at its centre position),
+    then the logits, counting channels with one dummy forward pass; logits are labelled by
+    `class_names.class_names_for`."""
     param = next(model.parameters(), None)
     dummy = torch.full((1, input_channels, input_size, input_size), 0.5,
                        device=param.device if param is not None else None)
@@ -40,7 +43,12 @@ def enumerate_units(model, layers, channels, logits, input_size: int, input_chan
     units = []
     for name in layers:
         count = as_bchw(acts[name]).shape[1]
-        units += [LayerUnit(f"{name}:c{c}", name, c) for c in checks.indices(channels, f"channels of layer {name!r}", count)]
+        if channels is not None or neurons is None:
+            units += [LayerUnit(f"{name}:c{c}", name, c)
+                      for c in checks.indices(channels, f"channels of layer {name!r}", count)]
+        if neurons is not None:
+            units += [LayerUnit(f"{name}:n{c}", name, c, neuron=True)
+                      for c in checks.indices(neurons, f"neurons of layer {name!r}", count)]
     if logits is not None:
         count = as_bchw(acts[LOGITS]).shape[1]
         names = class_names_for(model, class_names, count)

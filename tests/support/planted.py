@@ -38,12 +38,12 @@ def planted():
     return Planted()
 
 
-def write_images(folder, strengths: dict[str, tuple[str, float]]) -> None:
+def write_images(folder, strengths: dict[str, tuple[str, float]], square=SQUARE) -> None:
     """name -> (colour, strength): a grey image with a red or blue square of that strength."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, (colour, strength) in strengths.items():
         image = np.full((SIDE, SIDE, 3), 0.5, dtype=np.float32)
-        x0, y0, x1, y1 = SQUARE
+        x0, y0, x1, y1 = square
         channel = 0 if colour == "red" else 2
         image[y0:y1, x0:x1] = 0.5 - strength / 2
         image[y0:y1, x0:x1, channel] = 0.5 + strength / 2
