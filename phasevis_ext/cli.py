@@ -231,8 +231,11 @@ def _add_demo_command(sub) -> None:
 
 def load_model(args, device=None):
     """The model the shared model options describe."""
+    from .checks import positive_int
     from .model import loading as models
 
+    if args.input_size is not None:
+        positive_int(args.input_size, "--input-size")
     normalize = "default"
     if args.no_normalize:
         normalize = None

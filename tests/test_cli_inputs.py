@@ -61,6 +61,11 @@ def _bad_inputs(f: Path) -> dict[str, list[str]]:
     model = ["--model", net]
     return {
         "unknown model": ["visualize", "logit:1", "--model", "nosuchnet", "--out", str(f / "o")],
+        "input size 0 for layers": ["layers", "--input-size", "0"],
+        "exemplars of a missing folder": ["exemplars", "--images", str(f / "nowhere"), "--layers", "_blocks.2",
+                                          "--out", str(f / "x")],
+        "activation atlas of a missing folder": ["activation-atlas", "--images", str(f / "nowhere"), "--layer",
+                                                 "_blocks.2", "--out", str(f / "x")],
         "unknown model for layers": ["layers", "--model", "nosuchnet"],
         "unknown torchvision model": ["layers", "--model", "torchvision:nosuchnet"],
         "missing factory file": ["layers", "--model", f"{f}/nope.py:build"],
