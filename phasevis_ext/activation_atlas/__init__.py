@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .. import checks
 from ..checks import InvalidArgument
 from ..exemplars import report
-from ..exemplars.dataset import ImageFolder, open_folder, worker_count
+from ..exemplars.dataset import ImageFolder, item_size, open_folder, worker_count
 from ..exemplars.receptive import receptive_fields
 from ..exemplars.scan import model_geometry
 from ..io import export
@@ -199,7 +199,8 @@ def _nearest(members: list[int], sampled: dict, items, folder, field, resize: in
     for j in similarity.argsort(descending=True)[:NEAREST].tolist():
         image_id, row, column = sampled["where"][members[j]].tolist()
         entries.append({"image": items[image_id].name, "similarity": float(similarity[j]),
-                        "box": report.crop_box(folder, items[image_id], field.box(row, column), resize, crop)})
+                        "box": report.crop_box(item_size(folder, items[image_id]), field.box(row, column), resize,
+                                               crop)})
     return entries
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -51,6 +52,7 @@ class ExemplarsResult:
     units: dict[str, list[dict]]
     labels: dict[str, str | None] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # "pass" over the images, "files" written after
 
     def _repr_html_(self) -> str:
         esc = html.escape
@@ -107,11 +109,15 @@ def exemplars(model: nn.Module | str, images, out_dir, *, layers: str | Sequence
         scan.barrier(world)
         out_dir.mkdir(parents=True, exist_ok=True)
         scan.check_record(out_dir, record, rank)
+        start = time.perf_counter()
         scan.run_shard(model, plan, out_dir, rank, world, record_id, device, progress)
         scan.barrier(world)
+        seconds = {"pass": time.perf_counter() - start}
         result = _finish(model, plan, out_dir, world, record_id, record) if rank == 0 else None
         scan.barrier(world)
-        return result if rank == 0 else _read_result(out_dir, plan)
+        result = result if rank == 0 else _read_result(out_dir, plan)
+        result.seconds = {**seconds, "files": time.perf_counter() - start - seconds["pass"]}
+        return result
     finally:
         if owns_group:
             dist.destroy_process_group()

@@ -76,6 +76,16 @@ def read_item(folder: Path, item: Item) -> np.ndarray:
     return read_channels(path)
 
 
+def item_size(folder: Path, item: Item) -> tuple[int, int]:
+    """(H, W) of an image without decoding it: PIL reads the header, NumPy maps the array."""
+    path = folder / item.path
+    if path.suffix.lower() == ".npy":
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        return (shape[-2], shape[-1]) if len(shape) >= 3 else (shape[0], shape[1])
+    with Image.open(path) as im:
+        return im.size[1], im.size[0]
+
+
 def eval_geometry(height: int, width: int, resize: int, crop: int) -> tuple[list[float], tuple[int, int]]:
     """[scale, left, top] of the evaluation view of an (H, W) image, and its resized size: pixel
     (x, y) of the crop is pixel ((x + left) / scale, (y + top) / scale) of the original."""

@@ -7,17 +7,18 @@ import math
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from ..io import export
-from .dataset import Item, eval_geometry, read_item
+from .dataset import Item, eval_geometry, item_size, read_item
 from .receptive import ReceptiveField
 
 PATCH_SIDE = 128  # the longer side of a patch file; smaller patches keep their own size
 
 
-def crop_box(folder: Path, item: Item, box: list[float], resize: int, crop: int) -> list[int]:
-    """A box in the evaluation view's pixels as [x0, y0, x1, y1] in the original image's pixels."""
-    height, width = read_item(folder, item).shape[:2]
+def crop_box(size: tuple[int, int], box: list[float], resize: int, crop: int) -> list[int]:
+    """A box in the evaluation view's pixels as [x0, y0, x1, y1] in the pixels of the (H, W) original."""
+    height, width = size
     (scale, left, top), _ = eval_geometry(height, width, resize, crop)
     x0, y0, x1, y1 = box
     return [max(0, int((x0 + left) / scale)), max(0, int((y0 + top) / scale)),
@@ -27,36 +28,40 @@ def crop_box(folder: Path, item: Item, box: list[float], resize: int, crop: int)
 def entries(top, units, folder: Path, items: list[Item], fields: dict[str, ReceptiveField], resize: int,
             crop: int) -> dict:
     """{unit id: [{"image", "activation", "box"}, ...]} highest first; box in the original's pixels."""
+    sizes = {i: item_size(folder, items[i]) for i in set(top.ids.flatten().tolist()) if i >= 0}
     out = {}
     for u, unit in enumerate(units):
         out[unit.id] = [{"image": items[image_id].name, "activation": value,
-                         "box": crop_box(folder, items[image_id], fields[unit.group].box(row, column), resize, crop)}
+                         "box": crop_box(sizes[image_id], fields[unit.group].box(row, column), resize, crop)}
                         for value, image_id, (row, column) in zip(top.values[u].tolist(), top.ids[u].tolist(),
                                                                   top.positions[u].tolist()) if image_id >= 0]
     return out
 
 
 def write_patches(out_dir: Path, folder: Path, by_key: dict, items_by_name: dict[str, Item]) -> dict:
-    """Each entry's patch (its image cropped to its box) as patches/KEY/RANK.png; returns {key: [file, ...]}."""
-    files = {}
+    """Each entry's patch (its image cropped to its box, at most PATCH_SIDE on its longer side) as
+    patches/KEY/RANK.png; returns {key: [file, ...]}. Entries go image by image: one decode each."""
+    files = {key: [f"patches/{export.safe_name(key)}/{rank}.png" for rank in range(len(entries))]
+             for key, entries in by_key.items()}
+    by_image: dict[str, list] = {}
     for key, entries in by_key.items():
-        stem = export.safe_name(key)
-        files[key] = []
         for rank, entry in enumerate(entries):
-            array = read_item(folder, items_by_name[entry["image"]])
-            x0, y0, x1, y1 = entry["box"]
-            patch = torch.from_numpy(array[y0:y1, x0:x1].copy()).permute(2, 0, 1)
-            if patch.shape[0] not in (1, 3):
-                patch = patch.mean(0, keepdim=True)  # other band counts show as their mean, in grey
-            longer = max(patch.shape[-2:])
-            if longer > PATCH_SIDE:
-                size = [max(1, round(s * PATCH_SIDE / longer)) for s in patch.shape[-2:]]
-                patch = torch.nn.functional.interpolate(patch[None], size=size, mode="bilinear", antialias=True,
-                                                        align_corners=False)[0]
-            name = f"patches/{stem}/{rank}.png"
-            export.save_png(patch.clamp(0, 1), out_dir / name)
-            files[key].append(name)
+            by_image.setdefault(entry["image"], []).append((entry["box"], files[key][rank]))
+    for name, wanted in by_image.items():
+        picture = export.display_image(_shown_channels(read_item(folder, items_by_name[name])))
+        for box, file in wanted:
+            patch = picture.crop(tuple(box))
+            patch.thumbnail((PATCH_SIDE, PATCH_SIDE), Image.Resampling.LANCZOS)
+            path = out_dir / file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            export.atomic_write(path, lambda f, patch=patch: patch.save(f, format="PNG"))
     return files
+
+
+def _shown_channels(array) -> torch.Tensor:
+    """(C, H, W) for display: 1 or 3 channels as they are, other band counts as their mean, in grey."""
+    image = torch.from_numpy(array).permute(2, 0, 1)
+    return image if image.shape[0] in (1, 3) else image.mean(0, keepdim=True)
 
 
 def write_json(out_dir: Path, by_unit: dict, skipped: dict, record: dict) -> Path:

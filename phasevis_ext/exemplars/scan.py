@@ -112,20 +112,25 @@ def run_shard(model: nn.Module, scan: Scan, out_dir: Path, rank: int, world: int
 
 
 def unit_maxima(acts: dict, units: list[LayerUnit]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, U) each unit's spatial maximum (a neuron's value at its position) and (B, U, 2) its (row, column)."""
-    values, positions = [], []
-    for unit in units:
-        act = as_bchw(acts[LOGITS if unit.group == LOGITS_GROUP else unit.group])[:, unit.index].float()
-        if unit.neuron:  # the centre, where `objectives.neuron` reads it by default
-            row, column = act.shape[-2] // 2, act.shape[-1] // 2
-            values.append(act[:, row, column])
-            positions.append(torch.tensor([row, column]).expand(act.shape[0], 2))
-            continue
-        flat = act.flatten(1)
-        best, where = flat.max(1)
-        values.append(best)
-        positions.append(torch.stack([where // act.shape[-1], where % act.shape[-1]], 1))
-    return torch.stack(values, 1), torch.stack(positions, 1)
+    """(B, U) each unit's spatial maximum (a neuron's value at its position) and (B, U, 2) its
+    (row, column); one gather and one max per layer and kind, whatever the number of units."""
+    batch = next(iter(acts.values())).shape[0]
+    values, positions = torch.empty(batch, len(units)), torch.empty(batch, len(units), 2, dtype=torch.long)
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for u, unit in enumerate(units):
+        groups.setdefault((unit.group, unit.neuron), []).append(u)
+    for (group, is_neuron), members in groups.items():
+        act = as_bchw(acts[LOGITS if group == LOGITS_GROUP else group])
+        act = act[:, [units[u].index for u in members]].float().cpu()  # (B, U_g, H, W)
+        height, width = act.shape[-2:]
+        if is_neuron:  # the centre, where `objectives.neuron` reads it by default
+            best = act[:, :, height // 2, width // 2]
+            where = torch.full_like(best, (height // 2) * width + width // 2, dtype=torch.long)
+        else:
+            best, where = act.flatten(2).max(2)
+        values[:, members] = best
+        positions[:, members] = torch.stack([where // width, where % width], 2)
+    return values, positions
 
 
 def _note_skipped(batch: dict, items: list[Item], skipped: dict) -> None:
