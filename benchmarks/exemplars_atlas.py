@@ -34,6 +34,7 @@ from phasevis_ext.exemplars import exemplars
 from phasevis_ext.exemplars.dataset import ImageFolder, list_items
 from phasevis_ext.exemplars.scan import model_geometry
 from phasevis_ext.io import export
+from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_LOGITS = "1,9,130,207,291,323,417,980"
@@ -87,15 +88,19 @@ def peak_rss_mib(folder: Path, out: Path, batch_size: int, workers: int) -> floa
     return int(output.strip().splitlines()[-1]) / 1024
 
 
-def sheet_of_exemplars(out: Path, path: Path) -> None:
+def sheet_of_exemplars(out: Path, path: Path, channels: int = 4) -> None:
+    """The patches of the logits and of the first `channels` channels, a row of 6 per unit."""
     data = json.loads((out / "exemplars.json").read_text())
+    shown = [u for u in data["units"] if u.startswith("logit:")] + [u for u in data["units"] if ":c" in u][:channels]
     tiles, labels = [], []
-    for unit, entries in data["units"].items():
+    for unit in shown:
+        entries = data["units"][unit]
         for e in entries:
             with Image.open(out / e["patch"]) as patch:
                 tile = torch.from_numpy(np.asarray(patch.convert("RGB").resize((96, 96)))).permute(2, 0, 1) / 255
             tiles.append(tile)
-            labels.append(f"{unit} {e['activation']:.3g}")
+            labels.append(f"{IMAGENET_CLASSES[int(unit[6:])] if unit.startswith('logit:') else unit} "
+                          f"{e['activation']:.3g}")
     export.contact_sheet(tiles, labels, path, cols=6)
 
 
