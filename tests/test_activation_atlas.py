@@ -51,6 +51,9 @@ def test_a_grid_too_fine_for_the_samples_is_refused(photos, tmp_path):
                          input_size=32, workers=0, progress=False, render=RENDER)
     with pytest.raises(InvalidArgument, match="min_count"):
         activation_atlas(planted(), photos, tmp_path, layer="detect", samples=2, min_count=3)
+    with pytest.raises(InvalidArgument, match="at least 16"):
+        activation_atlas(planted(), photos, tmp_path / "few", layer="pool", samples=8, min_count=1, input_size=32,
+                         workers=0, progress=False, render=RENDER)
 
 
 @pytest.mark.parametrize("case", ["layer", "empty", "grid"])

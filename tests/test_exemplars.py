@@ -198,3 +198,12 @@ def test_a_neuron_reads_the_layers_centre_only(photos, tmp_path):
     assert [e["image"] for e in result.units["detect:n0"]] == ["red/strong.png", "red/middle.jpg"]
     x0, y0, x1, y1 = result.units["detect:n0"][0]["box"]
     assert x0 <= 32 < x1 and y0 <= 32 < y1  # the centre of the 64 px original
+
+
+def test_an_output_folder_inside_the_images_is_not_read_and_new_run_keeps_other_files(photos):
+    out = photos / "exemplars-out"
+    first = _run(photos, out)
+    (out / "notes.txt").write_text("mine")
+    assert _run(photos, out).units == first.units  # its patches are not images of the pass: it resumes
+    _run(photos, out, new_run=True)
+    assert (out / "notes.txt").read_text() == "mine"

@@ -18,6 +18,7 @@ another grid or rendering reuses them.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import math
@@ -50,6 +51,7 @@ NEAREST = 3  # exemplar patches per cell
 # image matches its mean direction rather than a larger activation along a neighbour's.
 COSSIM_POWER = 1.0
 CLASSIFY_BATCH = 16  # cell images per model pass when naming their classes
+MIN_SAMPLES = 16  # UMAP's spectral start needs more points than its 2 dimensions and neighbours
 
 
 @dataclass
@@ -63,7 +65,7 @@ class ActivationAtlas:
 
     def _repr_html_(self) -> str:
         data = base64.b64encode((self.out_dir / "atlas.png").read_bytes()).decode()
-        return (f"<div><b>activation atlas of {self.layer}</b>: {len(self.cells)} cells of a {self.grid}×{self.grid} "
+        return (f"<div><b>activation atlas of {html.escape(self.layer)}</b>: {len(self.cells)} cells of a {self.grid}×{self.grid} "
                 f'grid<br><img src="data:image/png;base64,{data}" style="max-width:100%"></div>')
 
     def show(self):
@@ -97,6 +99,9 @@ def activation_atlas(model: nn.Module | str, images, out_dir, *, layer: str, gri
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = ImageFolder(folder, items, channels=channels, resize=resize, crop=crop)
     sampled = _sampled(model, dataset, layer, samples, batch_size, workers, seed, device, out_dir, progress)
+    if len(sampled["vectors"]) < MIN_SAMPLES:
+        raise InvalidArgument(f"samples: the images gave {len(sampled['vectors'])} activation vectors; a map needs "
+                              f"at least {MIN_SAMPLES} (more images, or more --samples)")
     coords = umap_layout(sampled["vectors"], seed)
     cells = _cells(coords, sampled["vectors"], grid, min_count)
     if not cells:
@@ -115,8 +120,9 @@ def activation_atlas(model: nn.Module | str, images, out_dir, *, layer: str, gri
 
 def _sampled(model, dataset, layer, samples, batch_size, workers, seed, device, out_dir: Path, progress) -> dict:
     """{"vectors" (S, C) float32, "where" (S, 3) image id, row, column}, from samples.pt when it fits."""
-    key = digest(json.dumps([state_digest(model), layer, samples, seed, dataset.resize, dataset.crop,
-                             [i.name for i in dataset.items]]).encode())
+    stamps = [f"{i.name}:{(dataset.folder / i.path).stat().st_size}:{(dataset.folder / i.path).stat().st_mtime_ns}"
+              for i in dataset.items]
+    key = digest(json.dumps([state_digest(model), layer, samples, seed, dataset.resize, dataset.crop, stamps]).encode())
     path = out_dir / "samples.pt"
     if path.exists():
         stored = torch.load(path, weights_only=True)
@@ -140,7 +146,11 @@ def _sampled(model, dataset, layer, samples, batch_size, workers, seed, device, 
                 vectors.append(a[:, rows, cols].T)
                 where.append(torch.stack([torch.full_like(rows, image_id), rows, cols], 1))
     bar.close()
-    state = {"key": key, "vectors": torch.cat(vectors)[:samples], "where": torch.cat(where)[:samples]}
+    vectors, where = torch.cat(vectors), torch.cat(where)
+    # A seeded random subset when the images gave more than asked, so that every image has its
+    # chance, not only the first in file order.
+    keep = torch.randperm(len(vectors), generator=torch.Generator().manual_seed(seed))[:samples].sort().values
+    state = {"key": key, "vectors": vectors[keep], "where": where[keep]}
     export.atomic_write(path, lambda f: torch.save(state, f))
     return state
 

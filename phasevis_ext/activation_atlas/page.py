@@ -23,11 +23,12 @@ view.addEventListener("wheel", (e) => {
 view.addEventListener("mousedown", (e) => { drag = [e.clientX - x, e.clientY - y]; });
 window.addEventListener("mouseup", () => { drag = null; });
 window.addEventListener("mousemove", (e) => { if (drag) { x = e.clientX - drag[0]; y = e.clientY - drag[1]; place(); } });
+const esc = (t) => String(t).replace(/[&<>"']/g, (ch) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[ch]));
 function show(cell) {
   const c = JSON.parse(cell.dataset.info);
-  const classes = c.classes.map((k) => `${k.name || k.index}: ${(100 * k.probability).toFixed(1)}%`).join("<br>");
-  const patches = c.exemplars.map((e) => `<img src="${e.patch}" title="${e.image}">`).join("");
-  document.getElementById("details").innerHTML = `<img src="${c.image}" style="width:100%">` +
+  const classes = c.classes.map((k) => `${esc(k.name || k.index)}: ${(100 * k.probability).toFixed(1)}%`).join("<br>");
+  const patches = c.exemplars.map((e) => `<img src="${esc(e.patch)}" title="${esc(e.image)}">`).join("");
+  document.getElementById("details").innerHTML = `<img src="${esc(c.image)}" style="width:100%">` +
     `<p>cell ${c.cell[0]}, ${c.cell[1]}: ${c.count} samples<br>${classes}</p><div class="patches">${patches}</div>`;
 }
 document.querySelectorAll(".cell").forEach((cell) => {

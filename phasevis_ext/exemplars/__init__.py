@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import html
-import shutil
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,15 +97,15 @@ def exemplars(model: nn.Module | str, images, out_dir, *, layers: str | Sequence
     out_dir = Path(out_dir)
     rank, world, owns_group = _join_group(device)
     try:
-        device = rank_device(device, rank)
+        device = rank_device(device, int(os.environ.get("LOCAL_RANK", "0")))
         model_name = model if isinstance(model, str) else type(model).__name__
         model = models.load(model).to(device) if isinstance(model, str) else model.eval().to(device)
         plan = _plan(model, images, layers, channels, logits, neurons, top, batch_size, workers, input_size,
-                     class_names)
+                     class_names, out_dir)
         record = scan.pass_record(model, model_name, plan, world)
         record_id = digest(repr(sorted(record.items())).encode())
-        if new_run and rank == 0 and out_dir.exists():
-            shutil.rmtree(out_dir)
+        if new_run and rank == 0:
+            scan.remove_pass(out_dir)
         scan.barrier(world)
         out_dir.mkdir(parents=True, exist_ok=True)
         scan.check_record(out_dir, record, rank)
@@ -129,7 +129,7 @@ def _join_group(device) -> tuple[int, int, bool]:
 
 
 def _plan(model, images, layers, channels, logits, neurons, top, batch_size, workers, input_size,
-          class_names) -> scan.Scan:
+          class_names, out_dir: Path) -> scan.Scan:
     checks.positive_int(top, "top")
     checks.positive_int(batch_size, "batch_size")
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
@@ -140,7 +140,7 @@ def _plan(model, images, layers, channels, logits, neurons, top, batch_size, wor
     folder = Path(images)
     resize, crop = scan.model_geometry(model, input_size)
     wanted = models.input_channels(model, input_size=crop)
-    items = open_folder(folder, wanted)
+    items = open_folder(folder, wanted, exclude=out_dir)
     units = enumerate_units(model, layers, channels, logits, crop, wanted, class_names, neurons)
     return scan.Scan(folder, items, units, top, wanted, resize, crop, batch_size, workers)
 

@@ -36,14 +36,17 @@ class Item:
         return self.path if self.index == 0 and not self.path.endswith(".npy") else f"{self.path}[{self.index}]"
 
 
-def list_items(folder) -> list[Item]:
-    """Every image under `folder`: sorted, hidden files left out, `.npy` stacks expanded."""
+def list_items(folder, exclude=None) -> list[Item]:
+    """Every image under `folder`: sorted, hidden files left out, `.npy` stacks expanded; files
+    under `exclude` (an output folder inside the images) left out too."""
     folder = Path(folder)
+    skip = Path(exclude).resolve() if exclude is not None else None
     if not folder.is_dir():
         raise InvalidArgument(f"images: {str(folder)!r} is not a folder")
     try:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                       and not (skip is not None and p.resolve().is_relative_to(skip)))
     except PermissionError as error:
         raise InvalidArgument(f"images: cannot read {str(folder)!r} ({error.strerror})") from None
     items = []
@@ -72,7 +75,7 @@ def read_item(folder: Path, item: Item) -> np.ndarray:
     """(H, W, C) float32 in [0, 1]; raises OSError/ValueError for a file that cannot be decoded."""
     path = folder / item.path
     if path.suffix.lower() == ".npy":
-        return read_npy(path)[item.index]
+        return read_npy(path, item.index)
     return read_channels(path)
 
 
@@ -130,10 +133,10 @@ class ImageFolder(torch.utils.data.Dataset):
         return {"image": torch.zeros(self.channels, self.crop, self.crop), "id": i, "bad": code}
 
 
-def open_folder(folder, channels: int) -> list[Item]:
+def open_folder(folder, channels: int, exclude=None) -> list[Item]:
     """The items of `folder` for a model taking `channels`: refuses a folder whose first readable
     image has another channel count (greyscale photos do for an RGB model)."""
-    items = list_items(folder)
+    items = list_items(folder, exclude)
     for item in items[:16]:
         try:
             found = read_item(Path(folder), item).shape[-1]

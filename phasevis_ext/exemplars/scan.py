@@ -8,6 +8,7 @@ atomically, so a killed pass loses at most the batch in flight. Rank 0 merges th
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,16 @@ class Scan:
 
 def state_path(out_dir: Path, rank: int) -> Path:
     return out_dir / f".exemplars-rank{rank}.pt"
+
+
+def remove_pass(out_dir: Path) -> None:
+    """The files a pass writes, and only those: a folder may hold other things."""
+    for name in (RECORD, "exemplars.json", "index.html"):
+        (out_dir / name).unlink(missing_ok=True)
+    for state in out_dir.glob(".exemplars-rank*.pt"):
+        state.unlink()
+    if (out_dir / "patches").is_dir():
+        shutil.rmtree(out_dir / "patches")
 
 
 def pass_record(model: nn.Module, model_name: str, scan: Scan, world: int) -> dict:
@@ -128,7 +139,7 @@ def unit_maxima(acts: dict, units: list[LayerUnit]) -> tuple[torch.Tensor, torch
             where = torch.full_like(best, (height // 2) * width + width // 2, dtype=torch.long)
         else:
             best, where = act.flatten(2).max(2)
-        values[:, members] = best
+        values[:, members] = best.nan_to_num(nan=-torch.inf)  # a NaN never ranks (nor reaches the JSON)
         positions[:, members] = torch.stack([where // width, where % width], 2)
     return values, positions
 

@@ -77,9 +77,19 @@ def _scaled(array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=np.float32)
 
 
-def read_npy(path: str | os.PathLike) -> list[np.ndarray]:
-    """The images of an .npy file as (H, W, C) float32 arrays (see the module doc for layouts)."""
-    array = np.load(path, allow_pickle=False)
+def read_npy(path: str | os.PathLike, index: int | None = None):
+    """The images of an .npy file as (H, W, C) float32 arrays (see the module doc for layouts);
+    with `index`, that image only, read from a memory map rather than the whole stack."""
+    array = np.load(path, allow_pickle=False, mmap_mode="r" if index is not None else None)
+    if index is not None:
+        if array.ndim == 4:
+            array = np.asarray(array[index:index + 1])
+        return read_npy_array(np.asarray(array))[0]
+    return read_npy_array(array)
+
+
+def read_npy_array(array: np.ndarray) -> list[np.ndarray]:
+    """The images of an array as an .npy file holds them."""
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or np.iscomplexobj(array):
         raise InvalidArgument(f"expected a real numeric array, got dtype {array.dtype}")
     if array.ndim == 2:

@@ -29,7 +29,7 @@ from .. import checks
 from ..checks import InvalidArgument, finite_number, positive_int
 from ..io.records import file_sha256, jsonable
 from ..model import loading as models
-from ..param.parameterizations import PARAMS
+from ..param.parameterizations import PARAMS, PHASE_SCALE
 from ..param.spectrum import natural_spectrum
 from .crops import CROP_CENTERS
 
@@ -301,7 +301,8 @@ class RenderSettings:
             channels_last=device.type == "cpu" if self.channels_last is None else self.channels_last,
             model_batch=(CPU_MODEL_BATCH if device.type == "cpu" else 2**31 - 1) if self.model_batch is None
             else self.model_batch,
-            param_kwargs=_spectrum_kwargs(self.param, self.spectrum, self.image_size, channels, self.param_kwargs))
+            param_kwargs=_with_phase_scale(self.param, _spectrum_kwargs(self.param, self.spectrum, self.image_size,
+                                                                         channels, self.param_kwargs)))
 
     @property
     def make_optimizer(self) -> Callable:
@@ -319,6 +320,14 @@ def _model_device(model: nn.Module) -> torch.device:
     if tensor is None:
         tensor = next(model.buffers(), None)
     return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def _with_phase_scale(param: str, param_kwargs: dict) -> dict:
+    """MACO's phase scale in the record, so a run made at another one is told apart (and resumed
+    only with it)."""
+    if param != "maco" or "phase_scale" in param_kwargs:
+        return param_kwargs
+    return {**param_kwargs, "phase_scale": PHASE_SCALE}
 
 
 def _spectrum_kwargs(param: str, spectrum, image_size, channels: int, param_kwargs: dict) -> dict:
