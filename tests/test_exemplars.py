@@ -66,6 +66,16 @@ def test_a_corrupt_file_is_skipped_counted_and_warned(photos, tmp_path):
     assert [e["image"] for e in result.units["detect:c0"]][0] == "red/strong.png"
 
 
+def test_a_file_name_that_is_not_utf8_is_read_and_named_with_escapes(photos, tmp_path):
+    strong = photos / "red" / "strong.png"
+    os.rename(strong, os.path.join(os.fsencode(photos / "red"), b"str\xffong.png"))
+    result = _run(photos, tmp_path / "out")
+    assert result.units["detect:c0"][0]["image"] == "red/str\\xffong.png"
+    data = json.loads((tmp_path / "out" / "exemplars.json").read_text(encoding="utf-8"))
+    assert data["units"]["detect:c0"][0]["image"] == "red/str\\xffong.png"
+    assert "str\\xffong.png" in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+
+
 def test_the_top_k_does_not_depend_on_how_the_stream_is_cut():
     g = torch.Generator().manual_seed(0)
     values = torch.randint(0, 5, (40, 3), generator=g).double()  # many ties

@@ -33,7 +33,11 @@ class Item:
 
     @property
     def name(self) -> str:
-        return self.path if self.index == 0 and not self.path.endswith(".npy") else f"{self.path}[{self.index}]"
+        """The item as JSON, pages and warnings name it. A file name that is not UTF-8 (any bytes are
+        allowed on POSIX) comes out of the file system with surrogates, which no UTF-8 file can hold:
+        its undecodable bytes are written as \\xNN escapes instead."""
+        path = os.fsencode(self.path).decode("utf-8", "backslashreplace")
+        return path if self.index == 0 and not path.endswith(".npy") else f"{path}[{self.index}]"
 
 
 def list_items(folder, exclude=None) -> list[Item]:
