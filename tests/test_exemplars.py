@@ -217,3 +217,14 @@ def test_an_output_folder_inside_the_images_is_not_read_and_new_run_keeps_other_
     assert _run(photos, out).units == first.units  # its patches are not images of the pass: it resumes
     _run(photos, out, new_run=True)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("height, width", [(300, 451), (451, 300), (257, 257), (333, 1001)])
+def test_the_evaluation_view_is_torchvisions_resize_and_centre_crop(height, width):
+    from torchvision.transforms import v2
+
+    from phasevis_ext.exemplars.dataset import eval_view
+
+    image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height + width))
+    theirs = v2.CenterCrop(224)(v2.Resize(256, antialias=True)(image))
+    assert torch.allclose(eval_view(image, 256, 224), theirs, atol=1e-5)

@@ -96,9 +96,12 @@ def item_size(folder: Path, item: Item) -> tuple[int, int]:
 def eval_geometry(height: int, width: int, resize: int, crop: int) -> tuple[list[float], tuple[int, int]]:
     """[scale, left, top] of the evaluation view of an (H, W) image, and its resized size: pixel
     (x, y) of the crop is pixel ((x + left) / scale, (y + top) / scale) of the original."""
-    scale = resize / min(height, width)
-    size = (max(crop, round(height * scale)), max(crop, round(width * scale)))
-    top, left = (size[0] - crop) // 2, (size[1] - crop) // 2
+    # torchvision's rounding, so that the model sees the pixels its own evaluation transform gives:
+    # Resize truncates the longer side, CenterCrop rounds the offset.
+    short, long = min(height, width), max(height, width)
+    resized_long = max(crop, int(resize * long / short))
+    size = (resize, resized_long) if height <= width else (resized_long, resize)
+    top, left = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
     return [size[1] / width, float(left), float(top)], size
 
 
