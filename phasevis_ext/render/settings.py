@@ -243,6 +243,9 @@ class RenderSettings:
     fold_batchnorm: bool = option(True, "fold eval-mode BatchNorms into the convolutions before them, in a copy "
                                   "of the model (exact up to rounding); --no-fold-batchnorm keeps them",
                                   _flag("fold_batchnorm"), neutral=True, cli={"negate": True})
+    fold_padding: bool = option(True, "fold static zero pads (TensorFlow-style 'same' padding) into the convolutions "
+                                "they feed, in a copy of the model (exact up to rounding); --no-fold-padding keeps them",
+                                _flag("fold_padding"), neutral=True, cli={"negate": True})
     callback_every: int = option(1, "steps between calls of the callback",
                                  lambda v: positive_int(v, "callback_every"), neutral=True, flag=False)
 
