@@ -2,7 +2,7 @@
 and matplotlib, and what they cost. Prints markdown tables and writes the sheets for docs/.
 
     python benchmarks/exemplars_atlas.py [--out exemplars-bench] [--docs docs/exemplars]
-        [--layer _blocks.15] [--grid 8] [--umap 10000 100000]
+        [--layer _blocks.15] [--grid 8] [--umap 10000 100000] [--no-atlas]
 
 The folder: every shipped photo whole and in 9 overlapping crops (half its side, a 3 x 3 grid),
 as PNGs. Parts:
@@ -113,6 +113,7 @@ def main(argv=None):
     parser.add_argument("--umap", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-atlas", action="store_true", help="the exemplar pass and its memory only")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     docs = args.docs or args.out
@@ -138,6 +139,8 @@ def main(argv=None):
     large = peak_rss_mib(big, args.out / "rss-4", args.batch_size, args.workers)
     print(f"| images | peak RSS, MiB |\n|---|---|\n| {count} | {small:.0f} |\n| {4 * count} | {large:.0f} |\n")
 
+    if args.no_atlas:
+        return
     start = time.perf_counter()
     result = activation_atlas(model, folder, args.out / "atlas", layer=args.layer, grid=args.grid, min_count=3,
                               samples=max(args.umap), workers=args.workers, progress=False)
