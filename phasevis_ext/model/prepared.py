@@ -2,7 +2,8 @@
 
 `prepare_model` freezes the model (eval mode, no parameter gradients) and, on request, turns it
 channels-last for the duration of a `with` block; folds its BatchNorms into the convolutions
-before them and its static zero pads into the convolutions after them, in a copy; checks the layers objectives will read; and plans the batch size
+before them and its static zero pads into the convolutions after them, in a copy, and compiles
+that copy on request (`compiled.py`); checks the layers objectives will read; and plans the batch size
 against the memory budget with one probe forward pass. `visualize` prepares once per call, the
 atlas once for all its batches, so a long run pays the copy, the fx trace, the folding and the
 probe once instead of once per batch of units.
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..checks import InvalidArgument
 from .activations import resolve_layers
+from .compiled import compiled
 from .folding import fold_batchnorm as folded_copy
 from .padding import fold_same_padding
 from .memory import plan_batch_size
@@ -42,7 +44,7 @@ class PreparedModel:
 
 @contextlib.contextmanager
 def prepare_model(model: nn.Module, *, layers: Iterable[str], fold_batchnorm: bool, channels_last: bool,
-                  fold_padding: bool = True,
+                  fold_padding: bool = True, compile: bool = False,
                   batch_size: int, memory_budget: int | None, input_size: int, crops: int,
                   image_size: tuple[int, int], device: torch.device, amp, channels: int) -> Iterator[PreparedModel]:
     """A PreparedModel for the block; the model's own mode, gradient flags and memory format come back after."""
@@ -54,6 +56,8 @@ def prepare_model(model: nn.Module, *, layers: Iterable[str], fold_batchnorm: bo
         planned = plan_batch_size(module, batch_size=batch_size, input_size=input_size, crops=crops,
                                   image_size=image_size, device=device, amp=amp, budget=memory_budget,
                                   channels=channels)
+        if compile:  # after the probe, whose hooks on every module would compile a graph of their own
+            module = compiled(module, owned=module is not model)
         if planned < batch_size:
             warnings.warn(f"batch_size {batch_size} does not fit the memory budget; using {planned}", stacklevel=4)
         yield PreparedModel(module, layers, planned, folded, pads)

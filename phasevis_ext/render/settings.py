@@ -246,6 +246,9 @@ class RenderSettings:
     fold_padding: bool = option(True, "fold static zero pads (TensorFlow-style 'same' padding) into the convolutions "
                                 "they feed, in a copy of the model (exact up to rounding); --no-fold-padding keeps them",
                                 _flag("fold_padding"), neutral=True, cli={"negate": True})
+    compile: bool = option(False, "run the model pass through torch.compile (inductor), compiled at the first step; "
+                           "off by default: slower on the CPUs measured; a model that does not compile runs eagerly, "
+                           "with a warning", _flag("compile"), neutral=True, cli={"switch": True})
     callback_every: int = option(1, "steps between calls of the callback",
                                  lambda v: positive_int(v, "callback_every"), neutral=True, flag=False)
 
@@ -369,6 +372,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, exclude=(), choices: dict 
         cli = dict(f.metadata["cli"])
         if cli.pop("negate", False):  # a switch that is on by default: --no-NAME turns it off
             parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=False,
+                                default=None, help=f.metadata["help"])
+            continue
+        if cli.pop("switch", False):  # a switch that is off by default: --NAME turns it on
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=True,
                                 default=None, help=f.metadata["help"])
             continue
         if choices and f.name in choices:

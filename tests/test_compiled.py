@@ -1,0 +1,74 @@
+"""The opt-in torch.compile of the model pass: the same results, the caller's model untouched,
+and a model that does not compile runs eagerly after one warning."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from phasevis_ext import cli
+from phasevis_ext.model.activations import capture
+from phasevis_ext.model.compiled import CompileFallbackWarning, compiled
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1)).eval()
+
+
+def _failing_backend(graph_module, example_inputs):
+    raise RuntimeError("this backend compiles nothing")
+
+
+def test_a_compiled_pass_gives_the_eager_activations_and_gradients_and_keeps_the_model():
+    model = _net()
+    fast = compiled(model, backend="aot_eager")
+    assert fast is not model and model._compiled_call_impl is None
+    assert fast[0].weight is model[0].weight
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    y = x.detach().clone().requires_grad_()
+    with capture(model, ["1"], need_logits=True) as cap:
+        eager = cap.run(x)
+    with capture(fast, ["1"], need_logits=True) as cap:  # hooks on the compiled module's layers by name
+        got = cap.run(y)
+    torch.testing.assert_close(got["1"], eager["1"])
+    (eager["1"].sum() + eager["logits"].sum()).backward()
+    (got["1"].sum() + got["logits"].sum()).backward()
+    torch.testing.assert_close(y.grad, x.grad)
+
+
+def test_a_model_that_does_not_compile_runs_eagerly_after_one_warning():
+    model = _net()
+    fast = compiled(model, backend=_failing_backend)
+    x = torch.rand(2, 3, 16, 16)
+    with pytest.warns(CompileFallbackWarning, match="runs eagerly"):
+        first = fast(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = fast(x)
+    torch.testing.assert_close(first, model(x))
+    torch.testing.assert_close(second, model(x))
+
+
+def test_the_model_s_own_errors_are_not_taken_for_compile_failures():
+    class Refuses(nn.Module):
+        def forward(self, x):
+            if x.shape[-1] != 8:
+                raise ValueError("wants 8 columns")
+            return x
+
+    fast = compiled(Refuses(), backend="eager")
+    with pytest.raises(ValueError, match="8 columns"):
+        fast(torch.rand(1, 3, 4, 4))
+
+
+def test_compile_is_a_visualize_option_and_a_flag(tmp_path):
+    from phasevis_ext.render.settings import RenderSettings
+
+    assert RenderSettings().compile is False
+    assert RenderSettings(compile=True).compile is True
+    with pytest.raises(Exception, match="compile"):
+        RenderSettings(compile="yes")
+    parser = cli.build_parser()
+    args = parser.parse_args(["visualize", "logit:1", "--out", str(tmp_path), "--compile"])
+    assert args.compile is True
