@@ -1,11 +1,13 @@
 """What makes the model pass of a visualization step cheaper: forward + backward to the input of
 48 lite0 crops (8 units x 6 crops), as `visualize` runs it. Prints a markdown table.
 
-    python benchmarks/model_pass.py [--crops 48] [--repeats 3] [--compile] [--device cpu]
+    python benchmarks/model_pass.py [--crops 48] [--repeats 3] [--compile] [--no-bf16] [--device cpu]
 
-Rows: memory format, bf16 autocast, BatchNorm folding (phasevis_ext.model.folding) and
-passes of 12 crops instead of one pass of 48; --compile adds torch.compile of the best eager
-setting (its compile time is printed separately).
+Rows: memory format, bf16 autocast, BatchNorm folding (phasevis_ext.model.folding), static
+pads folded into their convolutions (phasevis_ext.model.padding) and passes of 12 crops instead
+of one pass of 48; --compile adds the library's fp32 setting through torch.compile (its compile
+time is printed separately). The settings run in turn, one pass each, round after round, and
+each row is the median over rounds, so that a drift of the machine hits every row alike.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import time
 import torch
 
 from phasevis_ext import models
+from phasevis_ext.model.compiled import compiled
 from phasevis_ext.model.folding import fold_batchnorm
+from phasevis_ext.model.padding import fold_same_padding
 
 
 def model_pass(model, crops, per_pass, amp, device):
@@ -29,56 +33,61 @@ def model_pass(model, crops, per_pass, amp, device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, repeats):
-    fn()  # oneDNN/cuDNN pick their kernels on the first call of each shape
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--crops", type=int, default=48)
     parser.add_argument("--per-pass", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--no-bf16", action="store_true", help="fp32 rows only (bf16 is emulated, and slow, without AVX-512-bf16)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     base = models.load("efficientnet_lite0", device=device)
     folded, count = fold_batchnorm(base)
+    padded, pads = fold_same_padding(folded)
     crops = torch.rand(args.crops, 3, 224, 224, device=device)
-    rows = []
+    n, p = args.crops, args.per_pass
+    settings = [  # label, model, channels-last, bf16, crops per pass
+        (f"fp32, contiguous, 1 pass of {n}", base, False, False, n),
+        (f"fp32, channels-last, 1 pass of {n}", base, True, False, n),
+        (f"bf16, contiguous, 1 pass of {n}", base, False, True, n),
+        (f"bf16, channels-last, 1 pass of {n}", base, True, True, n),
+        (f"bf16, channels-last, passes of {p}", base, True, True, p),
+        (f"bf16, channels-last, {count} BatchNorms folded, passes of {p}", folded, True, True, p),
+        (f"bf16, channels-last, BatchNorms and {pads} pads folded, passes of {p}", padded, True, True, p),
+        (f"fp32, channels-last, {count} BatchNorms folded, passes of {p}", folded, True, False, p),
+        (f"fp32, channels-last, BatchNorms and {pads} pads folded, passes of {p} (the library's)", padded, True,
+         False, p),
+    ]
+    if args.no_bf16:
+        settings = [row for row in settings if not row[3]]
+    if args.compile:
+        fast = compiled(padded)
+        padded.to(memory_format=torch.channels_last)
+        start = time.perf_counter()
+        model_pass(fast, crops.contiguous(memory_format=torch.channels_last), p, False, device)
+        print(f"torch.compile: first call (compile) {time.perf_counter() - start:.1f} s", flush=True)
+        settings.append((f"fp32, channels-last, BatchNorms and pads folded, passes of {p}, torch.compile", fast, True,
+                         False, p))
 
-    def run(label, model, channels_last, amp, per_pass):
+    def once(model, channels_last, amp, per_pass):
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         model.to(memory_format=fmt)
-        seconds = timed(lambda: model_pass(model, crops.contiguous(memory_format=fmt), per_pass, amp, device),
-                        args.repeats)
-        rows.append((label, seconds))
-        print(f"{label}: {seconds:.3f} s", flush=True)
-
-    n, p = args.crops, args.per_pass
-    run(f"fp32, contiguous, 1 pass of {n}", base, False, False, n)
-    run(f"fp32, channels-last, 1 pass of {n}", base, True, False, n)
-    run(f"bf16, contiguous, 1 pass of {n}", base, False, True, n)
-    run(f"bf16, channels-last, 1 pass of {n}", base, True, True, n)
-    run(f"bf16, channels-last, passes of {p}", base, True, True, p)
-    run(f"bf16, channels-last, {count} BatchNorms folded, 1 pass of {n}", folded, True, True, n)
-    run(f"bf16, channels-last, {count} BatchNorms folded, passes of {p}", folded, True, True, p)
-    if args.compile:
-        compiled = torch.compile(folded)
-        folded.to(memory_format=torch.channels_last)
         start = time.perf_counter()
-        model_pass(compiled, crops.contiguous(memory_format=torch.channels_last), p, True, device)
-        print(f"torch.compile: first call (compile) {time.perf_counter() - start:.1f} s", flush=True)
-        run(f"bf16, channels-last, folded, passes of {p}, torch.compile", compiled, True, True, p)
+        model_pass(model, crops.contiguous(memory_format=fmt), per_pass, amp, device)
+        return time.perf_counter() - start
+
+    for setting in settings:
+        once(*setting[1:])  # oneDNN/cuDNN pick their kernels on the first call of each shape
+    times = {label: [] for label, *_ in settings}
+    for _ in range(args.repeats):
+        for label, *setting in settings:
+            times[label].append(once(*setting))
+    rows = [(label, statistics.median(times[label])) for label, *_ in settings]
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\nlite0 forward + backward to the input, {n} crops of 224², median of {args.repeats}; {where}\n")
+    print(f"\nlite0 forward + backward to the input, {n} crops of 224², median of {args.repeats} rounds; {where}\n")
     print("| setting | seconds | per crop (ms) | vs fp32 contiguous |")
     print("|---|---|---|---|")
     for label, seconds in rows:
