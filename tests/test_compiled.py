@@ -60,6 +60,30 @@ def test_the_model_s_own_errors_are_not_taken_for_compile_failures():
     fast = compiled(Refuses(), backend="eager")
     with pytest.raises(ValueError, match="8 columns"):
         fast(torch.rand(1, 3, 4, 4))
+    fast = compiled(_net(), backend="aot_eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a wrong input is the caller's error, not a compile failure
+        with pytest.raises(Exception, match="channels"):
+            fast(torch.rand(1, 5, 8, 8))
+    assert fast._compiled_call_impl is not None
+
+
+def test_layer_objectives_on_a_compiled_model_run_compiled_every_pass():
+    runs = []
+
+    def counting_backend(graph_module, example_inputs):
+        def run(*args):
+            runs.append(1)
+            return graph_module.forward(*args)
+        return run
+
+    fast = compiled(_net(), backend=counting_backend)
+    x = torch.rand(2, 3, 16, 16)
+    with capture(fast, ["0"]) as cap:  # no logits: the forward stops after layer 0, compiled up to there
+        for _ in range(4):
+            acts = cap.run(x)
+    assert len(runs) >= 4  # every pass ran a compiled graph: none was thrown back to eager
+    torch.testing.assert_close(acts["0"], _net()[0](x))
 
 
 def test_compile_is_a_visualize_option_and_a_flag(tmp_path):

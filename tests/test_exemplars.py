@@ -228,3 +228,20 @@ def test_the_evaluation_view_is_torchvisions_resize_and_centre_crop(height, widt
     image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height + width))
     theirs = v2.CenterCrop(224)(v2.Resize(256, antialias=True)(image))
     assert torch.allclose(eval_view(image, 256, 224), theirs, atol=1e-5)
+
+
+def test_a_box_maps_back_with_each_axis_own_scale():
+    from phasevis_ext.exemplars.report import crop_box
+
+    # 3000 x 4511: the resize truncates the long side, so the two axes scale apart (by 7 px here).
+    x0, y0, x1, y1 = crop_box((3000, 4511), [0, 0, 224, 224], 256, 224)
+    resized_w = int(256 * 4511 / 3000)
+    left = round((resized_w - 224) / 2)
+    assert abs(x0 - left * 4511 / resized_w) <= 1 and abs(x1 - (left + 224) * 4511 / resized_w) <= 1
+    assert abs(y0 - 16 * 3000 / 256) <= 1 and abs(y1 - 240 * 3000 / 256) <= 1
+
+
+def test_a_resize_below_the_crop_keeps_the_crop_inside_the_image():
+    from phasevis_ext.exemplars.dataset import eval_view
+
+    assert eval_view(torch.rand(3, 300, 400), 200, 224).shape == (3, 224, 224)

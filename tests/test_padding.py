@@ -108,3 +108,42 @@ def test_the_prepared_model_folds_pads_unless_told_not_to():
         with prepare(model, settings, layers=["_blocks.4"]) as prepared:
             assert prepared.folded_pads == expected
             assert isinstance(prepared.module._conv_stem, CroppedConv2d) == fold
+
+
+class Aliased(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d(1)
+        self.conv = nn.Conv2d(3, 3, 3)
+        self.pad_alias = self.pad  # the forward calls the pad by its second name
+
+    def forward(self, x):
+        return self.conv(self.pad_alias(x))
+
+
+class InPlaceBetween(nn.Conv2d):
+    def __init__(self):
+        super().__init__(3, 3, 3)
+        self.static_padding = nn.ZeroPad2d(1)
+
+    def forward(self, x):
+        x = self.static_padding(x)
+        x.mul_(2)
+        return nn.functional.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def test_hooked_aliased_and_extra_forwards_stay():
+    hooked = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(3, 3, 3))
+    hooked[1].register_forward_hook(lambda module, args, out: None)
+    for model in (hooked, Aliased(), nn.Sequential(InPlaceBetween())):
+        assert fold_same_padding(model) == (model, 0)
+
+
+def test_an_input_smaller_than_the_kernel_is_refused_as_before():
+    model = nn.Sequential(nn.ZeroPad2d((0, 0, 3, 0)), nn.Conv2d(1, 1, (7, 1)))
+    folded, _ = fold_same_padding(model)
+    x = torch.rand(1, 1, 1, 4)
+    with pytest.raises(RuntimeError):
+        model(x)
+    with pytest.raises(RuntimeError, match="smaller than the kernel"):
+        folded(x)

@@ -94,21 +94,23 @@ def item_size(folder: Path, item: Item) -> tuple[int, int]:
 
 
 def eval_geometry(height: int, width: int, resize: int, crop: int) -> tuple[list[float], tuple[int, int]]:
-    """[scale, left, top] of the evaluation view of an (H, W) image, and its resized size: pixel
-    (x, y) of the crop is pixel ((x + left) / scale, (y + top) / scale) of the original."""
+    """[x scale, y scale, left, top] of the evaluation view of an (H, W) image, and its resized
+    size: pixel (x, y) of the crop is pixel ((x + left) / x scale, (y + top) / y scale) of the original."""
     # torchvision's rounding, so that the model sees the pixels its own evaluation transform gives:
-    # Resize truncates the longer side, CenterCrop rounds the offset.
+    # Resize truncates the longer side, CenterCrop rounds the offset. A resize below the crop
+    # (a user's eval_resize) is raised to it, so that the crop stays inside the image.
+    resize = max(resize, crop)
     short, long = min(height, width), max(height, width)
-    resized_long = max(crop, int(resize * long / short))
+    resized_long = max(resize, int(resize * long / short))
     size = (resize, resized_long) if height <= width else (resized_long, resize)
     top, left = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
-    return [size[1] / width, float(left), float(top)], size
+    return [size[1] / width, size[0] / height, float(left), float(top)], size
 
 
 def eval_view(image: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
     """(C, crop, crop) of a (C, H, W) image: its shorter side resized to `resize`, then centre-cropped.
     Bilinear with antialiasing, as torchvision's Resize on tensors."""
-    (_, left, top), size = eval_geometry(*image.shape[-2:], resize, crop)
+    (_, _, left, top), size = eval_geometry(*image.shape[-2:], resize, crop)
     left, top = int(left), int(top)
     resized = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
     return resized[:, top:top + crop, left:left + crop].contiguous()

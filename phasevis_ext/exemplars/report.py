@@ -19,10 +19,10 @@ PATCH_SIDE = 128  # the longer side of a patch file; smaller patches keep their 
 def crop_box(size: tuple[int, int], box: list[float], resize: int, crop: int) -> list[int]:
     """A box in the evaluation view's pixels as [x0, y0, x1, y1] in the pixels of the (H, W) original."""
     height, width = size
-    (scale, left, top), _ = eval_geometry(height, width, resize, crop)
+    (scale_x, scale_y, left, top), _ = eval_geometry(height, width, resize, crop)
     x0, y0, x1, y1 = box
-    return [max(0, int((x0 + left) / scale)), max(0, int((y0 + top) / scale)),
-            min(int(width), math.ceil((x1 + left) / scale)), min(int(height), math.ceil((y1 + top) / scale))]
+    return [max(0, int((x0 + left) / scale_x)), max(0, int((y0 + top) / scale_y)),
+            min(int(width), math.ceil((x1 + left) / scale_x)), min(int(height), math.ceil((y1 + top) / scale_y))]
 
 
 def entries(top, units, folder: Path, items: list[Item], fields: dict[str, ReceptiveField], resize: int,

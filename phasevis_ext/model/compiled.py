@@ -5,7 +5,9 @@ measured, inductor's EfficientNet-Lite0 forward and backward took about twice ea
 compile of 20-70 s (docs/benchmarks.md, "The model pass"), so `compile` is off by default. The
 module is compiled in place with `nn.Module.compile`, so its module names, and the hooks that read
 layers, stay as they are. Compilation happens at the first call; a model that dynamo or the
-backend cannot handle falls back to eager there, with one warning, and the run goes on.
+backend cannot handle falls back to eager there, with one warning, and the run goes on. When
+`activations.capture` stops a forward after the last layer it needs, dynamo compiles the forward
+up to that point as a graph of its own.
 """
 from __future__ import annotations
 
@@ -23,10 +25,15 @@ class CompileFallbackWarning(UserWarning):
 def compiled(module: nn.Module, *, backend: str = "inductor", owned: bool = False) -> nn.Module:
     """`module` compiled at its first call, or eager after one warning if compiling fails.
     owned: the module is the library's own copy; otherwise a copy sharing its tensors is compiled,
-    so the caller's model is never changed."""
+    so the caller's model is never changed (a model that cannot be copied stays eager, with a warning)."""
     if not owned:
         shared = {id(t): t for t in (*module.parameters(), *module.buffers())}
-        module = copy.deepcopy(module, memo=shared)
+        try:
+            module = copy.deepcopy(module, memo=shared)
+        except (RuntimeError, TypeError) as error:  # e.g. non-leaf tensors that weight_norm keeps
+            warnings.warn(f"the model cannot be copied to compile it, so it runs eagerly: {error}",
+                          CompileFallbackWarning, stacklevel=2)
+            return module
     module.compile(backend=backend)
     compiled_call = module._compiled_call_impl  # what nn.Module.compile installs
 
@@ -34,13 +41,15 @@ def compiled(module: nn.Module, *, backend: str = "inductor", owned: bool = Fals
         try:
             return compiled_call(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as error:
-            # An error of the compiler, not of the model: the model's own errors, and the
-            # BaseException that capture() uses to stop a forward early, pass through.
+            # Dynamo also wraps the model's own errors (a wrong input shape surfaces as a
+            # TorchRuntimeError): only if the eager forward succeeds was it the compiler's fault.
+            # A failure after a graph break reruns what already ran, hooks included.
+            out = module._call_impl(*args, **kwargs)
             module._compiled_call_impl = None
-            warnings.warn(f"torch.compile failed on the model, which runs eagerly instead: "
-                          f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-                          CompileFallbackWarning, stacklevel=2)
-            return module._call_impl(*args, **kwargs)
+            reason = str(error).splitlines()[0] if str(error) else ""
+            warnings.warn(f"torch.compile failed on the model, which runs eagerly instead: {type(error).__name__}: "
+                          f"{reason}", CompileFallbackWarning, stacklevel=3)
+            return out
 
     module._compiled_call_impl = call_or_fall_back
     return module

@@ -8,21 +8,24 @@ A convolution pads with zeros by itself, for free, but only symmetrically. So:
 - a symmetric pad (every stride-1 convolution of odd kernel) becomes the convolution's own padding;
 - an asymmetric one (a stride-2 convolution on an even input pads one more on the far side) becomes
   the smallest symmetric padding that puts the convolution's sampling grid where the pad put it
-  and covers the far side, and the outputs that the pad would not have made are sliced off (a view:
-  no copy, no fill). It computes at most a row and a column more than the padded convolution.
+  and covers the far side, and the outputs that the pad would not have made are sliced off. For
+  TensorFlow's stride-2 pads that is one row and one column more, and a strided view that the
+  next operation reads as it is, instead of a padded copy of the input.
 
 Found generically, for any model: a convolution module whose own forward is "zero pad, then
 conv2d with its own weights" (a subclass such as `Conv2dStaticSamePadding`), and a zero-pad module
 whose only reader is a plain `nn.Conv2d` (`nn.Sequential(nn.ZeroPad2d(...), nn.Conv2d(...))`).
 Each module's forward is traced with torch.fx with its children kept whole, so module names do not
 change; a module that cannot be traced, a pad whose size depends on the input (timm's dynamic
-`Conv2dSame`) and a non-zero pad are left as they are. Like `folding.fold_batchnorm`, the model is
-never changed: the result is a copy that shares its tensors.
+`Conv2dSame`), a non-zero pad, a module with hooks and a module registered under two names are
+left as they are. Like `folding.fold_batchnorm`, the model is never changed: the result is a copy
+that shares its tensors (a model that cannot be copied is returned as it is).
 """
 from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +53,9 @@ class CroppedConv2d(nn.Conv2d):
         left, right, top, bottom = self.pad
         rows = _out_size(x.shape[-2], top + bottom, self, 0)
         cols = _out_size(x.shape[-1], left + right, self, 1)
+        if rows <= 0 or cols <= 0:  # as the padded convolution would have refused it
+            raise RuntimeError(f"input of {tuple(x.shape[-2:])} padded by {self.pad} is smaller than the kernel "
+                               f"{tuple(self.kernel_size)}")
         return out[..., self.start[0]:self.start[0] + rows, self.start[1]:self.start[1] + cols]
 
     def extra_repr(self) -> str:
@@ -115,9 +121,9 @@ def _plain_conv(module: nn.Module) -> bool:
             and module.padding == (0, 0))
 
 
-def _padded_conv_subclass(module: nn.Module) -> tuple[int, int, int, int] | None:
-    """The pad of a conv subclass whose forward is exactly pad-child -> conv2d(own weight, bias, stride,
-    dilation, groups, padding 0) -> output."""
+def _padded_conv_subclass(module: nn.Module) -> tuple[str, tuple[int, int, int, int]] | None:
+    """(pad child, pad) of a conv subclass whose forward is exactly pad-child -> conv2d(own weight,
+    bias, stride, dilation, groups, padding 0) -> output."""
     if not _plain_conv(module) or type(module).forward is nn.Conv2d.forward:
         return None
     graph = _trace(module)
@@ -142,7 +148,9 @@ def _padded_conv_subclass(module: nn.Module) -> tuple[int, int, int, int] | None
     if not (same_weight and same_bias and _pair(stride) == tuple(module.stride) and _pair(padding) == (0, 0)
             and _pair(dilation) == tuple(module.dilation) and groups == module.groups):
         return None
-    return pad
+    if set(nodes) - {pad_node, conv_node, weight, bias}:  # anything else in the forward (an in-place op, ...)
+        return None
+    return pad_node.target, pad
 
 
 def _pair(value) -> tuple[int, int]:
@@ -152,7 +160,7 @@ def _pair(value) -> tuple[int, int]:
 def _pad_then_conv(parent: nn.Module) -> list[tuple[str, str, tuple[int, int, int, int]]]:
     """(pad child, conv child, pad) in `parent`'s forward where a zero pad's only reader is a
     plain conv child, and each is called once."""
-    if not any(_zero_pad(child) not in (None, (0, 0, 0, 0)) for child in parent.children()):
+    if not any(isinstance(child, _ConstantPadNd) for child in parent.children()):
         return []  # tracing every module of a large model would cost more than it finds
     graph = _trace(parent)
     if graph is None:
@@ -181,21 +189,31 @@ def fold_same_padding(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
     folded); (model, 0) if there are none. keep: module names whose outputs are observed; a pad
     among them stays (its output is the padded input, which folding removes)."""
     keep = set(keep)
+    # fx names a module by its first name, but a forward may call it by another.
+    names = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    untouchable = {i for i, count in names.items() if count > 1} | {id(m) for m in model.modules() if _hooked(m)}
     found = []
     for name, module in model.named_modules():
-        pad = _padded_conv_subclass(module)
-        pad_name = next((f"{name}.{child}" if name else child for child, m in module.named_children()
-                         if _zero_pad(m) is not None), None) if pad is not None else None
-        if pad is not None and name and pad_name not in keep:
-            found.append(("own", name, None, pad))
+        subclass = _padded_conv_subclass(module) if name and id(module) not in untouchable else None
+        if subclass is not None:
+            pad_child, pad = subclass
+            pad_module = module.get_submodule(pad_child)
+            if f"{name}.{pad_child}" not in keep and id(pad_module) not in untouchable:
+                found.append(("own", name, None, pad))
+        if id(module) in untouchable:
+            continue
         for pad_child, conv_child, child_pad in _pad_then_conv(module):
             prefix = f"{name}." if name else ""
-            if prefix + pad_child not in keep:
+            children = (module.get_submodule(pad_child), module.get_submodule(conv_child))
+            if prefix + pad_child not in keep and not any(id(m) in untouchable for m in children):
                 found.append(("pair", name, (prefix + pad_child, prefix + conv_child), child_pad))
     if not found:
         return model, 0
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    folded = copy.deepcopy(model, memo=shared)
+    try:
+        folded = copy.deepcopy(model, memo=shared)
+    except (RuntimeError, TypeError):  # e.g. the non-leaf tensors weight_norm keeps: left unfolded
+        return model, 0
     for kind, name, pair, pad in found:
         if kind == "own":
             _replace(folded, name, CroppedConv2d(folded.get_submodule(name), pad))
@@ -204,6 +222,12 @@ def fold_same_padding(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
             _replace(folded, conv_name, CroppedConv2d(folded.get_submodule(conv_name), pad))
             _replace(folded, pad_name, nn.Identity())
     return folded, len(found)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Hooks a replacement would not carry (a user's, or a reparametrization's)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or getattr(module, "_backward_pre_hooks", None) or getattr(module, "parametrizations", None))
 
 
 def _replace(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -28,7 +28,7 @@ from .memory import plan_batch_size
 
 @dataclass(frozen=True)
 class PreparedModel:
-    module: nn.Module        # what runs: the model, or its copy with BatchNorms folded
+    module: nn.Module        # what runs: the model, or its copy with BatchNorms and pads folded (and compiled)
     layers: frozenset[str]   # the layers objectives may read: resolved, and their convs left unfolded
     batch_size: int          # units per chunk, as the memory budget allows
     folded: int              # BatchNorms folded into convolutions
