@@ -13,6 +13,8 @@ chosen sets and 6 channels of an early, a middle and the last block ("channels";
 logits only). Make them first, for each model:
 
     M=efficientnet_lite0   # or mobilenet_v2
+    # the spectrum of the plain DFT of each photo window, which the periodic-component one replaced
+    git show e430348^:phasevis_ext/assets/natural_magnitude.npz > SPECTRUM_BEFORE.npz
     for s in held-out channels; do
         python benchmarks/quality_per_second.py run maco --model $M --set $s --out quality-out
         python benchmarks/quality_per_second.py run maco --model $M --set $s --label maco-phase1 \
@@ -152,7 +154,7 @@ def compared_tools(runs: Path, class_sets) -> list[tuple[str, str, int, bool, bo
     """(name, label, steps, stretch, with channels) of each tool whose runs are there."""
     ours = RenderSettings().steps
     candidates = [("ours: MACO (defaults)", "maco", ours, True, None),
-                  ("ours: MACO at phase scale 1, spectrum before", "maco-phase1", ours, True, None),
+                  ("ours: MACO, phase scale 1 (plain-DFT spectrum)", "maco-phase1", ours, True, None),
                   ("ours: Fourier (defaults)", "fourier", ours, True, None),
                   ("torch-lucent 0.1.8 (defaults)", "lucent", LUCENT_STEPS, False, lucent_missing),
                   ("Horama 0.3.0 (defaults)", "horama", None, False, horama_missing)]
