@@ -1,8 +1,8 @@
 """The model pass through torch.compile (inductor), opt-in, with a fallback to eager.
 
-Compiling pays only where the model's own kernels leave time on the table: on the 2-core CPUs
-measured, inductor's EfficientNet-Lite0 forward and backward took about twice eager's time after a
-compile of 20-70 s (docs/benchmarks.md, "The model pass"), so `compile` is off by default. The
+Compiling pays only where the model's own kernels leave time on the table: on a 2-core AVX2 CPU,
+inductor's EfficientNet-Lite0 forward and backward took 2.4 times eager's time, after a compile of
+half a minute (docs/benchmarks.md, "The model pass"), so `compile` is off by default. The
 module is compiled in place with `nn.Module.compile`, so its module names, and the hooks that read
 layers, stay as they are. Compilation happens at the first call; a model that dynamo or the
 backend cannot handle falls back to eager there, with one warning, and the run goes on. When
