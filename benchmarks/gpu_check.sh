@@ -4,7 +4,7 @@
 # the synthesis benchmark and, when its model wheels were carried, the end-to-end benchmark.
 # Everything lands under $OUT: build.log, cuda_tests.txt, synthesis.{md,json}, profile_synthesis.txt
 # (device time per kernel), variants.md (ATen's FFTs, one-element chunks), end_to_end.{md,json},
-# model_pass.md, error_paths.txt.
+# model_pass.md, whole_step.{md,json} (the whole step and an atlas, compile off and on), error_paths.txt.
 # SKIP_TESTS=1, SKIP_SYNTH=1 skip steps; PROFILE=1 adds a per-op profile of a visualize step and
 # RECOGNITION=1 the class-recognition benchmark against Horama.
 #   usage, from the repository root on the GPU machine: bash benchmarks/gpu_check.sh
@@ -71,7 +71,11 @@ if [ -f benchmarks/end_to_end.py ] && $PY -c 'import efficientnet_lite_pytorch' 
   tail -12 "$OUT/end_to_end.md"
 fi
 if $PY -c 'import efficientnet_lite_pytorch' 2>/dev/null; then
-  timeout 90 $PY benchmarks/model_pass.py --device cuda > "$OUT/model_pass.md" 2>&1 || status=1
+  timeout 90 $PY benchmarks/model_pass.py --device cuda --compile > "$OUT/model_pass.md" 2>&1 || status=1
+  # The whole step, compile off and on: image-steps/s, and units per hour of an atlas at the defaults.
+  timeout 300 $PY benchmarks/whole_step.py --device cuda --units 64 --steps 32 --atlas-channels 0:128 \
+    --json "$OUT/whole_step.json" > "$OUT/whole_step.md" 2>&1 || status=1
+  tail -6 "$OUT/whole_step.md"
 fi
 if [ -n "${RECOGNITION:-}" ]; then
   timeout 200 $PY benchmarks/recognition.py --device cuda --horama --out "$OUT/recognition" > "$OUT/recognition.md" 2>&1 || status=1
