@@ -1,0 +1,18 @@
+"""The demo's job (8 class logits of lite0 at the library's defaults) timed once after a 2-step
+warm-up. To compare two builds, run it for each in turn, round after round:
+
+    for r in 1 2 3; do for tree in OLD NEW; do PYTHONPATH=$tree python benchmarks/demo_job.py $tree; done; done
+"""
+import sys
+import time
+
+import phasevis_ext as pv
+from phasevis_ext import models
+
+assert pv.extension_available(), "the extension is not built in this tree"
+model = models.load("efficientnet_lite0")
+units = ["logit:1,9,130,207,291,323,417,980"]
+pv.visualize(model, units, steps=2, progress=False)
+start = time.perf_counter()
+pv.visualize(model, units, progress=False)
+print(f"{sys.argv[1] if len(sys.argv) > 1 else ''} {time.perf_counter() - start:.1f} s", flush=True)
