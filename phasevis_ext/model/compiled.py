@@ -11,11 +11,12 @@ up to that point as a graph of its own.
 """
 from __future__ import annotations
 
-import copy
 import warnings
 
 import torch
 from torch import nn
+
+from .surgery import copy_sharing_tensors
 
 
 class CompileFallbackWarning(UserWarning):
@@ -27,9 +28,8 @@ def compiled(module: nn.Module, *, backend: str = "inductor", owned: bool = Fals
     owned: the module is the library's own copy; otherwise a copy sharing its tensors is compiled,
     so the caller's model is never changed (a model that cannot be copied stays eager, with a warning)."""
     if not owned:
-        shared = {id(t): t for t in (*module.parameters(), *module.buffers())}
         try:
-            module = copy.deepcopy(module, memo=shared)
+            module = copy_sharing_tensors(module)
         except (RuntimeError, TypeError) as error:  # e.g. non-leaf tensors that weight_norm keeps
             warnings.warn(f"the model cannot be copied to compile it, so it runs eagerly: {error}",
                           CompileFallbackWarning, stacklevel=2)

@@ -13,13 +13,13 @@ unfolded. Pairs are found with torch.fx; a model it cannot trace is returned as 
 """
 from __future__ import annotations
 
-import copy
 from collections import Counter
 
 import torch
 from torch import fx, nn
 
 from ..checks import InvalidArgument
+from .surgery import copy_sharing_tensors, replace_module
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -92,11 +92,9 @@ def fold_batchnorm(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
         return model, 0
     # Share every tensor with the original: only the folded convs get new ones, so the copy costs
     # the memory of those weights and nothing else.
-    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    folded = copy.deepcopy(model, memo=shared)
+    folded = copy_sharing_tensors(model)
     modules = dict(folded.named_modules())
     for conv_name, bn_name in pairs:
         _fold_into(modules[conv_name], modules[bn_name])
-        parent_name, _, child = bn_name.rpartition(".")
-        setattr(modules[parent_name] if parent_name else folded, child, nn.Identity())
+        replace_module(folded, bn_name, nn.Identity())
     return folded, len(pairs)

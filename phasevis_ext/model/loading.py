@@ -49,6 +49,7 @@ from .. import checks
 from ..checks import InvalidArgument, InvalidArgumentType, positive_int
 from ..io.records import file_sha256
 from ..ops.color import IMAGENET_MEAN, IMAGENET_STD
+from .surgery import replace_module
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -538,11 +539,10 @@ def _with_input_channels(net: nn.Module, channels: int) -> nn.Module:
     if found is None:
         raise InvalidArgument(f"channels: {type(net).__name__} has no convolution to take {channels} channels")
     name, _ = found
-    parent_name, _, child = name.rpartition(".")
     old = net.get_submodule(name)
     new = nn.Conv2d(channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
                     old.groups if old.groups == 1 else channels, old.bias is not None, old.padding_mode)
-    setattr(net.get_submodule(parent_name) if parent_name else net, child, new)
+    replace_module(net, name, new)
     return net
 
 

@@ -23,7 +23,6 @@ that shares its tensors (a model that cannot be copied is returned as it is).
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections import Counter
 
@@ -31,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.modules.padding import _ConstantPadNd
+
+from .surgery import copy_sharing_tensors, replace_module
 
 
 class CroppedConv2d(nn.Conv2d):
@@ -209,18 +210,17 @@ def fold_same_padding(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
                 found.append(("pair", name, (prefix + pad_child, prefix + conv_child), child_pad))
     if not found:
         return model, 0
-    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     try:
-        folded = copy.deepcopy(model, memo=shared)
+        folded = copy_sharing_tensors(model)
     except (RuntimeError, TypeError):  # e.g. the non-leaf tensors weight_norm keeps: left unfolded
         return model, 0
     for kind, name, pair, pad in found:
         if kind == "own":
-            _replace(folded, name, CroppedConv2d(folded.get_submodule(name), pad))
+            replace_module(folded, name, CroppedConv2d(folded.get_submodule(name), pad))
         else:
             pad_name, conv_name = pair
-            _replace(folded, conv_name, CroppedConv2d(folded.get_submodule(conv_name), pad))
-            _replace(folded, pad_name, nn.Identity())
+            replace_module(folded, conv_name, CroppedConv2d(folded.get_submodule(conv_name), pad))
+            replace_module(folded, pad_name, nn.Identity())
     return folded, len(found)
 
 
@@ -228,8 +228,3 @@ def _hooked(module: nn.Module) -> bool:
     """Hooks a replacement would not carry (a user's, or a reparametrization's)."""
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                 or getattr(module, "_backward_pre_hooks", None) or getattr(module, "parametrizations", None))
-
-
-def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
