@@ -80,6 +80,18 @@ def photographs() -> list[torch.Tensor]:
     return out
 
 
+def _option(text: str) -> tuple[str, object]:
+    import ast
+
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--option {text!r}: expected NAME=VALUE")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", default="held-out", choices=("held-out", "tuning"))
@@ -90,14 +102,17 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--phase-scale", type=float, default=PHASE_SCALE, help="1 is MACO's and Horama's")
     parser.add_argument("--lr", type=float, default=None, help="(default: the library's)")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="another render setting, VALUE a Python literal (e.g. lr_schedule='cosine')")
     parser.add_argument("--out", type=Path, default=Path("lattice-out"))
     args = parser.parse_args(argv)
+    options = dict(_option(text) for text in args.option)
     args.out.mkdir(parents=True, exist_ok=True)
     classes = class_sets()[args.set]
     judges = {name: models.load(name) for name in JUDGES}
     rows, record = [], {"classes": classes, "seeds": args.seeds, "spectrum": args.spectrum or "default",
                         "steps": args.steps,
-                        "crop_centers": args.crop_centers, "phase_scale": args.phase_scale,
+                        "crop_centers": args.crop_centers, "phase_scale": args.phase_scale, "options": options,
                         "cpu": cpu_model(), "runs": {}}
     reference = photographs()
     rows.append(("photographs", lattice(reference, input_size=224),
@@ -107,7 +122,8 @@ def main(argv=None):
         for seed in args.seeds:
             result = visualize(judges.get(maker) or models.load(maker), [f"logit:{c}" for c in classes],
                                steps=args.steps, spectrum=args.spectrum, crop_centers=args.crop_centers, seed=seed,
-                               param_kwargs={"phase_scale": args.phase_scale}, lr=args.lr, progress=False)
+                               param_kwargs={"phase_scale": args.phase_scale}, lr=args.lr, progress=False,
+                               **options)
             shown += [display_stretch(image) for image in result.images]
         seconds = (time.perf_counter() - start) / len(shown)
         shown = torch.stack(shown)
@@ -124,7 +140,8 @@ def main(argv=None):
                                  "seconds_per_unit": seconds}
     (args.out / "lattice_borders.json").write_text(json.dumps(record, indent=1))
     print(f"\n{args.set} classes {classes}, seeds {args.seeds}, MACO at the defaults ({args.steps} steps), spectrum "
-          f"{record['spectrum']}, phase scale {args.phase_scale:.3f}, {args.crop_centers} crop centres; {record['cpu']}\n")
+          f"{record['spectrum']}, phase scale {args.phase_scale:.3f}, {args.crop_centers} crop centres"
+          f"{''.join(f', {k}={v!r}' for k, v in options.items())}; {record['cpu']}\n")
     print("| images | lattice 2 / 4 / 8 px | border | top-5: lite2 | top-5: MobileNetV2 | top-5: lite0 | s per unit |")
     print("|---|---|---|---|---|---|---|")
     for name, grid, border, transfer, seconds in rows:

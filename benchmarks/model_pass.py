@@ -4,7 +4,8 @@
     python benchmarks/model_pass.py [--crops 48] [--repeats 3] [--compile] [--no-bf16] [--device cpu]
 
 Rows: memory format, bf16 autocast, BatchNorm folding (phasevis_ext.model.folding), static
-pads folded into their convolutions (phasevis_ext.model.padding) and passes of 12 crops instead
+pads folded into their convolutions (phasevis_ext.model.padding), activations in place
+(phasevis_ext.model.inplace) and passes of 12 crops instead
 of one pass of 48; --compile adds the library's fp32 setting through torch.compile (its compile
 time is printed separately). The settings run in turn, one pass each, round after round, and
 each row is the median over rounds, so that a drift of the machine hits every row alike.
@@ -20,6 +21,7 @@ import torch
 from phasevis_ext import models
 from phasevis_ext.model.compiled import compiled
 from phasevis_ext.model.folding import fold_batchnorm
+from phasevis_ext.model.inplace import inplace_activations
 from phasevis_ext.model.padding import fold_same_padding
 
 
@@ -46,6 +48,7 @@ def main(argv=None):
     base = models.load("efficientnet_lite0", device=device)
     folded, count = fold_batchnorm(base)
     padded, pads = fold_same_padding(folded)
+    in_place, acts = inplace_activations(padded)
     crops = torch.rand(args.crops, 3, 224, 224, device=device)
     n, p = args.crops, args.per_pass
     settings = [  # label, model, channels-last, bf16, crops per pass
@@ -57,18 +60,19 @@ def main(argv=None):
         (f"bf16, channels-last, {count} BatchNorms folded, passes of {p}", folded, True, True, p),
         (f"bf16, channels-last, BatchNorms and {pads} pads folded, passes of {p}", padded, True, True, p),
         (f"fp32, channels-last, {count} BatchNorms folded, passes of {p}", folded, True, False, p),
-        (f"fp32, channels-last, BatchNorms and {pads} pads folded, passes of {p} (the library's)", padded, True,
-         False, p),
+        (f"fp32, channels-last, BatchNorms and {pads} pads folded, passes of {p}", padded, True, False, p),
+        (f"fp32, channels-last, BatchNorms and pads folded, {acts} activations in place, passes of {p} "
+         "(the library's)", in_place, True, False, p),
     ]
     if args.no_bf16:
         settings = [row for row in settings if not row[3]]
     if args.compile:
-        fast = compiled(padded)
-        padded.to(memory_format=torch.channels_last)
+        fast = compiled(in_place)
+        in_place.to(memory_format=torch.channels_last)
         start = time.perf_counter()
         model_pass(fast, crops.contiguous(memory_format=torch.channels_last), p, False, device)
         print(f"torch.compile: first call (compile) {time.perf_counter() - start:.1f} s", flush=True)
-        settings.append((f"fp32, channels-last, BatchNorms and pads folded, passes of {p}, torch.compile", fast, True,
+        settings.append((f"fp32, channels-last, the library's preparation, passes of {p}, torch.compile", fast, True,
                          False, p))
 
     def once(model, channels_last, amp, per_pass):

@@ -9,9 +9,10 @@ the seconds each method spends per unit, at budgets from 16 steps to each method
 METHOD is `maco` or `fourier` (ours, `visualize` with its defaults unless --option overrides
 them, e.g. crops=6; the steps are the budgets), `lucent` (torch-lucent 0.1.8's render_vis with its
 defaults, lucent_runner.py) or `horama` (Horama 0.3.0's maco with its defaults, horama_runner.py).
-Every method runs once to its largest budget and its images are taken at each budget on the way,
-which is exact for these loops: none of them has a schedule that depends on the total number of
-steps. Options that add such a schedule (lr_schedule=cosine, box_schedule=shrink) get one run per budget instead. The time of a budget is the wall time from the start of the method's run to the moment its
+A method whose loop has no schedule over its total number of steps runs once to its largest
+budget and its images are taken at each budget on the way, which is exact for such loops; one
+with a schedule (our MACO's default cosine lr, or an option such as box_schedule=shrink) runs once
+per budget instead. The time of a budget is the wall time from the start of the method's run to the moment its
 image was taken, divided by the number of units (ours renders all units in one batch; the peers
 one unit per run, so theirs is the mean over their runs).
 
@@ -42,7 +43,7 @@ from phasevis_ext import models
 from phasevis_ext.io.imagenet_classes import IMAGENET_CLASSES
 from phasevis_ext.model.activations import LOGITS, as_bchw, capture
 from phasevis_ext.render.objectives import channel, logit
-from phasevis_ext.render.settings import RenderSettings
+from phasevis_ext.render.settings import DEFAULT_LR_SCHEDULE, RenderSettings
 from phasevis_ext.render.visualize import visualize
 
 BUDGETS = (16, 32, 64, 128, 256, 512)
@@ -118,7 +119,9 @@ def run_ours(model, units, budgets, param: str, options: dict) -> tuple[dict, fl
     """{budget: (images, seconds per unit)} from one `visualize` call; the image after s updates is
     the one the callback sees at step s + 1 (the last one is the result). A schedule over the steps
     makes every budget a run of its own."""
-    if options.get("lr_schedule", "constant") != "constant" or options.get("box_schedule", "constant") != "constant":
+    defaults = RenderSettings(param=param)
+    lr_schedule = options.get("lr_schedule") or DEFAULT_LR_SCHEDULE[param]
+    if lr_schedule != "constant" or options.get("box_schedule", defaults.box_schedule) != "constant":
         snapshots = {}
         for budget in budgets:
             result = visualize(model, [objective(*u) for u in units], param=param, steps=budget,

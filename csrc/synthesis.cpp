@@ -2,7 +2,7 @@
 //
 // Memory passes per call (B·C·H·Wr "spectrum" elements, B·C·H·W "image" elements):
 //   forward:  spectrum: 1 read (moments) + 1 read/1 write (X, with the image moments by Parseval)
-//             unnormalized irfft2, then image: 1 read + 1 write (out; x̂ is formed on the fly)
+//             unnormalized irfft2 (per plane: no copies), then image: 1 read + 1 write (out; x̂ is formed on the fly)
 //   backward: image: 2 reads + 1 write (∂L/∂x̂ and its sums), rfft2, then spectrum: 2 reads + 1 write
 //             (∂L/∂v̂ with the image standardization folded in) + 1 read/1 write (head standardization)
 // Backward keeps x, the unnormalized inverse transform (one image-sized tensor), rather than x̂:
@@ -209,6 +209,25 @@ void with_channels(int64_t channels, F&& fn) {
   }
 }
 
+// irfft2 without its scale, one plane at a time. at::fft_irfft2 on the whole (B, C, H, Wr) batch
+// transforms the columns first, and its batching copies the spectrum twice on the way, each copy a
+// transpose of a spectrum-sized tensor: at 512² they cost as much as the transforms themselves. One
+// plane's column transform is a single strided batch, which MKL reads as it lies, and its output's
+// layout is the one the row transform reads in place. The result is bit-for-bit irfft2's.
+at::Tensor inverse_rfft2_unscaled(const at::Tensor& spectrum, const Geometry& g) {
+  at::Tensor x = at::empty({g.batch, g.channels, g.height, g.width},
+                           spectrum.options().dtype(c10::toRealValueType(spectrum.scalar_type())));
+  const at::Tensor planes = spectrum.view({g.batch * g.channels, g.height, g.half_width});
+  at::Tensor out = x.view({g.batch * g.channels, g.height, g.width});
+  for (int64_t p = 0; p < planes.size(0); ++p) {
+    // Norm "forward" leaves the inverse unscaled; the image pass applies the 1/(H·W) while reading.
+    const at::Tensor columns = at::fft_ifft(planes[p], std::nullopt, 0, "forward");
+    at::Tensor row_out = out[p];
+    at::fft_irfft_out(row_out, columns, g.width, 1, "forward");
+  }
+  return x;
+}
+
 at::Tensor stats_tensor(const std::vector<Standardization>& s, bool complex) {
   const int64_t cols = complex ? 3 : 2;
   at::Tensor t = at::empty({int64_t(s.size()), cols}, at::TensorOptions().dtype(at::kDouble));
@@ -261,8 +280,7 @@ struct CpuDrivers {
     std::vector<Standardization> image_stats(g.batch);
     for (int64_t b = 0; b < g.batch; ++b) image_stats[b] = chunks::image_standardization(energy[b], g, eps);
 
-    // Norm "forward" leaves the inverse unscaled; the image pass applies the 1/(H·W) while reading.
-    const at::Tensor x = at::fft_irfft2(spectrum, at::IntArrayRef{g.height, g.width}, {-2, -1}, "forward").contiguous();
+    const at::Tensor x = inverse_rfft2_unscaled(spectrum, g);
     at::Tensor out = at::empty_like(x);
     const T* xp = x.const_data_ptr<T>();
     T* op = out.data_ptr<T>();

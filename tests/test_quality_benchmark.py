@@ -63,11 +63,16 @@ def test_a_schedule_over_the_steps_gets_a_run_per_budget(monkeypatch):
     snapshots, _ = quality.run_ours(None, units, [16, 32], "maco", {"lr_schedule": "cosine"})
     assert calls == [16, 32] and sorted(snapshots) == [16, 32]
     calls.clear()
-    quality.run_ours(None, units, [16, 32], "maco", {"box_schedule": "shrink"})
+    quality.run_ours(None, units, [16, 32], "fourier", {"box_schedule": "shrink"})
     assert calls == [16, 32]
     calls.clear()
-    snapshots, _ = quality.run_ours(None, units, [16, 32], "maco", {})
-    assert calls == [32] and sorted(snapshots) == [16, 32]  # one run, its image after 16 updates taken on the way
+    quality.run_ours(None, units, [16, 32], "maco", {})  # MACO's default lr schedule is cosine
+    assert calls == [16, 32]
+    calls.clear()
+    for param, options in (("fourier", {}), ("maco", {"lr_schedule": "constant"})):
+        snapshots, _ = quality.run_ours(None, units, [16, 32], param, options)
+        assert calls == [32] and sorted(snapshots) == [16, 32]  # one run, its image after 16 updates taken on the way
+        calls.clear()
 
 
 def test_report_tables_and_plots_every_run(tmp_path):

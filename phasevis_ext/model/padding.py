@@ -24,14 +24,13 @@ that shares its tensors (a model that cannot be copied is returned as it is).
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.modules.padding import _ConstantPadNd
 
-from .surgery import copy_sharing_tensors, replace_module
+from .surgery import copy_sharing_tensors, replace_module, trace_own_forward, untouchable_modules
 
 
 class CroppedConv2d(nn.Conv2d):
@@ -82,20 +81,6 @@ def _symmetric_cover(conv: nn.Conv2d, pad: tuple[int, int, int, int]) -> tuple[t
     return tuple(padding), tuple(start)
 
 
-class _ChildrenWhole(fx.Tracer):
-    """Traces one module's own forward; every child is a single call."""
-
-    def is_leaf_module(self, module: nn.Module, name: str) -> bool:
-        return True
-
-
-def _trace(module: nn.Module) -> fx.Graph | None:
-    try:
-        return _ChildrenWhole().trace(module)
-    except Exception:  # noqa: BLE001 - a forward fx cannot follow is simply not folded
-        return None
-
-
 def _zero_pad(module: nn.Module | None) -> tuple[int, int, int, int] | None:
     """(left, right, top, bottom) of a 2-D constant pad of zeros; None for anything else."""
     if isinstance(module, nn.Identity) or _returns_its_input(module):
@@ -110,7 +95,7 @@ def _returns_its_input(module: nn.Module | None) -> bool:
     """A childless module whose forward is `return x` (ports define their own Identity)."""
     if module is None or isinstance(module, _ConstantPadNd) or next(module.children(), None) is not None:
         return False
-    graph = _trace(module)
+    graph = trace_own_forward(module)
     if graph is None:
         return False
     nodes = list(graph.nodes)
@@ -122,12 +107,12 @@ def _plain_conv(module: nn.Module) -> bool:
             and module.padding == (0, 0))
 
 
-def _padded_conv_subclass(module: nn.Module) -> tuple[str, tuple[int, int, int, int]] | None:
+def padded_conv_subclass(module: nn.Module) -> tuple[str, tuple[int, int, int, int]] | None:
     """(pad child, pad) of a conv subclass whose forward is exactly pad-child -> conv2d(own weight,
     bias, stride, dilation, groups, padding 0) -> output."""
     if not _plain_conv(module) or type(module).forward is nn.Conv2d.forward:
         return None
-    graph = _trace(module)
+    graph = trace_own_forward(module)
     if graph is None:
         return None
     nodes = [n for n in graph.nodes if n.op not in ("placeholder", "output")]
@@ -163,7 +148,7 @@ def _pad_then_conv(parent: nn.Module) -> list[tuple[str, str, tuple[int, int, in
     plain conv child, and each is called once."""
     if not any(isinstance(child, _ConstantPadNd) for child in parent.children()):
         return []  # tracing every module of a large model would cost more than it finds
-    graph = _trace(parent)
+    graph = trace_own_forward(parent)
     if graph is None:
         return []
     calls: dict[str, int] = {}
@@ -190,12 +175,10 @@ def fold_same_padding(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
     folded); (model, 0) if there are none. keep: module names whose outputs are observed; a pad
     among them stays (its output is the padded input, which folding removes)."""
     keep = set(keep)
-    # fx names a module by its first name, but a forward may call it by another.
-    names = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
-    untouchable = {i for i, count in names.items() if count > 1} | {id(m) for m in model.modules() if _hooked(m)}
+    untouchable = untouchable_modules(model)
     found = []
     for name, module in model.named_modules():
-        subclass = _padded_conv_subclass(module) if name and id(module) not in untouchable else None
+        subclass = padded_conv_subclass(module) if name and id(module) not in untouchable else None
         if subclass is not None:
             pad_child, pad = subclass
             pad_module = module.get_submodule(pad_child)
@@ -222,9 +205,3 @@ def fold_same_padding(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
             replace_module(folded, conv_name, CroppedConv2d(folded.get_submodule(conv_name), pad))
             replace_module(folded, pad_name, nn.Identity())
     return folded, len(found)
-
-
-def _hooked(module: nn.Module) -> bool:
-    """Hooks a replacement would not carry (a user's, or a reparametrization's)."""
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
-                or getattr(module, "_backward_pre_hooks", None) or getattr(module, "parametrizations", None))

@@ -2,8 +2,9 @@
 
 `prepare_model` freezes the model (eval mode, no parameter gradients) and, on request, turns it
 channels-last for the duration of a `with` block; folds its BatchNorms into the convolutions
-before them and its static zero pads into the convolutions after them, in a copy, and compiles
-that copy on request (`compiled.py`); checks the layers objectives will read; and plans the batch size
+before them and its static zero pads into the convolutions after them, in a copy, runs its
+activations in place where nothing else reads their input, and compiles that copy on request
+(`compiled.py`); checks the layers objectives will read; and plans the batch size
 against the memory budget with one probe forward pass. `visualize` prepares once per call, the
 atlas once for all its batches, so a long run pays the copy, the fx trace, the folding and the
 probe once instead of once per batch of units.
@@ -22,6 +23,7 @@ from ..checks import InvalidArgument
 from .activations import resolve_layers
 from .compiled import compiled
 from .folding import fold_batchnorm as folded_copy
+from .inplace import inplace_activations as inplace_copy
 from .padding import fold_same_padding
 from .memory import plan_batch_size
 
@@ -33,6 +35,7 @@ class PreparedModel:
     batch_size: int          # units per chunk, as the memory budget allows
     folded: int              # BatchNorms folded into convolutions
     folded_pads: int = 0     # zero pads folded into convolutions
+    in_place: int = 0        # activation modules run in place
 
     def check_layers(self, layers: Iterable[str]) -> None:
         """Objectives may only read layers the model was prepared for: a folded conv's output differs."""
@@ -44,7 +47,7 @@ class PreparedModel:
 
 @contextlib.contextmanager
 def prepare_model(model: nn.Module, *, layers: Iterable[str], fold_batchnorm: bool, channels_last: bool,
-                  fold_padding: bool = True, compile: bool = False,
+                  fold_padding: bool = True, inplace_activations: bool = True, compile: bool = False,
                   batch_size: int, memory_budget: int | None, input_size: int, crops: int,
                   image_size: tuple[int, int], device: torch.device, amp, channels: int) -> Iterator[PreparedModel]:
     """A PreparedModel for the block; the model's own mode, gradient flags and memory format come back after."""
@@ -53,6 +56,7 @@ def prepare_model(model: nn.Module, *, layers: Iterable[str], fold_batchnorm: bo
         resolve_layers(model, layers)  # an unknown layer fails here, before any copy or probe
         module, folded = folded_copy(model, keep=layers) if fold_batchnorm else (model, 0)
         module, pads = fold_same_padding(module, keep=layers) if fold_padding else (module, 0)
+        module, in_place = inplace_copy(module, keep=layers) if inplace_activations else (module, 0)
         planned = plan_batch_size(module, batch_size=batch_size, input_size=input_size, crops=crops,
                                   image_size=image_size, device=device, amp=amp, budget=memory_budget,
                                   channels=channels)
@@ -60,7 +64,7 @@ def prepare_model(model: nn.Module, *, layers: Iterable[str], fold_batchnorm: bo
             module = compiled(module, owned=module is not model)
         if planned < batch_size:
             warnings.warn(f"batch_size {batch_size} does not fit the memory budget; using {planned}", stacklevel=4)
-        yield PreparedModel(module, layers, planned, folded, pads)
+        yield PreparedModel(module, layers, planned, folded, pads, in_place)
 
 
 @contextlib.contextmanager

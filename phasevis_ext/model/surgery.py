@@ -1,10 +1,12 @@
 """Changing a model's modules without changing the caller's model: a copy that shares every
-tensor, and one submodule swapped for another by its dotted name."""
+tensor, one submodule swapped for another by its dotted name, and what the passes that rewrite
+modules need to know first (one module's own forward as a graph; the modules no pass may touch)."""
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
-from torch import nn
+from torch import fx, nn
 
 
 def copy_sharing_tensors(model: nn.Module) -> nn.Module:
@@ -19,3 +21,34 @@ def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
     """Put `module` where `root.get_submodule(name)` is."""
     parent_name, _, child = name.rpartition(".")
     setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
+
+
+class _ChildrenWhole(fx.Tracer):
+    """Traces one module's own forward; every child is a single call."""
+
+    def is_leaf_module(self, module: nn.Module, name: str) -> bool:
+        return True
+
+
+def trace_own_forward(module: nn.Module, concrete_args: dict | None = None) -> fx.Graph | None:
+    """The graph of `module`'s own forward, children as single calls; None where fx cannot follow it.
+    concrete_args: arguments that every call passes with these values (a forward may branch on them)."""
+    if "forward" in vars(module):  # fx traces the class's forward, not one set on the instance
+        return None
+    try:
+        return _ChildrenWhole().trace(module, concrete_args=concrete_args or None)
+    except Exception:  # noqa: BLE001 - a forward fx cannot follow is simply left as it is
+        return None
+
+
+def has_hooks(module: nn.Module) -> bool:
+    """Hooks a replacement would not carry (a user's, or a reparametrization's)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or getattr(module, "_backward_pre_hooks", None) or getattr(module, "parametrizations", None))
+
+
+def untouchable_modules(model: nn.Module) -> set[int]:
+    """ids of the modules a rewrite must leave alone: hooked ones, and ones registered under two
+    names (fx names a module by its first name, but a forward may call it by another)."""
+    names = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    return {i for i, count in names.items() if count > 1} | {id(m) for m in model.modules() if has_hooks(m)}

@@ -59,7 +59,7 @@ def visualize(model: nn.Module | str, objectives, settings: RenderSettings | Non
 def prepare(model: nn.Module, settings: RenderSettings, *, layers, batch_size: int | None = None):
     """`model.prepared.prepare_model` with a run's resolved settings."""
     return prepare_model(model, layers=layers, fold_batchnorm=settings.fold_batchnorm, fold_padding=settings.fold_padding,
-                         compile=settings.compile,
+                         inplace_activations=settings.inplace_activations, compile=settings.compile,
                          channels_last=settings.channels_last,
                          batch_size=settings.batch_size if batch_size is None else batch_size,
                          memory_budget=settings.memory_budget, input_size=settings.input_size, crops=settings.crops,
