@@ -2,17 +2,27 @@
 warm-up. To compare two builds, run it for each in turn, round after round:
 
     for r in 1 2 3; do for tree in OLD NEW; do PYTHONPATH=$tree python benchmarks/demo_job.py $tree; done; done
+
+    python benchmarks/demo_job.py [LABEL] [--amp auto|none|bfloat16]
+
+--amp overrides the library's default precision (builds before "auto" meant fp32 everywhere
+picked bf16 autocast on CPUs with native bf16), so that two builds can also be compared at one
+precision.
 """
-import sys
+import argparse
 import time
 
 import phasevis_ext as pv
 from phasevis_ext import models
 
+parser = argparse.ArgumentParser()
+parser.add_argument("label", nargs="?", default="")
+parser.add_argument("--amp", default="auto")
+args = parser.parse_args()
 assert pv.extension_available(), "the extension is not built in this tree"
 model = models.load("efficientnet_lite0")
 units = ["logit:1,9,130,207,291,323,417,980"]
-pv.visualize(model, units, steps=2, progress=False)
+pv.visualize(model, units, steps=2, progress=False, amp=args.amp)
 start = time.perf_counter()
-pv.visualize(model, units, progress=False)
-print(f"{sys.argv[1] if len(sys.argv) > 1 else ''} {time.perf_counter() - start:.1f} s", flush=True)
+pv.visualize(model, units, progress=False, amp=args.amp)
+print(f"{args.label} amp={args.amp} {time.perf_counter() - start:.1f} s", flush=True)
