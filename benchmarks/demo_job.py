@@ -5,8 +5,8 @@ warm-up. To compare two builds, run it for each in turn, round after round:
 
     python benchmarks/demo_job.py [LABEL] [--amp auto|none|bfloat16]
 
---amp overrides the library's default precision (builds before "auto" meant fp32 everywhere
-picked bf16 autocast on CPUs with native bf16), so that two builds can also be compared at one
+--amp overrides the library's default precision (at commit da35742, "auto" picked bf16
+autocast on CPUs with native bf16), so that two builds can also be compared at one
 precision.
 """
 import argparse

@@ -106,3 +106,9 @@ def test_lite0_prepared_in_place_equals_the_model(fold_pads):
     assert count == (12 if fold_pads else 17) - 1
     assert "_blocks.10._swish" not in _inplace_names(changed)
     _same_function(prepared, changed, (1, 3, 32, 32))
+
+
+def test_a_torchscript_model_is_left_as_it_is():
+    scripted = torch.jit.script(nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU()).eval())
+    assert inplace_activations(scripted) == (scripted, 0)
+    assert inplace_activations(nn.Sequential(scripted, nn.Conv2d(3, 3, 1), nn.ReLU()))[1] == 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 
+import torch
 from torch import fx, nn
 
 from .padding import CroppedConv2d, padded_conv_subclass
@@ -91,6 +92,9 @@ def inplace_activations(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
     constants: dict[str, dict | None] = {}  # child name -> the constant arguments of its one call (None: several)
     for name, parent in model.named_modules():
         children = dict(parent.named_children())
+        if isinstance(parent, torch.jit.ScriptModule):  # compiled: no Python forward to read or change
+            opaque.append(f"{name}." if name else "")
+            continue
         if type(parent).forward is nn.Module.forward:  # ModuleList, ModuleDict: a forward that calls nothing
             continue
         if not any(_activation(child) for child in parent.modules() if child is not parent):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 
+import torch
 from torch import fx, nn
 
 
@@ -33,8 +34,8 @@ class _ChildrenWhole(fx.Tracer):
 def trace_own_forward(module: nn.Module, concrete_args: dict | None = None) -> fx.Graph | None:
     """The graph of `module`'s own forward, children as single calls; None where fx cannot follow it.
     concrete_args: arguments that every call passes with these values (a forward may branch on them)."""
-    if "forward" in vars(module):  # fx traces the class's forward, not one set on the instance
-        return None
+    if isinstance(module, torch.jit.ScriptModule) or "forward" in vars(module):
+        return None  # fx traces the class's forward, not one set on the instance nor a compiled one
     try:
         return _ChildrenWhole().trace(module, concrete_args=concrete_args or None)
     except Exception:  # noqa: BLE001 - a forward fx cannot follow is simply left as it is
