@@ -112,3 +112,9 @@ def test_a_torchscript_model_is_left_as_it_is():
     scripted = torch.jit.script(nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU()).eval())
     assert inplace_activations(scripted) == (scripted, 0)
     assert inplace_activations(nn.Sequential(scripted, nn.Conv2d(3, 3, 1), nn.ReLU()))[1] == 1
+
+
+def test_an_owned_copy_is_changed_where_it_is():
+    model = Net().double().eval()
+    changed, count = inplace_activations(model, owned=True)
+    assert changed is model and count == 3 and _inplace_names(model) == ["blocks.0.act", "blocks.1.act", "stem_act"]

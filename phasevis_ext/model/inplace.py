@@ -83,8 +83,9 @@ def _constant_arguments(module: nn.Module, node: fx.Node) -> dict | None:
     return found or None
 
 
-def inplace_activations(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
-    """(a copy of model whose qualifying activations run in place, how many); (model, 0) if none."""
+def inplace_activations(model: nn.Module, keep=(), owned: bool = False) -> tuple[nn.Module, int]:
+    """(a copy of model whose qualifying activations run in place, how many); (model, 0) if none.
+    owned: model is already the caller's own copy (folding made it), so it is changed as it is."""
     keep = set(keep)
     untouchable = untouchable_modules(model)
     verdicts: dict[str, bool] = {}  # activation name -> every call seen so far qualifies
@@ -101,7 +102,9 @@ def inplace_activations(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
             continue
         # A forward that branches on a flag its caller always passes as a constant (EfficientNet's
         # blocks on drop_connect_rate) traces with that constant.
-        graph = trace_own_forward(parent) or trace_own_forward(parent, constants.get(name))
+        graph = trace_own_forward(parent)
+        if graph is None and constants.get(name):
+            graph = trace_own_forward(parent, constants[name])
         if graph is None:
             opaque.append(f"{name}." if name else "")
             continue
@@ -124,7 +127,7 @@ def inplace_activations(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
     if not chosen:
         return model, 0
     try:
-        copy = copy_sharing_tensors(model)
+        copy = model if owned else copy_sharing_tensors(model)
     except (RuntimeError, TypeError):  # e.g. the non-leaf tensors weight_norm keeps: left as it is
         return model, 0
     for activation in chosen:

@@ -56,7 +56,7 @@ def prepare_model(model: nn.Module, *, layers: Iterable[str], fold_batchnorm: bo
         resolve_layers(model, layers)  # an unknown layer fails here, before any copy or probe
         module, folded = folded_copy(model, keep=layers) if fold_batchnorm else (model, 0)
         module, pads = fold_same_padding(module, keep=layers) if fold_padding else (module, 0)
-        module, in_place = inplace_copy(module, keep=layers) if inplace_activations else (module, 0)
+        module, in_place = inplace_copy(module, keep=layers, owned=module is not model) if inplace_activations else (module, 0)
         planned = plan_batch_size(module, batch_size=batch_size, input_size=input_size, crops=crops,
                                   image_size=image_size, device=device, amp=amp, budget=memory_budget,
                                   channels=channels)
