@@ -3,10 +3,11 @@ forward and backward; left alone wherever an overwrite would change what someone
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from phasevis_ext import models
 from phasevis_ext.model.folding import fold_batchnorm
-from phasevis_ext.model.inplace import inplace_activations
+from phasevis_ext.model.inplace import InPlaceHardtanh, inplace_activations
 from phasevis_ext.model.padding import fold_same_padding
 
 
@@ -14,8 +15,12 @@ def _inplace_names(model):
     return sorted(name for name, m in model.named_modules() if getattr(m, "inplace", False))
 
 
-def _same_function(model, changed, shape, dtype=torch.float64):
-    x = torch.rand(shape, dtype=dtype, requires_grad=True)
+
+def _same_function(model, changed, shape, dtype=torch.float64, channels_last=False):
+    x = torch.rand(shape, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
     a = model(x)
     (ga,) = torch.autograd.grad(a, x, torch.ones_like(a) * 0.5 + torch.arange(a.numel()).view_as(a) % 3)
     b = changed(x)
@@ -102,10 +107,48 @@ def test_lite0_prepared_in_place_equals_the_model(fold_pads):
     if fold_pads:
         prepared, _ = fold_same_padding(prepared)
     changed, count = inplace_activations(prepared, keep={"_blocks.10._depthwise_conv"})
-    # the stride-2 blocks' depthwise convs are cropped views when pads are folded; block 10's is observed
-    assert count == (12 if fold_pads else 17) - 1
+    # all 17 ReLU6 modules but block 10's, whose depthwise conv is observed; a cropped stride-2 conv
+    # copies its window out, so the activation after it runs in place too
+    assert count == 17 - 1
     assert "_blocks.10._swish" not in _inplace_names(changed)
     _same_function(prepared, changed, (1, 3, 32, 32))
+    prepared.to(memory_format=torch.channels_last)
+    changed.to(memory_format=torch.channels_last)
+    _same_function(prepared, changed, (2, 3, 32, 32), channels_last=True)
+
+
+class _Counting(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+def test_relu6_in_place_copies_nothing_and_keeps_its_gradient():
+    # autograd's own in-place hardtanh saves its input, so copies it whole first; ours keeps the output
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(), nn.Conv2d(4, 2, 1)).double().eval()
+    changed, count = inplace_activations(model)
+    assert count == 1 and isinstance(changed[1], InPlaceHardtanh)
+    x = (torch.randn(2, 3, 9, 9, dtype=torch.float64) * 4).requires_grad_()
+    with _Counting() as seen:
+        changed(x).sum().backward()
+    assert torch.ops.aten.clone.default not in seen.calls and torch.ops.aten.copy_.default not in seen.calls
+    _same_function(model, changed, (2, 3, 9, 9))
+    # bound values exactly at the limits get the same (zero) gradient as out of place
+    step = nn.Sequential(nn.Identity(), InPlaceHardtanh(nn.Hardtanh(-1.0, 2.0)))
+    y = torch.tensor([-3.0, -1.0, 0.5, 2.0, 5.0], dtype=torch.float64)
+    a = y.clone().requires_grad_()
+    (ga,) = torch.autograd.grad(nn.functional.hardtanh(a, -1.0, 2.0).sum(), a)
+    b = y.clone().requires_grad_()
+    (gb,) = torch.autograd.grad(step[1](b * 1.0).sum(), b)
+    assert torch.equal(ga, gb)
+    with torch.no_grad():  # no autograd: a plain in-place clamp
+        z = y.clone()
+        assert step[1](z) is z and torch.equal(z, y.clamp(-1.0, 2.0))
 
 
 def test_a_torchscript_model_is_left_as_it_is():

@@ -3,9 +3,10 @@ backward, for any model that pads that way; anything else left alone."""
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from phasevis_ext import models
-from phasevis_ext.model.padding import CroppedConv2d, fold_same_padding
+from phasevis_ext.model.padding import CroppedConv2d, crop_output, fold_same_padding
 
 
 class PadThenConv(nn.Conv2d):
@@ -53,6 +54,41 @@ def test_a_folded_pad_is_the_same_function_forward_and_backward(pad, kernel, str
         assert any(isinstance(m, CroppedConv2d) for m in folded.modules())
         assert not any(isinstance(m, nn.ZeroPad2d) for m in folded.modules())
         _same_function(model, folded, (2, 3, *size))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_cropped_output_is_one_copy_and_its_gradient_keeps_the_memory_format(channels_last):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(3, 4, 3, 2)).double().to(memory_format=fmt)
+    folded, _ = fold_same_padding(model)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    grad_formats = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default:
+                grad_formats.append(args[0].is_contiguous(memory_format=fmt))
+            if func is torch.ops.aten.slice_backward.default:
+                grad_formats.append("slice_backward")
+            return func(*args, **(kwargs or {}))
+
+    out = folded(x)
+    assert out.is_contiguous(memory_format=fmt) and out.shape == (2, 4, 8, 8)
+    with Watch():
+        out.backward(torch.randn_like(out))
+    assert grad_formats == [True]  # one buffer in the output's format, no autograd slicing
+    _same_function(model, folded, (2, 3, 16, 16))
+    x = torch.rand(1, 2, 7, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: crop_output(t * 1.0, 1, 4, 2, 3), (x,))
+    # a window that is contiguous as it is (full rows of one image) is still a copy, which an
+    # in-place activation may overwrite
+    y = crop_output(x * 1.0, 0, 4, 0, 6)
+    assert y._base is None
+    y.relu_().sum().backward()
+    assert x.grad[..., :4, :].eq((x[..., :4, :] > 0).double()).all() and x.grad[..., 4:, :].eq(0).all()
+    with torch.no_grad():  # nothing recorded: the view, which costs nothing
+        assert crop_output(x, 1, 4, 2, 3)._base is x
 
 
 def test_lite0_folded_equals_the_model_and_leaves_it_unchanged():

@@ -2,15 +2,17 @@
 
 An out-of-place ReLU6 allocates and writes a new activation-sized tensor, forward and backward.
 In place, it overwrites its input, which is correct when nothing else needs that input: the ReLU
-family's backward reads its own output (the same mask: y > 0 exactly where x > 0, and 0 < y < 6
-exactly where 0 < x < 6), so values and gradients are bit-for-bit the same as out of place, as
-long as:
+family's gradient can be read from its own output (the same mask: y > 0 exactly where x > 0, and
+0 < y < 6 exactly where 0 < x < 6), so values and gradients are bit-for-bit the same as out of
+place. Autograd's own in-place ReLU and LeakyReLU do that; its in-place Hardtanh (ReLU6) saves
+its input instead, and so first copies it whole, which costs what out of place costs. Hardtanh
+and ReLU6 therefore become `InPlaceHardtanh`, which clamps in place and keeps the output for its
+backward. All of this holds as long as:
 
 - the input comes from a module whose backward does not read its own output (a convolution, a
   TensorFlow-style "same" convolution, a linear layer, an eval-mode BatchNorm, or an `nn.Identity`
   such as a folded BatchNorm in front of one of those), and that output is a fresh tensor, not a
-  view (a cropped convolution of `padding.py` returns a slice: in place on it, autograd would
-  rebuild the whole uncropped gradient);
+  view (a cropped convolution of `padding.py` copies its window out where autograd records it);
 - nothing else reads that input: it has one reader in the graph, and no objective's hook
   (`keep`) is on the modules that made it or on the activation.
 
@@ -28,10 +30,39 @@ import torch
 from torch import fx, nn
 
 from .padding import CroppedConv2d, padded_conv_subclass
-from .surgery import copy_sharing_tensors, trace_own_forward, untouchable_modules
+from .surgery import copy_sharing_tensors, replace_module, trace_own_forward, untouchable_modules
 
 # Activations whose in-place form autograd differentiates from the output alone.
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU)
+
+
+class _ClampInPlace(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, low, high):
+        ctx.mark_dirty(x)
+        ctx.low, ctx.high = low, high
+        x.clamp_(low, high)
+        ctx.save_for_backward(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return torch.ops.aten.hardtanh_backward(grad, out, ctx.low, ctx.high), None, None
+
+
+class InPlaceHardtanh(nn.Hardtanh):
+    """nn.Hardtanh (or ReLU6) run in place, its gradient masked by its output."""
+
+    def __init__(self, module: nn.Hardtanh):
+        super().__init__(module.min_val, module.max_val, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return x.clamp_(self.min_val, self.max_val)
+        return _ClampInPlace.apply(x, self.min_val, self.max_val)
+
+
 # Producers whose backward does not read their output.
 _PRODUCERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -44,8 +75,8 @@ def _activation(module: nn.Module) -> bool:
 
 
 def _fresh_output(module: nn.Module) -> bool:
-    if isinstance(module, CroppedConv2d):
-        return not module.cropped
+    if isinstance(module, CroppedConv2d):  # cropped, it returns a new tensor where autograd records it
+        return True
     # Exact types, or a port's "same" convolution whose forward is checked to be pad, then conv2d: any
     # other subclass's forward may return a view or a tensor its backward reads.
     return type(module) in _PRODUCERS or padded_conv_subclass(module) is not None
@@ -131,5 +162,9 @@ def inplace_activations(model: nn.Module, keep=(), owned: bool = False) -> tuple
     except (RuntimeError, TypeError):  # e.g. the non-leaf tensors weight_norm keeps: left as it is
         return model, 0
     for activation in chosen:
-        copy.get_submodule(activation).inplace = True
+        module = copy.get_submodule(activation)
+        if isinstance(module, nn.Hardtanh):  # ReLU6 is one
+            replace_module(copy, activation, InPlaceHardtanh(module))
+        else:
+            module.inplace = True
     return copy, len(chosen)

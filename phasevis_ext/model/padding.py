@@ -8,9 +8,11 @@ A convolution pads with zeros by itself, for free, but only symmetrically. So:
 - a symmetric pad (every stride-1 convolution of odd kernel) becomes the convolution's own padding;
 - an asymmetric one (a stride-2 convolution on an even input pads one more on the far side) becomes
   the smallest symmetric padding that puts the convolution's sampling grid where the pad put it
-  and covers the far side, and the outputs that the pad would not have made are sliced off. For
-  TensorFlow's stride-2 pads that is one row and one column more, and a strided view that the
-  next operation reads as it is, instead of a padded copy of the input.
+  and covers the far side, and the outputs that the pad would not have made are cut off. For
+  TensorFlow's stride-2 pads that is one row and one column more. The cut (`crop_output`) is one
+  copy in the output's memory format, whose backward writes the gradient into one buffer of that
+  format: autograd's own slicing would build it twice, in the contiguous format, and hand a
+  channels-last convolution a gradient it must convert again.
 
 Found generically, for any model: a convolution module whose own forward is "zero pad, then
 conv2d with its own weights" (a subclass such as `Conv2dStaticSamePadding`), and a zero-pad module
@@ -56,10 +58,46 @@ class CroppedConv2d(nn.Conv2d):
         if rows <= 0 or cols <= 0:  # as the padded convolution would have refused it
             raise RuntimeError(f"input of {tuple(x.shape[-2:])} padded by {self.pad} is smaller than the kernel "
                                f"{tuple(self.kernel_size)}")
-        return out[..., self.start[0]:self.start[0] + rows, self.start[1]:self.start[1] + cols]
+        return crop_output(out, self.start[0], rows, self.start[1], cols)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, as if padded {self.pad}"
+
+
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+class _CropOutput(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, out, top, rows, left, cols):
+        ctx.window, ctx.shape, ctx.fmt = (top, rows, left, cols), out.shape, _memory_format(out)
+        window = out[..., top:top + rows, left:left + cols]
+        # Always a copy: a window that happens to be contiguous would come back from .contiguous()
+        # as a view, which an in-place activation after it may not overwrite.
+        return torch.empty(window.shape, dtype=out.dtype, device=out.device, memory_format=ctx.fmt).copy_(window)
+
+    @staticmethod
+    def backward(ctx, grad):
+        top, rows, left, cols = ctx.window
+        full = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.fmt)
+        # Only the margin is zeroed: the window is written once, by the copy.
+        full[..., :top, :].zero_()
+        full[..., top + rows:, :].zero_()
+        full[..., top:top + rows, :left].zero_()
+        full[..., top:top + rows, left + cols:].zero_()
+        full[..., top:top + rows, left:left + cols].copy_(grad)
+        return full, None, None, None, None
+
+
+def crop_output(out: torch.Tensor, top: int, rows: int, left: int, cols: int) -> torch.Tensor:
+    """out[..., top:top + rows, left:left + cols]: a new tensor in out's memory format where autograd
+    records it (see the module's docstring), else the view, which costs nothing."""
+    if not (torch.is_grad_enabled() and out.requires_grad):
+        return out[..., top:top + rows, left:left + cols]
+    return _CropOutput.apply(out, top, rows, left, cols)
 
 
 def _out_size(size: int, total_pad: int, conv: nn.Conv2d, axis: int) -> int:

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
+from ..allocator import tune_for_cpu_runs
 from ..checks import InvalidArgument
 from .activations import resolve_layers
 from .compiled import compiled
@@ -52,6 +53,8 @@ def prepare_model(model: nn.Module, *, layers: Iterable[str], fold_batchnorm: bo
                   image_size: tuple[int, int], device: torch.device, amp, channels: int) -> Iterator[PreparedModel]:
     """A PreparedModel for the block; the model's own mode, gradient flags and memory format come back after."""
     layers = frozenset(layers)
+    if torch.device(device).type == "cpu":  # each step frees and allocates the same large buffers: keep them
+        tune_for_cpu_runs()
     with _frozen(model, channels_last):
         resolve_layers(model, layers)  # an unknown layer fails here, before any copy or probe
         module, folded = folded_copy(model, keep=layers) if fold_batchnorm else (model, 0)
