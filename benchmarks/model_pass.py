@@ -5,9 +5,10 @@
 
 Rows: memory format, bf16 autocast, BatchNorm folding (phasevis_ext.model.folding), static
 pads folded into their convolutions (phasevis_ext.model.padding), activations in place
-(phasevis_ext.model.inplace) and passes of 12 crops instead
-of one pass of 48; --compile adds the library's fp32 setting through torch.compile (its compile
-time is printed separately). The settings run in turn, one pass each, round after round, and
+(phasevis_ext.model.inplace; also through autograd's own in-place hardtanh_, which copies its
+input to save it) and passes of 12 crops instead of one pass of 48; --compile adds the
+library's fp32 setting through torch.compile (its compile time is printed separately). On the
+CPU, malloc is tuned first, as every CPU run of the library does (phasevis_ext.allocator). The settings run in turn, one pass each, round after round, and
 each row is the median over rounds, so that a drift of the machine hits every row alike.
 """
 from __future__ import annotations
@@ -17,12 +18,15 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 from phasevis_ext import models
+from phasevis_ext.allocator import tune_for_cpu_runs
 from phasevis_ext.model.compiled import compiled
 from phasevis_ext.model.folding import fold_batchnorm
-from phasevis_ext.model.inplace import inplace_activations
+from phasevis_ext.model.inplace import InPlaceHardtanh, inplace_activations
 from phasevis_ext.model.padding import fold_same_padding
+from phasevis_ext.model.surgery import copy_sharing_tensors, replace_module
 
 
 def model_pass(model, crops, per_pass, amp, device):
@@ -45,10 +49,17 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        tune_for_cpu_runs()  # as every CPU run of the library does
     base = models.load("efficientnet_lite0", device=device)
     folded, count = fold_batchnorm(base)
     padded, pads = fold_same_padding(folded)
     in_place, acts = inplace_activations(padded)
+    # The same activations through autograd's own in-place hardtanh_, which saves (copies) its input.
+    autograd_in_place = copy_sharing_tensors(in_place)
+    for name, module in list(autograd_in_place.named_modules()):
+        if isinstance(module, InPlaceHardtanh):
+            replace_module(autograd_in_place, name, nn.Hardtanh(module.min_val, module.max_val, inplace=True))
     crops = torch.rand(args.crops, 3, 224, 224, device=device)
     n, p = args.crops, args.per_pass
     settings = [  # label, model, channels-last, bf16, crops per pass
@@ -61,6 +72,8 @@ def main(argv=None):
         (f"bf16, channels-last, BatchNorms and {pads} pads folded, passes of {p}", padded, True, True, p),
         (f"fp32, channels-last, {count} BatchNorms folded, passes of {p}", folded, True, False, p),
         (f"fp32, channels-last, BatchNorms and {pads} pads folded, passes of {p}", padded, True, False, p),
+        (f"fp32, channels-last, BatchNorms and pads folded, {acts} activations in place through autograd's "
+         f"hardtanh_, passes of {p}", autograd_in_place, True, False, p),
         (f"fp32, channels-last, BatchNorms and pads folded, {acts} activations in place, passes of {p} "
          "(the library's)", in_place, True, False, p),
     ]
