@@ -32,7 +32,8 @@ from torch import fx, nn
 from .padding import CroppedConv2d, padded_conv_subclass
 from .surgery import copy_sharing_tensors, replace_module, trace_own_forward, untouchable_modules
 
-# Activations whose in-place form autograd differentiates from the output alone.
+# Activations whose gradient is a function of their output alone: in place, autograd's own form for
+# ReLU and LeakyReLU, InPlaceHardtanh for Hardtanh and ReLU6.
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU)
 
 
