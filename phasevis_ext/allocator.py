@@ -4,8 +4,8 @@ Each step allocates and frees the same large activation buffers. glibc serves bl
 mmap threshold with fresh mmaps and returns freed heap to the kernel, so every step pays page
 faults and page zeroing again: on the 2-core machine, 8 lite0 units batched (8 steps, 384²)
 spent 3.0 s in the kernel, and the whole run was 12% slower than with the settings below
-(0.8 s in the kernel). On the AVX-512 EPYC, the demo's job (8 lite0 logits) took 0.80-1.02 s a
-step without them and 0.66-0.70 s with them, 150,000 page faults a step against under 10,000.
+(0.8 s in the kernel). On the AVX-512 EPYC, the demo's job (8 lite0 logits, 128 steps) took
+91-92 s without them and 64-70 s with them (docs/benchmarks.md, "Keeping freed memory").
 `phasevis` applies them at start-up, and every CPU run of the library (`tune_for_cpu_runs`, from
 the model's preparation) once per process, unless PHASEVIS_MALLOC=system asks to leave glibc as it
 is; `tune_glibc_malloc()` applies them directly.
