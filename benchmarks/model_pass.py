@@ -8,8 +8,9 @@ pads folded into their convolutions (phasevis_ext.model.padding), activations in
 (phasevis_ext.model.inplace; also through autograd's own in-place hardtanh_, which copies its
 input to save it) and passes of 12 crops instead of one pass of 48; --compile adds the
 library's fp32 setting through torch.compile (its compile time is printed separately). On the
-CPU, malloc is tuned first, as every CPU run of the library does (phasevis_ext.allocator). The settings run in turn, one pass each, round after round, and
-each row is the median over rounds, so that a drift of the machine hits every row alike.
+CPU, malloc is tuned first, as every CPU run of the library does (phasevis_ext.allocator). The
+settings run in turn, one pass each, round after round, and each row is the median over rounds,
+so that a drift of the machine hits every row alike.
 """
 from __future__ import annotations
 
