@@ -62,8 +62,9 @@ cpp-test: setup
 test: build cpp-test pytest
 
 # The tests of the render loop again with amp="auto" forced to bf16 autocast (tests/support/forced_amp.py):
-# the model pass a user runs with --amp bfloat16, native on an AMX Xeon and emulated elsewhere, so any
-# machine covers it. Tests that compare numbers pin amp="none" and run as in `make test`.
+# the model pass "auto" runs on AVX-512-bf16 CPUs and a user asks for with --amp bfloat16, emulated
+# where bf16 is not native, so any machine covers it (`make test` runs each machine's own "auto";
+# PHASEVIS_TEST_AMP=none forces fp32). Tests that compare numbers pin amp="none" and run as in `make test`.
 BF16_TESTS := tests/test_amp.py tests/test_render.py tests/test_beyond_one_image.py tests/test_atlas.py \
               tests/test_your_own_model.py tests/test_cli_inputs.py tests/test_class_names.py tests/test_export.py
 test-bf16: build

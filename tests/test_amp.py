@@ -23,7 +23,16 @@ def model():
     return tiny_cnn()
 
 
-def test_auto_follows_the_measured_table_and_not_a_cpu_flag(monkeypatch):
+@pytest.mark.parametrize("bf16, amx, expected", [(True, False, torch.bfloat16), (True, True, None),
+                                                  (False, False, None)])
+def test_auto_on_the_cpu_is_bf16_only_on_the_kind_where_it_was_measured_faster(monkeypatch, bf16, amx, expected):
+    # the AVX-512-bf16 EPYC: bf16 faster; the AMX Xeon: level (fp32 kept); AVX2: emulated, 20x slower
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert render._cpu_auto_amp() is expected
+
+
+def test_auto_follows_the_table_of_the_device_type(monkeypatch):
     monkeypatch.setitem(render.AUTO_AMP, "cpu", None)
     assert render.resolve_amp("auto", "cpu") is None
     monkeypatch.setitem(render.AUTO_AMP, "cpu", torch.bfloat16)

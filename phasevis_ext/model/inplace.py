@@ -29,6 +29,7 @@ import inspect
 import torch
 from torch import fx, nn
 
+from .depthwise import StridedDepthwiseConv2d
 from .padding import CroppedConv2d, padded_conv_subclass
 from .surgery import copy_sharing_tensors, replace_module, trace_own_forward, untouchable_modules
 
@@ -76,7 +77,7 @@ def _activation(module: nn.Module) -> bool:
 
 
 def _fresh_output(module: nn.Module) -> bool:
-    if isinstance(module, CroppedConv2d):  # cropped, it returns a new tensor where autograd records it
+    if isinstance(module, (CroppedConv2d, StridedDepthwiseConv2d)):  # a new tensor where autograd records it
         return True
     # Exact types, or a port's "same" convolution whose forward is checked to be pad, then conv2d: any
     # other subclass's forward may return a view or a tensor its backward reads.

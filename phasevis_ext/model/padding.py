@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.modules.padding import _ConstantPadNd
 
-from .surgery import copy_sharing_tensors, replace_module, trace_own_forward, untouchable_modules
+from .depthwise import conv2d
+from .surgery import copy_sharing_tensors, memory_format_of, replace_module, trace_own_forward, untouchable_modules
 
 
 class CroppedConv2d(nn.Conv2d):
@@ -49,7 +50,7 @@ class CroppedConv2d(nn.Conv2d):
         self.cropped = not (left == right == padding[1] and top == bottom == padding[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        out = conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if not self.cropped:
             return out
         left, right, top, bottom = self.pad
@@ -64,16 +65,10 @@ class CroppedConv2d(nn.Conv2d):
         return f"{super().extra_repr()}, as if padded {self.pad}"
 
 
-def _memory_format(t: torch.Tensor) -> torch.memory_format:
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 class _CropOutput(torch.autograd.Function):
     @staticmethod
     def forward(ctx, out, top, rows, left, cols):
-        ctx.window, ctx.shape, ctx.fmt = (top, rows, left, cols), out.shape, _memory_format(out)
+        ctx.window, ctx.shape, ctx.fmt = (top, rows, left, cols), out.shape, memory_format_of(out)
         window = out[..., top:top + rows, left:left + cols]
         # Always a copy: a window that happens to be contiguous would come back from .contiguous()
         # as a view, which an in-place activation after it may not overwrite.

@@ -2,8 +2,9 @@
 
 `prepare_model` freezes the model (eval mode, no parameter gradients) and, on request, turns it
 channels-last for the duration of a `with` block; folds its BatchNorms into the convolutions
-before them and its static zero pads into the convolutions after them, in a copy, runs its
-activations in place where nothing else reads their input, and compiles that copy on request
+before them and its static zero pads into the convolutions after them, in a copy, gives its
+strided depthwise convolutions a cheaper bf16 input gradient on the CPU (`depthwise.py`), runs
+its activations in place where nothing else reads their input, and compiles that copy on request
 (`compiled.py`); checks the layers objectives will read; and plans the batch size
 against the memory budget with one probe forward pass. `visualize` prepares once per call, the
 atlas once for all its batches, so a long run pays the copy, the fx trace, the folding and the
@@ -23,6 +24,7 @@ from ..allocator import tune_for_cpu_runs
 from ..checks import InvalidArgument
 from .activations import resolve_layers
 from .compiled import compiled
+from .depthwise import strided_depthwise
 from .folding import fold_batchnorm as folded_copy
 from .inplace import inplace_activations as inplace_copy
 from .padding import fold_same_padding
@@ -59,6 +61,8 @@ def prepare_model(model: nn.Module, *, layers: Iterable[str], fold_batchnorm: bo
         resolve_layers(model, layers)  # an unknown layer fails here, before any copy or probe
         module, folded = folded_copy(model, keep=layers) if fold_batchnorm else (model, 0)
         module, pads = fold_same_padding(module, keep=layers) if fold_padding else (module, 0)
+        if torch.device(device).type == "cpu":  # oneDNN's bf16 input gradient of these is slow (depthwise.py)
+            module, _ = strided_depthwise(module, owned=module is not model)
         module, in_place = inplace_copy(module, keep=layers, owned=module is not model) if inplace_activations else (module, 0)
         planned = plan_batch_size(module, batch_size=batch_size, input_size=input_size, crops=crops,
                                   image_size=image_size, device=device, amp=amp, budget=memory_budget,

@@ -42,6 +42,14 @@ def trace_own_forward(module: nn.Module, concrete_args: dict | None = None) -> f
         return None
 
 
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    """The memory format a replacement's new tensors should take to match `t` (an op's output is
+    compared with, and handed to, kernels that would otherwise convert it)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def has_hooks(module: nn.Module) -> bool:
     """Hooks a replacement would not carry (a user's, or a reparametrization's)."""
     return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks

@@ -66,20 +66,31 @@ BOX_SCHEDULES = {
     "shrink": lambda box, s, n: _sliding_boxes(box, s / max(n - 1, 1)),
 }
 AMP_NAMES = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# What amp="auto" runs, per device type: the precision that made lite0's visualize step at the
-# defaults fastest (benchmarks/amp_choice.py; docs/benchmarks.md, "Precision of the model pass").
-# bf16 autocast bought no step time on any CPU measured, native bf16 or not (AVX-512-bf16 EPYC
-# 1.01x, AMX Xeon 0.98x, emulated on AVX2 20x slower); on an H100 (older code) it gave 1.14x
-# batched and 0.86x one unit at a time. So bf16's precision is paid only when asked for.
-AUTO_AMP: dict[str, torch.dtype | None] = {"cpu": None, "cuda": None}
+
+
+def _cpu_auto_amp() -> torch.dtype | None:
+    """What amp="auto" runs on this CPU: the precision that made lite0's visualize step at the
+    defaults fastest on its kind (benchmarks/amp_choice.py; docs/benchmarks.md, "Precision of the
+    model pass"). bf16 autocast on the AVX-512-bf16 EPYC: 1.4x fp32's step, once the strided
+    depthwise convolutions' input gradient is cheap (model/depthwise.py). Emulated on AVX2 it is
+    20x slower. The AMX Xeon measured bf16 at 0.98x fp32 (commit da35742) and stays fp32."""
+    has = lambda name: bool(getattr(torch.cpu, name, lambda: False)())  # noqa: E731 - private torch probes
+    if has("_is_avx512_bf16_supported") and not has("_is_amx_tile_supported"):
+        return torch.bfloat16
+    return None
+
+
+# What amp="auto" runs, per device type. On an H100 (older code) bf16 gave 1.14x batched and 0.86x
+# one unit at a time, so CUDA stays fp32 until gpu_check.sh measures the current code.
+AUTO_AMP: dict[str, torch.dtype | None] = {"cpu": _cpu_auto_amp(), "cuda": None}
 # Crops per model pass on a CPU: on the 2-core AVX-512 machine, lite0 forward+backward of 48 crops
 # took 1.5x longer in one pass than in passes of 12 (benchmarks/results/cpu_model_pass.md).
 CPU_MODEL_BATCH = 12
 
 
 def resolve_amp(amp, device) -> torch.dtype | None:
-    """The autocast dtype of the model pass. "auto": AUTO_AMP for the device's type (fp32 on every
-    device measured so far), None for other device types."""
+    """The autocast dtype of the model pass. "auto": AUTO_AMP for the device's type, None for other
+    device types."""
     if isinstance(amp, str):
         if amp == "auto":
             return AUTO_AMP.get(torch.device(device).type)
@@ -229,8 +240,8 @@ class RenderSettings:
                                          cli={"metavar": "LAYER"})
     channels: int | None = option(None, "input channels of the model (default: inferred from its first convolution "
                                   "or patch embedding)", _optional(lambda v: positive_int(v, "channels")), flag=False)
-    amp: Any = option("auto", "autocast for the model pass; auto: the precision measured fastest for the device, fp32 "
-                      "on every CPU and GPU measured so far", _amp, cli={"choices": ("auto", *AMP_NAMES)})
+    amp: Any = option("auto", "autocast for the model pass; auto: the precision measured fastest for the device, bf16 "
+                      "on CPUs with AVX-512-bf16 and no AMX, fp32 elsewhere", _amp, cli={"choices": ("auto", *AMP_NAMES)})
     device: Any = option(None, "cpu, cuda, cuda:1 ... (default: where the model's weights are)",
                          _optional(checks.device), neutral=True)
     batch_size: int = option(8, "units optimized together", lambda v: positive_int(v, "batch_size"), neutral=True,

@@ -1,8 +1,9 @@
 """The suite's precision switch: PHASEVIS_TEST_AMP=bfloat16 makes amp="auto" run the model pass
 under bf16 autocast, in the test process and in the processes the tests start.
 
-That is the path a user who asks for bf16 on a CPU with native bf16 (an AMX Xeon) runs. bf16
-autocast runs on every CPU, emulated where it is not native, so any machine covers it. Tests that
+bf16 is what "auto" runs on an AVX-512-bf16 CPU and what a user who asks for it runs elsewhere;
+bf16 autocast runs on every CPU, emulated where it is not native, so any machine covers it, and
+PHASEVIS_TEST_AMP=none gives a bf16 machine the fp32 path of the others. Tests that
 compare numbers pin amp="none" and are not affected.
 """
 from __future__ import annotations
