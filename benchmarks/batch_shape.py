@@ -1,5 +1,5 @@
 """The batch shape of the model pass on this CPU: lite0's visualize step at the library's defaults
-(8 class logits, 3 crops, 256², fp32, BatchNorms and pads folded) with `model_batch` crops per model
+(8 class logits, 3 crops, 256², amp="auto", the library's preparation) with `model_batch` crops per model
 pass and channels-last on and off. Prints a markdown table.
 
     python benchmarks/batch_shape.py [--steps 8] [--rounds 2] [--model-batches 3 6 12 24]

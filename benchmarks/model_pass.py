@@ -6,7 +6,8 @@
 Rows: memory format, bf16 autocast, BatchNorm folding (phasevis_ext.model.folding), static
 pads folded into their convolutions (phasevis_ext.model.padding), activations in place
 (phasevis_ext.model.inplace; also through autograd's own in-place hardtanh_, which copies its
-input to save it) and passes of 12 crops instead of one pass of 48; --compile adds the
+input to save it), bf16 with and without the strided depthwise input gradient of
+phasevis_ext.model.depthwise, and passes of 12 crops instead of one pass of 48; --compile adds the
 library's fp32 setting through torch.compile (its compile time is printed separately). On the
 CPU, malloc is tuned first, as every CPU run of the library does (phasevis_ext.allocator). The
 settings run in turn, one pass each, round after round, and each row is the median over rounds,
@@ -15,10 +16,13 @@ so that a drift of the machine hits every row alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
+from unittest import mock
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from phasevis_ext import models
@@ -63,20 +67,26 @@ def main(argv=None):
             replace_module(autograd_in_place, name, nn.Hardtanh(module.min_val, module.max_val, inplace=True))
     crops = torch.rand(args.crops, 3, 224, 224, device=device)
     n, p = args.crops, args.per_pass
-    settings = [  # label, model, channels-last, bf16, crops per pass
+    # The cropped convolutions without depthwise.py's input gradient: aten's own backward throughout.
+    aten_gradient = mock.patch("phasevis_ext.model.padding.conv2d", F.conv2d)
+    settings = [  # label, model, channels-last, bf16, crops per pass[, context]
         (f"fp32, contiguous, 1 pass of {n}", base, False, False, n),
         (f"fp32, channels-last, 1 pass of {n}", base, True, False, n),
         (f"bf16, contiguous, 1 pass of {n}", base, False, True, n),
         (f"bf16, channels-last, 1 pass of {n}", base, True, True, n),
         (f"bf16, channels-last, passes of {p}", base, True, True, p),
         (f"bf16, channels-last, {count} BatchNorms folded, passes of {p}", folded, True, True, p),
+        (f"bf16, channels-last, BatchNorms and {pads} pads folded, aten's strided depthwise input gradient, "
+         f"passes of {p}", padded, True, True, p, aten_gradient),
         (f"bf16, channels-last, BatchNorms and {pads} pads folded, passes of {p}", padded, True, True, p),
         (f"fp32, channels-last, {count} BatchNorms folded, passes of {p}", folded, True, False, p),
         (f"fp32, channels-last, BatchNorms and {pads} pads folded, passes of {p}", padded, True, False, p),
         (f"fp32, channels-last, BatchNorms and pads folded, {acts} activations in place through autograd's "
          f"hardtanh_, passes of {p}", autograd_in_place, True, False, p),
         (f"fp32, channels-last, BatchNorms and pads folded, {acts} activations in place, passes of {p} "
-         "(the library's)", in_place, True, False, p),
+         "(the library's fp32)", in_place, True, False, p),
+        (f"bf16, channels-last, BatchNorms and pads folded, {acts} activations in place, passes of {p} "
+         "(the library's bf16, auto on AVX-512-bf16)", in_place, True, True, p),
     ]
     if args.no_bf16:
         settings = [row for row in settings if not row[3]]
@@ -89,12 +99,13 @@ def main(argv=None):
         settings.append((f"fp32, channels-last, the library's preparation, passes of {p}, torch.compile", fast, True,
                          False, p))
 
-    def once(model, channels_last, amp, per_pass):
+    def once(model, channels_last, amp, per_pass, context=None):
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         model.to(memory_format=fmt)
-        start = time.perf_counter()
-        model_pass(model, crops.contiguous(memory_format=fmt), per_pass, amp, device)
-        return time.perf_counter() - start
+        with context or contextlib.nullcontext():
+            start = time.perf_counter()
+            model_pass(model, crops.contiguous(memory_format=fmt), per_pass, amp, device)
+            return time.perf_counter() - start
 
     for setting in settings:
         once(*setting[1:])  # oneDNN/cuDNN pick their kernels on the first call of each shape

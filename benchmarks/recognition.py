@@ -73,7 +73,7 @@ def main(argv=None):
     parser.add_argument("--crops", type=int, default=6)
     parser.add_argument("--judges", nargs="+", default=["efficientnet_lite0", "efficientnet_lite2"])
     parser.add_argument("--amp", default="auto", choices=("auto", "none", "bfloat16"),
-                        help="as the library: auto is fp32 (render/settings.py AUTO_AMP)")
+                        help="as the library: auto is the precision measured fastest for the CPU kind (render/settings.py AUTO_AMP)")
     parser.add_argument("--out", default="recognition-out")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--horama", action="store_true", help="also run Horama 0.3.0 on the same budget")
