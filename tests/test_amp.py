@@ -9,6 +9,7 @@ from test_render import tiny_cnn
 from torch import nn
 
 import phasevis_ext as pv
+from phasevis_ext import cpu_kind
 from phasevis_ext.checks import InvalidArgument
 from phasevis_ext.model.activations import capture
 from phasevis_ext.render import settings as render
@@ -24,12 +25,21 @@ def model():
 
 
 @pytest.mark.parametrize("bf16, amx, expected", [(True, False, torch.bfloat16), (True, True, None),
-                                                  (False, False, None)])
+                                                  (False, False, None), (True, "absent", None)])
 def test_auto_on_the_cpu_is_bf16_only_on_the_kind_where_it_was_measured_faster(monkeypatch, bf16, amx, expected):
-    # the AVX-512-bf16 EPYC: bf16 faster; the AMX Xeon: level (fp32 kept); AVX2: emulated, 20x slower
+    # the AVX-512-bf16 EPYC: bf16 faster; the AMX Xeon: level (fp32 kept); AVX2: emulated, slower;
+    # a torch without the AMX probe cannot tell an AMX Xeon apart: fp32
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert render._cpu_auto_amp() is expected
+    if amx == "absent":
+        monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    else:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    cpu_kind.native_bf16_without_amx.cache_clear()
+    try:
+        assert render._cpu_auto_amp() is expected
+    finally:
+        monkeypatch.undo()
+        cpu_kind.native_bf16_without_amx.cache_clear()
 
 
 def test_auto_follows_the_table_of_the_device_type(monkeypatch):

@@ -59,4 +59,5 @@ def test_the_package_is_split_by_the_flow():
     top = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert {"ops", "param", "model", "render", "guided", "io", "atlas"} <= top
     loose = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert loose == ["__init__.py", "__main__.py", "allocator.py", "checks.py", "cli.py", "distributed.py"], loose
+    assert loose == ["__init__.py", "__main__.py", "allocator.py", "checks.py", "cli.py", "cpu_kind.py",
+                     "distributed.py"], loose

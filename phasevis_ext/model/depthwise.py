@@ -1,32 +1,33 @@
 """The input gradient of strided depthwise convolutions in bf16 on the CPU, through a stride-1 one.
 
 oneDNN 3.12 (torch 2.14's) computes the input gradient of a depthwise convolution of stride 2 in
-bf16 with its generic strided brgemm kernel, one channel per group: on the AVX-512-bf16 EPYC
-(CPU-A in docs/benchmarks.md), 74 ms for lite0's 144-channel 56² 5×5 layer at 12 crops, against
-2 ms for its forward and 3 ms for the same gradient in fp32. Lite0's four such layers took 40% of
-a bf16 visualization step, and made bf16 slower than fp32 although its other convolutions ran
-2-3× faster (`benchmarks/profile_step.py`).
+bf16 with its generic strided brgemm kernel, one channel per group, which on the AVX-512-bf16
+EPYC takes 25-60x its forward's time and 20x fp32's: with it, bf16 is no faster than fp32 on lite0
+although its 1x1 convolutions run 2-3x faster (docs/benchmarks.md, "Precision of the model pass").
 
 The same gradient is a stride-1 depthwise correlation, by the kernel turned 180°, of the output
 gradient spread onto the input's grid with zeros between, which oneDNN runs with its depthwise
-kernel: 2.9 ms for that layer. With input x of side H, padding p, stride s and kernel k, output
-o reads x[s·o + t - p] for t < k, so x[i] receives g[o]·w[i + p - s·o]; written into a zero
-buffer G at k - 1 - p + s·o, that sum is Σ_v G[i + v]·w[k - 1 - v], a correlation with no padding
-whose output has the side H of x. Rows past the last window get zeros there, as they should.
+kernel. With input x of side H, padding p, stride s and kernel k, output o reads x[s·o + t - p]
+for t < k, so x[i] receives g[o]·w[i + p - s·o]; written into a zero buffer G at k - 1 - p + s·o,
+that sum is Σ_v G[i + v]·w[k - 1 - v], a correlation with no padding whose output has the side H
+of x. Rows past the last window get zeros there, as they should.
 
-`conv2d` takes this path only where it pays and is exact in the same sense as oneDNN's: on the
-CPU, in bf16 (the tensors' own dtype, or autocast's), a depthwise convolution (one output channel
-per input channel) with a stride above 1, no dilation, padding under the kernel, and frozen
-weights (the loop never needs weight gradients); everywhere else it is `F.conv2d`. Plain
-`nn.Conv2d` modules of that shape become `StridedDepthwiseConv2d` in the prepared model; the
-cropped convolutions of `padding.py` call `conv2d` themselves.
+`conv2d` takes this path where it was measured to pay: on a CPU of the AVX-512-bf16 kind
+(`cpu_kind.native_bf16_without_amx`; with emulated bf16 aten's own is 3x faster), in bf16 (the
+tensors' own dtype, or autocast's), for a depthwise convolution (one output channel per input
+channel) with a stride above 1, no dilation, padding under the kernel, and frozen weights (the
+loop never needs weight gradients); everywhere else it is `F.conv2d`. Plain `nn.Conv2d` modules of
+that shape become `StridedDepthwiseConv2d` in the prepared model; the cropped convolutions of
+`padding.py` call `conv2d` themselves.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 
+from ..cpu_kind import native_bf16_without_amx
 from .surgery import copy_sharing_tensors, memory_format_of, replace_module, untouchable_modules
 
 
@@ -58,10 +59,6 @@ class _StridedDepthwise(torch.autograd.Function):
         return spread_input_gradient(grad, weight, ctx.input_size, ctx.stride, ctx.padding), None, None, None, None
 
 
-def _pair(value) -> tuple[int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
 def strided_depthwise_shape(weight: torch.Tensor, stride, padding, dilation, groups) -> bool:
     """A depthwise convolution (one output channel per input channel) that the spread gradient
     covers: stride above 1, no dilation, integer padding under the kernel."""
@@ -72,24 +69,30 @@ def strided_depthwise_shape(weight: torch.Tensor, stride, padding, dilation, gro
             and all(0 <= p < k for p, k in zip(padding, weight.shape[-2:])))
 
 
-def _runs_in_bf16(x: torch.Tensor) -> bool:
-    if x.dtype == torch.bfloat16:
-        return True
-    # autocast casts fp32 (not fp64) inputs of a convolution to its dtype
-    return (x.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+def _autocast_to_bf16(*tensors: torch.Tensor | None) -> bool:
+    # autocast hands a convolution fp32 (not fp64) tensors cast to its dtype, and bf16 ones as they are
+    return (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and all(t is None or t.dtype in (torch.float32, torch.bfloat16) for t in tensors))
+
+
+def _takes_spread_path(x, weight, bias, stride, padding, dilation, groups) -> bool:
+    if not (x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled() and x.requires_grad
+            and not weight.requires_grad and (bias is None or not bias.requires_grad)
+            and x.shape[1] == groups and strided_depthwise_shape(weight, stride, padding, dilation, groups)):
+        return False
+    # bf16 by autocast, or by every tensor's own dtype (mixed dtypes get F.conv2d's error, not a cast)
+    bf16 = _autocast_to_bf16(x, weight, bias) or (x.dtype == weight.dtype == torch.bfloat16
+                                    and (bias is None or bias.dtype == torch.bfloat16))
+    return bf16 and native_bf16_without_amx()
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
            groups: int) -> torch.Tensor:
     """F.conv2d, whose input gradient goes through `spread_input_gradient` where that pays (see the
     module's docstring)."""
-    if not (x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled() and x.requires_grad
-            and not weight.requires_grad and (bias is None or not bias.requires_grad)
-            and x.shape[1] == groups and strided_depthwise_shape(weight, stride, padding, dilation, groups)
-            and _runs_in_bf16(x)):
+    if not _takes_spread_path(x, weight, bias, stride, padding, dilation, groups):
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    low = torch.bfloat16
+    low = torch.bfloat16  # autocast's cast, made here so that the Function's tensors are bf16
     return _StridedDepthwise.apply(x.to(low), weight.to(low), None if bias is None else bias.to(low),
                                    _pair(stride), _pair(padding))
 
@@ -101,6 +104,7 @@ class StridedDepthwiseConv2d(nn.Conv2d):
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                          conv.dilation, conv.groups, bias=conv.bias is not None, device="meta")
         self.weight, self.bias = conv.weight, conv.bias
+        self.train(conv.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

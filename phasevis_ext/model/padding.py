@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.modules.padding import _ConstantPadNd
+from torch.nn.modules.utils import _pair
 
 from .depthwise import conv2d
 from .surgery import copy_sharing_tensors, memory_format_of, replace_module, trace_own_forward, untouchable_modules
@@ -46,6 +47,7 @@ class CroppedConv2d(nn.Conv2d):
                          conv.groups, bias=conv.bias is not None, device="meta")
         self.weight, self.bias = conv.weight, conv.bias
         self.pad, self.start = tuple(pad), start
+        self.train(conv.training)
         left, right, top, bottom = self.pad
         self.cropped = not (left == right == padding[1] and top == bottom == padding[0])
 
@@ -170,10 +172,6 @@ def padded_conv_subclass(module: nn.Module) -> tuple[str, tuple[int, int, int, i
     if set(nodes) - {pad_node, conv_node, weight, bias}:  # anything else in the forward (an in-place op, ...)
         return None
     return pad_node.target, pad
-
-
-def _pair(value) -> tuple[int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def _pad_then_conv(parent: nn.Module) -> list[tuple[str, str, tuple[int, int, int, int]]]:

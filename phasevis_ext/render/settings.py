@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import checks
 from ..checks import InvalidArgument, finite_number, positive_int
+from ..cpu_kind import native_bf16_without_amx
 from ..io.records import file_sha256, jsonable
 from ..model import loading as models
 from ..param.parameterizations import PARAMS, PHASE_SCALE
@@ -71,17 +72,14 @@ AMP_NAMES = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 def _cpu_auto_amp() -> torch.dtype | None:
     """What amp="auto" runs on this CPU: the precision that made lite0's visualize step at the
     defaults fastest on its kind (benchmarks/amp_choice.py; docs/benchmarks.md, "Precision of the
-    model pass"). bf16 autocast on the AVX-512-bf16 EPYC: 1.4x fp32's step, once the strided
-    depthwise convolutions' input gradient is cheap (model/depthwise.py). Emulated on AVX2 it is
-    20x slower. The AMX Xeon measured bf16 at 0.98x fp32 (commit da35742) and stays fp32."""
-    has = lambda name: bool(getattr(torch.cpu, name, lambda: False)())  # noqa: E731 - private torch probes
-    if has("_is_avx512_bf16_supported") and not has("_is_amx_tile_supported"):
-        return torch.bfloat16
-    return None
+    model pass"): bf16 autocast with AVX-512-bf16 and no AMX, with the cheap strided depthwise
+    gradient of model/depthwise.py; fp32 where bf16 is emulated (many times slower) and on AMX
+    Xeons, where bf16 measured level with fp32."""
+    return torch.bfloat16 if native_bf16_without_amx() else None
 
 
-# What amp="auto" runs, per device type. On an H100 (older code) bf16 gave 1.14x batched and 0.86x
-# one unit at a time, so CUDA stays fp32 until gpu_check.sh measures the current code.
+# What amp="auto" runs, per device type. CUDA runs fp32: bf16 measured faster batched on an H100
+# but slower one unit at a time (docs/benchmarks.md).
 AUTO_AMP: dict[str, torch.dtype | None] = {"cpu": _cpu_auto_amp(), "cuda": None}
 # Crops per model pass on a CPU: on the 2-core AVX-512 machine, lite0 forward+backward of 48 crops
 # took 1.5x longer in one pass than in passes of 12 (benchmarks/results/cpu_model_pass.md).
