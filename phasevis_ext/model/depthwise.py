@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from ..cpu_kind import native_bf16_without_amx
-from .surgery import copy_sharing_tensors, memory_format_of, replace_module, untouchable_modules
+from .surgery import copy_to_change, memory_format_of, replace_module, untouchable_modules
 
 
 def spread_input_gradient(grad: torch.Tensor, weight: torch.Tensor, input_size: tuple[int, int],
@@ -123,9 +123,8 @@ def strided_depthwise(model: nn.Module, owned: bool = False) -> tuple[nn.Module,
               and _qualifies(module)]
     if not chosen:
         return model, 0
-    try:
-        copy = model if owned else copy_sharing_tensors(model)
-    except (RuntimeError, TypeError):  # e.g. the non-leaf tensors weight_norm keeps: left as it is
+    copy = copy_to_change(model, owned)
+    if copy is None:
         return model, 0
     for name in chosen:
         replace_module(copy, name, StridedDepthwiseConv2d(copy.get_submodule(name)))

@@ -31,7 +31,7 @@ from torch import fx, nn
 
 from .depthwise import StridedDepthwiseConv2d
 from .padding import CroppedConv2d, padded_conv_subclass
-from .surgery import copy_sharing_tensors, replace_module, trace_own_forward, untouchable_modules
+from .surgery import copy_to_change, replace_module, trace_own_forward, untouchable_modules
 
 # Activations whose gradient is a function of their output alone: in place, autograd's own form for
 # ReLU and LeakyReLU, InPlaceHardtanh for Hardtanh and ReLU6.
@@ -159,9 +159,8 @@ def inplace_activations(model: nn.Module, keep=(), owned: bool = False) -> tuple
     chosen = [n for n, ok in verdicts.items() if ok and not any(n.startswith(p) for p in opaque)]
     if not chosen:
         return model, 0
-    try:
-        copy = model if owned else copy_sharing_tensors(model)
-    except (RuntimeError, TypeError):  # e.g. the non-leaf tensors weight_norm keeps: left as it is
+    copy = copy_to_change(model, owned)
+    if copy is None:
         return model, 0
     for activation in chosen:
         module = copy.get_submodule(activation)

@@ -18,6 +18,18 @@ def copy_sharing_tensors(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo=shared)
 
 
+def copy_to_change(model: nn.Module, owned: bool = False) -> nn.Module | None:
+    """What a rewrite may change: model itself if it is already the caller's own copy (owned), else
+    a copy sharing its tensors; None for a model that cannot be copied (e.g. the non-leaf tensors
+    weight_norm keeps), which a rewrite then leaves as it is."""
+    if owned:
+        return model
+    try:
+        return copy_sharing_tensors(model)
+    except (RuntimeError, TypeError):
+        return None
+
+
 def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
     """Put `module` where `root.get_submodule(name)` is."""
     parent_name, _, child = name.rpartition(".")
