@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from ..cpu_kind import native_bf16_without_amx
-from .surgery import copy_to_change, memory_format_of, replace_module, untouchable_modules
+from .surgery import change_modules, memory_format_of, replace_module, untouchable_modules
 
 
 def spread_input_gradient(grad: torch.Tensor, weight: torch.Tensor, input_size: tuple[int, int],
@@ -121,11 +121,8 @@ def strided_depthwise(model: nn.Module, owned: bool = False) -> tuple[nn.Module,
     untouchable = untouchable_modules(model)
     chosen = [name for name, module in model.named_modules() if name and id(module) not in untouchable
               and _qualifies(module)]
-    if not chosen:
-        return model, 0
-    copy = copy_to_change(model, owned)
-    if copy is None:
-        return model, 0
-    for name in chosen:
-        replace_module(copy, name, StridedDepthwiseConv2d(copy.get_submodule(name)))
-    return copy, len(chosen)
+    return change_modules(model, chosen, _rewrite, owned)
+
+
+def _rewrite(model: nn.Module, name: str) -> None:
+    replace_module(model, name, StridedDepthwiseConv2d(model.get_submodule(name)))

@@ -31,7 +31,7 @@ from torch import fx, nn
 
 from .depthwise import StridedDepthwiseConv2d
 from .padding import CroppedConv2d, padded_conv_subclass
-from .surgery import copy_to_change, replace_module, trace_own_forward, untouchable_modules
+from .surgery import change_modules, replace_module, trace_own_forward, untouchable_modules
 
 # Activations whose gradient is a function of their output alone: in place, autograd's own form for
 # ReLU and LeakyReLU, InPlaceHardtanh for Hardtanh and ReLU6.
@@ -157,15 +157,12 @@ def inplace_activations(model: nn.Module, keep=(), owned: bool = False) -> tuple
                   and _call_qualifies(node, parent, prefix, keep, untouchable))
             verdicts[full] = verdicts.get(full, True) and ok
     chosen = [n for n, ok in verdicts.items() if ok and not any(n.startswith(p) for p in opaque)]
-    if not chosen:
-        return model, 0
-    copy = copy_to_change(model, owned)
-    if copy is None:
-        return model, 0
-    for activation in chosen:
-        module = copy.get_submodule(activation)
-        if isinstance(module, nn.Hardtanh):  # ReLU6 is one
-            replace_module(copy, activation, InPlaceHardtanh(module))
-        else:
-            module.inplace = True
-    return copy, len(chosen)
+    return change_modules(model, chosen, _run_in_place, owned)
+
+
+def _run_in_place(model: nn.Module, name: str) -> None:
+    module = model.get_submodule(name)
+    if isinstance(module, nn.Hardtanh):  # ReLU6 is one
+        replace_module(model, name, InPlaceHardtanh(module))
+    else:
+        module.inplace = True

@@ -1,10 +1,12 @@
 """Changing a model's modules without changing the caller's model: a copy that shares every
-tensor, one submodule swapped for another by its dotted name, and what the passes that rewrite
-modules need to know first (one module's own forward as a graph; the modules no pass may touch)."""
+tensor, a rewrite of named modules done on it, one submodule swapped for another by its dotted
+name, and what the passes that rewrite modules need to know first (one module's own forward as a
+graph; the modules no pass may touch)."""
 from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 from torch import fx, nn
@@ -18,16 +20,24 @@ def copy_sharing_tensors(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo=shared)
 
 
-def copy_to_change(model: nn.Module, owned: bool = False) -> nn.Module | None:
-    """What a rewrite may change: model itself if it is already the caller's own copy (owned), else
-    a copy sharing its tensors; None for a model that cannot be copied (e.g. the non-leaf tensors
-    weight_norm keeps), which a rewrite then leaves as it is."""
+def change_modules(model: nn.Module, names: list[str], change: Callable[[nn.Module, str], None],
+                   owned: bool = False) -> tuple[nn.Module, int]:
+    """(the model with change(model, name) done for each of names, how many) for a rewrite pass:
+    model itself if it is already the caller's own copy (owned), else a copy sharing its tensors.
+    (model, 0) where names is empty, or where model cannot be copied (e.g. the non-leaf tensors
+    weight_norm keeps), which the rewrite then leaves as it is."""
+    if not names:
+        return model, 0
     if owned:
-        return model
-    try:
-        return copy_sharing_tensors(model)
-    except (RuntimeError, TypeError):
-        return None
+        changed = model
+    else:
+        try:
+            changed = copy_sharing_tensors(model)
+        except (RuntimeError, TypeError):
+            return model, 0
+    for name in names:
+        change(changed, name)
+    return changed, len(names)
 
 
 def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
