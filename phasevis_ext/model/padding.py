@@ -34,7 +34,7 @@ from torch.nn.modules.padding import _ConstantPadNd
 from torch.nn.modules.utils import _pair
 
 from .depthwise import conv2d
-from .surgery import copy_sharing_tensors, memory_format_of, replace_module, trace_own_forward, untouchable_modules
+from .surgery import change_modules, memory_format_of, replace_module, trace_own_forward, untouchable_modules
 
 
 class CroppedConv2d(nn.Conv2d):
@@ -222,17 +222,14 @@ def fold_same_padding(model: nn.Module, keep=()) -> tuple[nn.Module, int]:
             children = (module.get_submodule(pad_child), module.get_submodule(conv_child))
             if prefix + pad_child not in keep and not any(id(m) in untouchable for m in children):
                 found.append(("pair", name, (prefix + pad_child, prefix + conv_child), child_pad))
-    if not found:
-        return model, 0
-    try:
-        folded = copy_sharing_tensors(model)
-    except (RuntimeError, TypeError):  # e.g. the non-leaf tensors weight_norm keeps: left unfolded
-        return model, 0
-    for kind, name, pair, pad in found:
-        if kind == "own":
-            replace_module(folded, name, CroppedConv2d(folded.get_submodule(name), pad))
-        else:
-            pad_name, conv_name = pair
-            replace_module(folded, conv_name, CroppedConv2d(folded.get_submodule(conv_name), pad))
-            replace_module(folded, pad_name, nn.Identity())
-    return folded, len(found)
+    return change_modules(model, found, _fold)
+
+
+def _fold(model: nn.Module, found: tuple) -> None:
+    kind, name, pair, pad = found
+    if kind == "own":
+        replace_module(model, name, CroppedConv2d(model.get_submodule(name), pad))
+    else:
+        pad_name, conv_name = pair
+        replace_module(model, conv_name, CroppedConv2d(model.get_submodule(conv_name), pad))
+        replace_module(model, pad_name, nn.Identity())

@@ -7,9 +7,12 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import fx, nn
+
+T = TypeVar("T")
 
 
 def copy_sharing_tensors(model: nn.Module) -> nn.Module:
@@ -20,13 +23,13 @@ def copy_sharing_tensors(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo=shared)
 
 
-def change_modules(model: nn.Module, names: list[str], change: Callable[[nn.Module, str], None],
+def change_modules(model: nn.Module, changes: list[T], change: Callable[[nn.Module, T], None],
                    owned: bool = False) -> tuple[nn.Module, int]:
-    """(the model with change(model, name) done for each of names, how many) for a rewrite pass:
+    """(the model with change(model, c) done for each c of changes, how many) for a rewrite pass:
     model itself if it is already the caller's own copy (owned), else a copy sharing its tensors.
-    (model, 0) where names is empty, or where model cannot be copied (e.g. the non-leaf tensors
+    (model, 0) where there is no change, or where model cannot be copied (e.g. the non-leaf tensors
     weight_norm keeps), which the rewrite then leaves as it is."""
-    if not names:
+    if not changes:
         return model, 0
     if owned:
         changed = model
@@ -35,9 +38,9 @@ def change_modules(model: nn.Module, names: list[str], change: Callable[[nn.Modu
             changed = copy_sharing_tensors(model)
         except (RuntimeError, TypeError):
             return model, 0
-    for name in names:
-        change(changed, name)
-    return changed, len(names)
+    for c in changes:
+        change(changed, c)
+    return changed, len(changes)
 
 
 def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
