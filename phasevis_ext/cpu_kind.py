@@ -1,9 +1,9 @@
 """What the CPU computes natively, from torch's ISA probes, for choices that were measured per CPU kind.
 
-bf16 pays on a CPU with AVX-512-bf16 dot products and no AMX (the AVX-512-bf16 EPYC of
-docs/benchmarks.md, "Precision of the model pass"); it is emulated, and far slower, without
-AVX-512-bf16; the AMX Xeon is a kind of its own, measured separately. A probe that this torch does
-not have counts as an answer that is not known, and a choice that needs it is not made.
+bf16 pays on a CPU with AVX-512-bf16 dot products, with or without AMX (the AVX-512-bf16 EPYCs and
+the AMX Xeon of docs/benchmarks.md, "Precision of the model pass"); without AVX-512-bf16 it is
+emulated, and far slower. A probe that this torch does not have counts as an answer that is not
+known, and a choice that needs it is not made.
 """
 from __future__ import annotations
 
@@ -18,6 +18,6 @@ def _probe(name: str) -> bool | None:
 
 
 @functools.cache
-def native_bf16_without_amx() -> bool:
-    """AVX-512-bf16 present and AMX absent, both known."""
-    return _probe("_is_avx512_bf16_supported") is True and _probe("_is_amx_tile_supported") is False
+def native_bf16() -> bool:
+    """AVX-512-bf16 present, known."""
+    return _probe("_is_avx512_bf16_supported") is True

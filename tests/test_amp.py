@@ -24,22 +24,22 @@ def model():
     return tiny_cnn()
 
 
-@pytest.mark.parametrize("bf16, amx, expected", [(True, False, torch.bfloat16), (True, True, None),
-                                                  (False, False, None), (True, "absent", None)])
-def test_auto_on_the_cpu_is_bf16_only_on_the_kind_where_it_was_measured_faster(monkeypatch, bf16, amx, expected):
-    # the AVX-512-bf16 EPYC: bf16 faster; the AMX Xeon: level (fp32 kept); AVX2: emulated, slower;
-    # a torch without the AMX probe cannot tell an AMX Xeon apart: fp32
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
-    if amx == "absent":
-        monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+@pytest.mark.parametrize("bf16, amx, expected", [(True, False, torch.bfloat16), (True, True, torch.bfloat16),
+                                                  (False, False, None), ("absent", False, None)])
+def test_auto_on_the_cpu_is_bf16_only_where_bf16_is_native(monkeypatch, bf16, amx, expected):
+    # the AVX-512-bf16 EPYCs and the AMX Xeon: bf16 faster; AVX2: emulated, slower; a torch without
+    # the bf16 probe cannot tell: fp32
+    if bf16 == "absent":
+        monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
     else:
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    cpu_kind.native_bf16_without_amx.cache_clear()
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    cpu_kind.native_bf16.cache_clear()
     try:
         assert render._cpu_auto_amp() is expected
     finally:
         monkeypatch.undo()
-        cpu_kind.native_bf16_without_amx.cache_clear()
+        cpu_kind.native_bf16.cache_clear()
 
 
 def test_auto_follows_the_table_of_the_device_type(monkeypatch):

@@ -18,7 +18,7 @@ from phasevis_ext.model.inplace import InPlaceHardtanh, inplace_activations
 def native_bf16(monkeypatch):
     """The CPU kind the path is taken on (it computes the same on any CPU, only slower where bf16
     is emulated), so that every machine tests it."""
-    monkeypatch.setattr(depthwise, "native_bf16_without_amx", lambda: True)
+    monkeypatch.setattr(depthwise, "native_bf16", lambda: True)
 
 
 def _autograd_input_gradient(grad, weight, x_shape, stride, padding):
@@ -87,7 +87,7 @@ def test_bf16_takes_the_path_and_is_as_close_to_fp32_as_atens_bf16_gradient(nati
 
 
 def test_without_native_bf16_aten_runs_its_own_gradient(monkeypatch):
-    monkeypatch.setattr(depthwise, "native_bf16_without_amx", lambda: False)  # emulated bf16: aten's is faster
+    monkeypatch.setattr(depthwise, "native_bf16", lambda: False)  # emulated bf16: aten's is faster
     x = torch.randn(2, 8, 12, 12)
     _, _, grad_fn = _conv_grad(x, torch.randn(8, 1, 3, 3), None, 2, 1, True)
     assert "StridedDepthwise" not in grad_fn

@@ -2,8 +2,9 @@
 
 oneDNN 3.12 (torch 2.14's) computes the input gradient of a depthwise convolution of stride 2 in
 bf16 with its generic strided brgemm kernel, one channel per group, which on the AVX-512-bf16
-EPYC takes 25-60x its forward's time and 20x fp32's: with it, bf16 is no faster than fp32 on lite0
-although its 1x1 convolutions run 2-3x faster (docs/benchmarks.md, "Precision of the model pass").
+EPYC takes 25-60x its forward's time and 20x fp32's: with it, bf16 is no faster than fp32 on lite0,
+on the EPYCs and on the AMX Xeon, although its 1x1 convolutions run 2-3x faster
+(docs/benchmarks.md, "Precision of the model pass").
 
 The same gradient is a stride-1 depthwise correlation, by the kernel turned 180°, of the output
 gradient spread onto the input's grid with zeros between, which oneDNN runs with its depthwise
@@ -12,8 +13,8 @@ for t < k, so x[i] receives g[o]·w[i + p - s·o]; written into a zero buffer G 
 that sum is Σ_v G[i + v]·w[k - 1 - v], a correlation with no padding whose output has the side H
 of x. Rows past the last window get zeros there, as they should.
 
-`conv2d` takes this path where it was measured to pay: on a CPU of the AVX-512-bf16 kind
-(`cpu_kind.native_bf16_without_amx`; with emulated bf16 aten's own is 3x faster), in bf16 (the
+`conv2d` takes this path where it was measured to pay: on a CPU with native bf16, AMX or not
+(`cpu_kind.native_bf16`; with emulated bf16 aten's own is 3x faster), in bf16 (the
 tensors' own dtype, or autocast's), for a depthwise convolution (one output channel per input
 channel) with a stride above 1, no dilation, padding under the kernel, and frozen weights (the
 loop never needs weight gradients); everywhere else it is `F.conv2d`. Plain `nn.Conv2d` modules of
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from ..cpu_kind import native_bf16_without_amx
+from ..cpu_kind import native_bf16
 from .surgery import change_modules, memory_format_of, replace_module, untouchable_modules
 
 
@@ -83,7 +84,7 @@ def _takes_spread_path(x, weight, bias, stride, padding, dilation, groups) -> bo
     # bf16 by autocast, or by every tensor's own dtype (mixed dtypes get F.conv2d's error, not a cast)
     bf16 = _autocast_to_bf16(x, weight, bias) or (x.dtype == weight.dtype == torch.bfloat16
                                     and (bias is None or bias.dtype == torch.bfloat16))
-    return bf16 and native_bf16_without_amx()
+    return bf16 and native_bf16()
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,

@@ -27,7 +27,7 @@ from torch import nn
 
 from .. import checks
 from ..checks import InvalidArgument, finite_number, positive_int
-from ..cpu_kind import native_bf16_without_amx
+from ..cpu_kind import native_bf16
 from ..io.records import file_sha256, jsonable
 from ..model import loading as models
 from ..param.parameterizations import PARAMS, PHASE_SCALE
@@ -72,10 +72,10 @@ AMP_NAMES = {"none": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 def _cpu_auto_amp() -> torch.dtype | None:
     """What amp="auto" runs on this CPU: the precision that made lite0's visualize step at the
     defaults fastest on its kind (benchmarks/amp_choice.py; docs/benchmarks.md, "Precision of the
-    model pass"): bf16 autocast with AVX-512-bf16 and no AMX, with the cheap strided depthwise
-    gradient of model/depthwise.py; fp32 where bf16 is emulated (many times slower) and on AMX
-    Xeons, where bf16 measured level with fp32."""
-    return torch.bfloat16 if native_bf16_without_amx() else None
+    model pass"): bf16 autocast with AVX-512-bf16 (the EPYCs and the AMX Xeon), with the cheap
+    strided depthwise gradient of model/depthwise.py; fp32 where bf16 is emulated (many times
+    slower)."""
+    return torch.bfloat16 if native_bf16() else None
 
 
 # What amp="auto" runs, per device type. CUDA runs fp32: bf16 measured faster batched on an H100
@@ -239,7 +239,7 @@ class RenderSettings:
     channels: int | None = option(None, "input channels of the model (default: inferred from its first convolution "
                                   "or patch embedding)", _optional(lambda v: positive_int(v, "channels")), flag=False)
     amp: Any = option("auto", "autocast for the model pass; auto: the precision measured fastest for the device, bf16 "
-                      "on CPUs with AVX-512-bf16 and no AMX, fp32 elsewhere", _amp, cli={"choices": ("auto", *AMP_NAMES)})
+                      "on CPUs with AVX-512-bf16, fp32 elsewhere", _amp, cli={"choices": ("auto", *AMP_NAMES)})
     device: Any = option(None, "cpu, cuda, cuda:1 ... (default: where the model's weights are)",
                          _optional(checks.device), neutral=True)
     batch_size: int = option(8, "units optimized together", lambda v: positive_int(v, "batch_size"), neutral=True,
