@@ -2,7 +2,7 @@
 //
 // Memory passes per call (B·C·H·Wr "spectrum" elements, B·C·H·W "image" elements):
 //   forward:  spectrum: 1 read (moments) + 1 read/1 write (X, with the image moments by Parseval)
-//             unnormalized irfft2 (per plane: no copies), then image: 1 read + 1 write (out; x̂ is formed on the fly)
+//             unnormalized irfft2 (plane by plane from 512²: no copies), then image: 1 read + 1 write (out; x̂ is formed on the fly)
 //   backward: image: 2 reads + 1 write (∂L/∂x̂ and its sums), rfft2, then spectrum: 2 reads + 1 write
 //             (∂L/∂v̂ with the image standardization folded in) + 1 read/1 write (head standardization)
 // Backward keeps x, the unnormalized inverse transform (one image-sized tensor), rather than x̂:
@@ -17,6 +17,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -83,6 +84,24 @@ PV_CPU_CLONES chunks::Sums moments_row(const T* __restrict v, int64_t n, int64_t
   return {re, im, dot};
 }
 
+// The interior of a spectrum row, columns [1, end), runs in blocks of kBlock bins, so that the
+// vectorizer makes whole vectors of them. One loop over the interior leaves W/2 - 1 mod 16 = 15
+// bins at every power-of-two width, and GCC runs that remainder one bin at a time: at 224², 15
+// scalar bins cost more than the row's 96 vectorized ones. The last block is moved back to end at
+// `end` instead: it writes the bins it shares with the block before again (the same values), and
+// adds to the sums only those at or past `fresh`. 16 floats are one AVX-512 vector, two AVX2 ones.
+// A row interior shorter than a block is one block of its own length.
+constexpr int64_t kBlock = 16;
+
+struct Block {
+  int64_t first, length;
+};
+
+// The block holding bins [fresh, fresh + kBlock) of an interior [1, end), fresh < end.
+inline Block interior_block(int64_t fresh, int64_t end) {
+  return {std::max<int64_t>(1, std::min(fresh, end - kBlock)), std::min(kBlock, end - 1)};
+}
+
 // X for row `row` = c·H + h of sample b, and the row's share of the image moments by Parseval.
 template <typename T, typename Head>
 PV_CPU_CLONES chunks::SpectrumEnergy spectrum_row(const Head head, const Geometry g, const Standardization s,
@@ -90,12 +109,16 @@ PV_CPU_CLONES chunks::SpectrumEnergy spectrum_row(const Head head, const Geometr
   const uint32_t h = uint32_t(row % g.height), wr = uint32_t(g.half_width), height = uint32_t(g.height);
   const int64_t start = row * g.half_width, end = math::interior_end(g.width);
   double weighted_sq = 0.0, dc = 0.0;
+  for (int64_t fresh = 1; fresh < end; fresh += kBlock) {
+    const Block block = interior_block(fresh, end);
 #pragma omp simd reduction(+ : weighted_sq, dc)
-  for (int64_t k = 1; k < end; ++k) {
-    chunks::SpectrumEnergy acc;
-    chunks::spectrum_chunk<1>(head, g, s, b, start + k, chunks::InteriorBin{uint32_t(k), h, wr, height}, x, acc);
-    weighted_sq += acc.weighted_sq;
-    dc += acc.dc;
+    for (int64_t j = 0; j < block.length; ++j) {
+      const int64_t k = block.first + j;
+      chunks::SpectrumEnergy acc;
+      chunks::spectrum_chunk<1>(head, g, s, b, start + k, chunks::InteriorBin{uint32_t(k), h, wr, height}, x, acc);
+      weighted_sq += k >= fresh ? acc.weighted_sq : 0.0;
+      dc += k >= fresh ? acc.dc : 0.0;
+    }
   }
   chunks::SpectrumEnergy acc{weighted_sq, dc};
   for (int c = 0; c < math::self_conjugate_column_count(g.width); ++c) {
@@ -105,7 +128,8 @@ PV_CPU_CLONES chunks::SpectrumEnergy spectrum_row(const Head head, const Geometr
   return acc;
 }
 
-// ∂L/∂v̂ for row `row` of sample b from G = rfft2(∂L/∂x̂), and the row's share of the head gradient's sums.
+// ∂L/∂v̂ for row `row` of sample b from G = rfft2(∂L/∂x̂), and the row's share of the head gradient's
+// sums; the interior in blocks, as in spectrum_row.
 template <typename T, typename Head>
 PV_CPU_CLONES chunks::Sums spectrum_grad_row(const Head head, const Geometry g, const Standardization s,
                                              const chunks::TailGrads tail, int64_t b, int64_t row,
@@ -113,14 +137,18 @@ PV_CPU_CLONES chunks::Sums spectrum_grad_row(const Head head, const Geometry g, 
   const uint32_t h = uint32_t(row % g.height), wr = uint32_t(g.half_width), height = uint32_t(g.height);
   const int64_t start = row * g.half_width, end = math::interior_end(g.width);
   double re = 0.0, im = 0.0, dot = 0.0;
+  for (int64_t fresh = 1; fresh < end; fresh += kBlock) {
+    const Block block = interior_block(fresh, end);
 #pragma omp simd reduction(+ : re, im, dot)
-  for (int64_t k = 1; k < end; ++k) {
-    chunks::Sums acc;
-    chunks::spectrum_grad_chunk<1>(head, g, s, tail, b, start + k, chunks::InteriorBin{uint32_t(k), h, wr, height},
-                                   big_g, grad, acc);
-    re += acc.re;
-    im += acc.im;
-    dot += acc.dot;
+    for (int64_t j = 0; j < block.length; ++j) {
+      const int64_t k = block.first + j;
+      chunks::Sums acc;
+      chunks::spectrum_grad_chunk<1>(head, g, s, tail, b, start + k, chunks::InteriorBin{uint32_t(k), h, wr, height},
+                                     big_g, grad, acc);
+      re += k >= fresh ? acc.re : 0.0;
+      im += k >= fresh ? acc.im : 0.0;
+      dot += k >= fresh ? acc.dot : 0.0;
+    }
   }
   chunks::Sums acc{re, im, dot};
   for (int c = 0; c < math::self_conjugate_column_count(g.width); ++c) {
@@ -209,18 +237,25 @@ void with_channels(int64_t channels, F&& fn) {
   }
 }
 
-// irfft2 without its scale, one plane at a time. at::fft_irfft2 on the whole (B, C, H, Wr) batch
-// transforms the columns first, and its batching copies the spectrum twice on the way, each copy a
-// transpose of a spectrum-sized tensor: at 512² they cost as much as the transforms themselves. One
-// plane's column transform is a single strided batch, which MKL reads as it lies, and its output's
-// layout is the one the row transform reads in place. The result is bit-for-bit irfft2's.
+// irfft2 without its scale. Planes from kPlaneByPlane elements on are transformed one at a time:
+// at::fft_irfft2 on the whole (B, C, H, Wr) batch transforms the columns first, and its batching
+// copies the spectrum twice on the way, each copy a transpose of a spectrum-sized tensor; at
+// 1024² and batch 8 they more than double the transform's time. One plane's column transform is a
+// single strided batch, which MKL reads as it lies, and its output's layout is the one the row
+// transform reads in place. Below that size the two calls per plane cost more than the copies
+// (224²: 2.3 ms against 1.3 ms for batch 8; the two are level at 512²; Xeon, docs/benchmarks.md,
+// "Synthesis op"). Plane by plane, the result is bit-for-bit irfft2's.
+constexpr int64_t kPlaneByPlane = 512 * 512;
+
 at::Tensor inverse_rfft2_unscaled(const at::Tensor& spectrum, const Geometry& g) {
+  // Norm "forward" leaves the inverse unscaled; the image pass applies the 1/(H·W) while reading.
+  if (g.height * g.width < kPlaneByPlane)
+    return at::fft_irfft2(spectrum, c10::IntArrayRef{g.height, g.width}, {-2, -1}, "forward").contiguous();
   at::Tensor x = at::empty({g.batch, g.channels, g.height, g.width},
                            spectrum.options().dtype(c10::toRealValueType(spectrum.scalar_type())));
   const at::Tensor planes = spectrum.view({g.batch * g.channels, g.height, g.half_width});
   at::Tensor out = x.view({g.batch * g.channels, g.height, g.width});
   for (int64_t p = 0; p < planes.size(0); ++p) {
-    // Norm "forward" leaves the inverse unscaled; the image pass applies the 1/(H·W) while reading.
     const at::Tensor columns = at::fft_ifft(planes[p], std::nullopt, 0, "forward");
     at::Tensor row_out = out[p];
     at::fft_irfft_out(row_out, columns, g.width, 1, "forward");
