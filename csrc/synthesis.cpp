@@ -86,8 +86,9 @@ PV_CPU_CLONES chunks::Sums moments_row(const T* __restrict v, int64_t n, int64_t
 
 // The interior of a spectrum row, columns [1, end), runs in blocks of kBlock bins, so that the
 // vectorizer makes whole vectors of them. One loop over the interior leaves W/2 - 1 mod 16 = 15
-// bins at every power-of-two width, and GCC runs that remainder one bin at a time: at 224², 15
-// scalar bins cost more than the row's 96 vectorized ones. The last block is moved back to end at
+// bins at every power-of-two width, and GCC runs that remainder one bin at a time: in blocks, the
+// two spectrum passes take a quarter less time at 224² (perf record on the Xeon of
+// docs/benchmarks.md, "Synthesis op"). The last block is moved back to end at
 // `end` instead: it writes the bins it shares with the block before again (the same values), and
 // adds to the sums only those at or past `fresh`. 16 floats are one AVX-512 vector, two AVX2 ones.
 // A row interior shorter than a block is one block of its own length.
