@@ -1,5 +1,10 @@
 """The opt-in torch.compile of the model pass: the same results, the caller's model untouched,
-and a model that does not compile runs eagerly after one warning."""
+a model that does not compile runs eagerly after one warning, and inductor's cache is keyed by
+the CPU vector width."""
+import os
+import pathlib
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -8,7 +13,9 @@ from torch import nn
 
 from phasevis_ext import cli
 from phasevis_ext.model.activations import capture
-from phasevis_ext.model.compiled import CompileFallbackWarning, compiled
+from phasevis_ext.model.compiled import CompileFallbackWarning, compiled, inductor_options
+
+COMPILED_PASS = pathlib.Path(__file__).parent / "support" / "compiled_pass.py"
 
 
 def _net():
@@ -96,3 +103,29 @@ def test_compile_is_a_visualize_option_and_a_flag(tmp_path):
     parser = cli.build_parser()
     args = parser.parse_args(["visualize", "logit:1", "--out", str(tmp_path), "--compile"])
     assert args.compile is True
+
+
+def _default_isa_is_wider_than_avx2():
+    from torch._inductor.cpu_vec_isa import valid_vec_isa_list
+
+    widths = {isa.bit_width() for isa in valid_vec_isa_list()}
+    return os.environ.get("ATEN_CPU_CAPABILITY") is None and 512 in widths and 256 in widths
+
+
+def test_the_compile_options_name_the_vector_width_inductor_picks():
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    bits = pick_vec_isa().bit_width()
+    assert inductor_options() == ({"cpp.simdlen": bits} if bits else {})
+
+
+@pytest.mark.skipif(not _default_isa_is_wider_than_avx2(), reason="needs a CPU that inductor runs at AVX-512 and AVX2")
+def test_a_graph_cached_under_one_vector_isa_is_not_replayed_under_another(tmp_path):
+    # Without the width in the key, the AVX-512 graph replayed under AVX2 summed half of each
+    # reduction (an infinite error here), and the reverse order corrupted the heap.
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path), "TORCHINDUCTOR_FX_GRAPH_CACHE": "1"}
+    for capability in (None, "avx2"):
+        run_env = dict(env) if capability is None else {**env, "ATEN_CPU_CAPABILITY": capability}
+        done = subprocess.run([sys.executable, str(COMPILED_PASS)], capture_output=True, text=True, timeout=300,
+                              env=run_env)
+        assert done.returncode == 0, f"ATEN_CPU_CAPABILITY={capability}: {done.stdout}{done.stderr[-2000:]}"

@@ -10,6 +10,7 @@ from support.synthesis_cases import SHAPES, fourier_inputs, maco_inputs, op_args
 
 import phasevis_ext as pv
 from phasevis_ext.checks import InvalidArgument
+from phasevis_ext.model.compiled import inductor_options
 from phasevis_ext.param.parameterizations import PHASE_SCALE
 
 pytestmark = requires_ext
@@ -193,7 +194,7 @@ def test_torch_compile_fullgraph_no_graph_breaks(device):
         b = pv.fourier_synthesis(z, scale, color_matrix=k, backend="ext")
         return (a * b).mean()
 
-    compiled = torch.compile(step, fullgraph=True)
+    compiled = torch.compile(step, fullgraph=True, options=inductor_options())
     p1, z1 = phase.clone().requires_grad_(True), spectrum.clone().requires_grad_(True)
     p2, z2 = phase.clone().requires_grad_(True), spectrum.clone().requires_grad_(True)
     compiled(p1, z1).backward()

@@ -8,6 +8,14 @@ layers, stay as they are. Compilation happens at the first call; a model that dy
 backend cannot handle falls back to eager there, with one warning, and the run goes on. When
 `activations.capture` stops a forward after the last layer it needs, dynamo compiles the forward
 up to that point as a graph of its own.
+
+Inductor's FX graph cache (on by default, under /tmp/torchinductor_$USER or
+TORCHINDUCTOR_CACHE_DIR) leaves the CPU vector ISA out of its key: a graph compiled for 8-lane
+AVX2 and replayed where AVX-512 is picked ran its 8-step loops with 16-lane stores, past the end
+of their buffers (heap corruption), and the reverse summed half of each reduction. That happens
+wherever the ISA differs under one cache: a cache directory shared across a cluster's nodes, or
+`ATEN_CPU_CAPABILITY` set for one run. Naming the vector width in the compile options
+(`cpp.simdlen`, the width inductor would pick anyway) puts it in the key.
 """
 from __future__ import annotations
 
@@ -17,6 +25,18 @@ import torch
 from torch import nn
 
 from .surgery import copy_sharing_tensors
+
+
+def inductor_options() -> dict:
+    """Options for torch.compile(backend="inductor") that key its cache by the CPU vector width."""
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+        isa = pick_vec_isa()
+    except Exception:  # noqa: BLE001 (a private module: without it, the cache key is inductor's own)
+        return {}
+    bits = isa.bit_width()  # 0 where inductor vectorizes nothing
+    return {"cpp.simdlen": bits} if bits else {}
 
 
 class CompileFallbackWarning(UserWarning):
@@ -34,7 +54,7 @@ def compiled(module: nn.Module, *, backend: str = "inductor", owned: bool = Fals
             warnings.warn(f"the model cannot be copied to compile it, so it runs eagerly: {error}",
                           CompileFallbackWarning, stacklevel=2)
             return module
-    module.compile(backend=backend)
+    module.compile(backend=backend, options=inductor_options() if backend == "inductor" else None)
     compiled_call = module._compiled_call_impl  # what nn.Module.compile installs
 
     def call_or_fall_back(*args, **kwargs):
