@@ -24,33 +24,21 @@ are left as they are. The model is never changed: the result is a copy that shar
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
+from collections import Counter
 
 import torch
 from torch import fx, nn
 
-from .depthwise import StridedDepthwiseConv2d
+from .conv_activation import ConvActivation2d, clamp_in_place
+from .depthwise import StridedDepthwiseConv2d, strided_depthwise_shape
 from .padding import CroppedConv2d, padded_conv_subclass
 from .surgery import change_modules, replace_module, trace_own_forward, untouchable_modules
 
 # Activations whose gradient is a function of their output alone: in place, autograd's own form for
 # ReLU and LeakyReLU, InPlaceHardtanh for Hardtanh and ReLU6.
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU)
-
-
-class _ClampInPlace(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, low, high):
-        ctx.mark_dirty(x)
-        ctx.low, ctx.high = low, high
-        x.clamp_(low, high)
-        ctx.save_for_backward(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        out, = ctx.saved_tensors
-        return torch.ops.aten.hardtanh_backward(grad, out, ctx.low, ctx.high), None, None
 
 
 class InPlaceHardtanh(nn.Hardtanh):
@@ -60,9 +48,7 @@ class InPlaceHardtanh(nn.Hardtanh):
         super().__init__(module.min_val, module.max_val, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (torch.is_grad_enabled() and x.requires_grad):
-            return x.clamp_(self.min_val, self.max_val)
-        return _ClampInPlace.apply(x, self.min_val, self.max_val)
+        return clamp_in_place(x, self.min_val, self.max_val)
 
 
 # Producers whose backward does not read their output.
@@ -84,24 +70,25 @@ def _fresh_output(module: nn.Module) -> bool:
     return type(module) in _PRODUCERS or padded_conv_subclass(module) is not None
 
 
-def _call_qualifies(node: fx.Node, parent: nn.Module, prefix: str, keep: set[str], untouchable: set[int]) -> bool:
-    """The activation call `node` may overwrite its input."""
+def _qualifying_producer(node: fx.Node, parent: nn.Module, prefix: str, keep: set[str],
+                         untouchable: set[int]) -> str | None:
+    """The name of the module whose output the activation call `node` may overwrite, or None."""
     if len(node.args) != 1 or node.kwargs:
-        return False
+        return None
     source = node.args[0]
     while True:
         if not isinstance(source, fx.Node) or source.op != "call_module" or "." in source.target \
                 or len(source.users) != 1 or prefix + source.target in keep:
-            return False
+            return None
         module = parent.get_submodule(source.target)
         if id(module) in untouchable:
-            return False
+            return None
         if type(module) is nn.Identity:
             if len(source.args) != 1 or source.kwargs:
-                return False
+                return None
             source = source.args[0]
             continue
-        return _fresh_output(module)
+        return prefix + source.target if _fresh_output(module) else None
 
 
 def _constant_arguments(module: nn.Module, node: fx.Node) -> dict | None:
@@ -117,17 +104,47 @@ def _constant_arguments(module: nn.Module, node: fx.Node) -> dict | None:
 
 
 def inplace_activations(model: nn.Module, keep=(), owned: bool = False) -> tuple[nn.Module, int]:
-    """(a copy of model whose qualifying activations run in place, how many); (model, 0) if none.
+    """(a copy of model whose qualifying activations run in place or inside the convolution before
+    them, how many); (model, 0) if none.
     owned: model is already the caller's own copy (folding made it), so it is changed as it is."""
-    keep = set(keep)
+    scan = _scan(model, set(keep))
+    chosen = [n for n, ok in scan.verdicts.items() if ok and not any(n.startswith(p) for p in scan.opaque)]
+    changes = []
+    for name in chosen:
+        producers = scan.producers[name]
+        # Fused only if every call follows a convolution of its own: the activation module then goes.
+        fuses = (type(model.get_submodule(name)) is not nn.LeakyReLU and len(set(producers)) == len(producers)
+                 and all(scan.calls[p] == 1 and _fusable(model.get_submodule(p)) for p in producers))
+        changes.append((name, tuple(producers) if fuses else ()))
+    return change_modules(model, changes, _run_in_place, owned)
+
+
+def _fusable(module: nn.Module) -> bool:
+    """A convolution `ConvActivation2d` can stand for: plain, or a "same" one whose padding was
+    symmetric; not a strided depthwise one, whose bf16 input gradient `depthwise.py` provides."""
+    plain = type(module) is nn.Conv2d or (type(module) is CroppedConv2d and not module.cropped)
+    return (plain and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+            and module.weight.dim() == 4 and not strided_depthwise_shape(module.weight, module.stride, module.padding,
+                                                                         module.dilation, module.groups))
+
+
+@dataclasses.dataclass
+class _Scan:
+    verdicts: dict[str, bool] = dataclasses.field(default_factory=dict)  # activation -> every call qualifies
+    producers: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # activation -> each call's input's module
+    calls: Counter = dataclasses.field(default_factory=Counter)          # module -> calls seen
+    opaque: list[str] = dataclasses.field(default_factory=list)          # subtrees under a forward fx cannot follow
+
+
+def _scan(model: nn.Module, keep: set[str]) -> _Scan:
+    """Every call of an activation module in the forwards fx can follow, and whether it qualifies."""
+    scan = _Scan()
     untouchable = untouchable_modules(model)
-    verdicts: dict[str, bool] = {}  # activation name -> every call seen so far qualifies
-    opaque: list[str] = []          # prefixes of subtrees under a forward fx cannot follow
     constants: dict[str, dict | None] = {}  # child name -> the constant arguments of its one call (None: several)
     for name, parent in model.named_modules():
         children = dict(parent.named_children())
         if isinstance(parent, torch.jit.ScriptModule):  # compiled: no Python forward to read or change
-            opaque.append(f"{name}." if name else "")
+            scan.opaque.append(f"{name}." if name else "")
             continue
         if type(parent).forward is nn.Module.forward:  # ModuleList, ModuleDict: a forward that calls nothing
             continue
@@ -139,30 +156,40 @@ def inplace_activations(model: nn.Module, keep=(), owned: bool = False) -> tuple
         if graph is None and constants.get(name):
             graph = trace_own_forward(parent, constants[name])
         if graph is None:
-            opaque.append(f"{name}." if name else "")
+            scan.opaque.append(f"{name}." if name else "")
             continue
         prefix = f"{name}." if name else ""
         for node in graph.nodes:
             if node.op != "call_module":
                 continue
             full = prefix + node.target
+            scan.calls[full] += 1
             constants[full] = _constant_arguments(model.get_submodule(full), node) if full not in constants else None
             if "." in node.target:  # a grandchild called directly: its own parent's trace cannot see this call
-                verdicts[full] = False
+                scan.verdicts[full] = False
                 continue
             child = children.get(node.target)
             if child is None or not _activation(child):
                 continue
-            ok = (not child.inplace and full not in keep and id(child) not in untouchable
-                  and _call_qualifies(node, parent, prefix, keep, untouchable))
-            verdicts[full] = verdicts.get(full, True) and ok
-    chosen = [n for n, ok in verdicts.items() if ok and not any(n.startswith(p) for p in opaque)]
-    return change_modules(model, chosen, _run_in_place, owned)
+            producer = None
+            if not child.inplace and full not in keep and id(child) not in untouchable:
+                producer = _qualifying_producer(node, parent, prefix, keep, untouchable)
+            scan.verdicts[full] = scan.verdicts.get(full, True) and producer is not None
+            scan.producers.setdefault(full, []).append(producer)
+    return scan
 
 
-def _run_in_place(model: nn.Module, name: str) -> None:
+def _run_in_place(model: nn.Module, change: tuple[str, tuple[str, ...]]) -> None:
+    name, fused_into = change
     module = model.get_submodule(name)
-    if isinstance(module, nn.Hardtanh):  # ReLU6 is one
+    if fused_into:  # the convolutions before it apply it
+        for conv_name in fused_into:
+            conv = model.get_submodule(conv_name)
+            fused = ConvActivation2d(conv, relu=True) if isinstance(module, nn.ReLU) else \
+                ConvActivation2d(conv, relu=False, low=module.min_val, high=module.max_val)
+            replace_module(model, conv_name, fused)
+        replace_module(model, name, nn.Identity())
+    elif isinstance(module, nn.Hardtanh):  # ReLU6 is one
         replace_module(model, name, InPlaceHardtanh(module))
     else:
         module.inplace = True
