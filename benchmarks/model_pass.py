@@ -6,7 +6,8 @@
 Rows: memory format, bf16 autocast, BatchNorm folding (phasevis_ext.model.folding), static
 pads folded into their convolutions (phasevis_ext.model.padding), activations in place
 (phasevis_ext.model.inplace; also through autograd's own in-place hardtanh_, which copies its
-input to save it), bf16 with and without the strided depthwise input gradient of
+input to save it, and in bf16 with and without the activations inside the convolutions before
+them, phasevis_ext.model.conv_activation), bf16 with and without the strided depthwise input gradient of
 phasevis_ext.model.depthwise, and passes of 12 crops instead of one pass of 48; --compile adds the
 library's fp32 setting through torch.compile (its compile time is printed separately). On the
 CPU, malloc is tuned first, as every CPU run of the library does (phasevis_ext.allocator). The
@@ -60,8 +61,9 @@ def main(argv=None):
     folded, count = fold_batchnorm(base)
     padded, pads = fold_same_padding(folded)
     in_place, acts = inplace_activations(padded)
+    separate, _ = inplace_activations(padded, into_convolutions=False)  # each activation a module of its own
     # The same activations through autograd's own in-place hardtanh_, which saves (copies) its input.
-    autograd_in_place = copy_sharing_tensors(in_place)
+    autograd_in_place = copy_sharing_tensors(separate)
     for name, module in list(autograd_in_place.named_modules()):
         if isinstance(module, InPlaceHardtanh):
             replace_module(autograd_in_place, name, nn.Hardtanh(module.min_val, module.max_val, inplace=True))
@@ -86,10 +88,12 @@ def main(argv=None):
         (f"fp32, channels-last, BatchNorms and {pads} pads folded, passes of {p}", padded, True, False, p),
         (f"fp32, channels-last, BatchNorms and pads folded, {acts} activations in place through autograd's "
          f"hardtanh_, passes of {p}", autograd_in_place, True, False, p),
-        (f"fp32, channels-last, BatchNorms and pads folded, {acts} activations in place, passes of {p} "
-         "(the library's fp32)", in_place, True, False, p),
-        (f"bf16, channels-last, BatchNorms and pads folded, {acts} activations in place, passes of {p} "
-         "(the library's bf16, auto with native bf16)", in_place, True, True, p),
+        (f"fp32, channels-last, BatchNorms and pads folded, {acts} activations in place (fp32 runs those "
+         f"inside convolutions after them), passes of {p} (the library's fp32)", in_place, True, False, p),
+        (f"bf16, channels-last, BatchNorms and pads folded, {acts} activations in place after their "
+         f"convolutions, passes of {p}", separate, True, True, p),
+        (f"bf16, channels-last, BatchNorms and pads folded, {acts} activations in place or inside their "
+         f"convolutions, passes of {p} (the library's bf16, auto with native bf16)", in_place, True, True, p),
     ]
     if args.no_bf16:
         settings = [row for row in settings if not row[3]]

@@ -8,12 +8,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from phasevis_ext import models
 from phasevis_ext.model.conv_activation import ConvActivation2d
-from phasevis_ext.model.depthwise import StridedDepthwiseConv2d
+from phasevis_ext.model.depthwise import strided_depthwise
 from phasevis_ext.model.folding import fold_batchnorm
 from phasevis_ext.model.inplace import InPlaceHardtanh, inplace_activations
 from phasevis_ext.model.padding import fold_same_padding
 
 FUSED = torch.ops.mkldnn._convolution_pointwise.default
+# Without oneDNN's bf16 (an AVX2 CPU) the module runs the convolution, then the activation in place.
+BF16_FUSED = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class _Ops(TorchDispatchMode):
@@ -71,8 +73,8 @@ def test_pairs_are_fused_and_give_the_separate_ops_bf16_values_and_gradients_bit
     expected = _run(model, x)
     with _Ops() as ops:
         got = _run(changed, x)
-    assert ops.calls.count(FUSED) == 3
-    assert torch.ops.aten.clamp_.default not in ops.calls and torch.ops.aten.relu_.default not in ops.calls
+    assert ops.calls.count(FUSED) == (3 if BF16_FUSED else 0)
+    assert (torch.ops.aten.clamp_.default in ops.calls) is not BF16_FUSED
     assert got[0].dtype == torch.bfloat16
     for a, b in zip(expected, got):
         assert a.dtype == b.dtype and torch.equal(a, b)
@@ -120,6 +122,9 @@ def test_read_outputs_shared_modules_and_other_producers_stay_unfused():
     assert fused(Block(), keep={"expand"}) == ["dense"]       # an objective reads the expand conv's output
     assert fused(Block(), keep={"bn"}) == ["depthwise", "expand"]  # or the folded BatchNorm's
     assert fused(Block(), keep={"act"}) == ["dense"]
+    kept, count = inplace_activations(_frozen(Block()), into_convolutions=False)
+    assert count == 2 and isinstance(kept.act, InPlaceHardtanh) and kept.relu.inplace
+    assert not any(isinstance(m, ConvActivation2d) for m in kept.modules())
 
     class Shared(nn.Module):  # one convolution called twice
         def __init__(self):
@@ -133,23 +138,47 @@ def test_read_outputs_shared_modules_and_other_producers_stay_unfused():
     assert fused(nn.Sequential(nn.Conv2d(3, 3, 3, padding="same"), nn.ReLU())) == []
     assert fused(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"), nn.ReLU())) == []
     assert fused(nn.Sequential(nn.Conv2d(3, 3, 1), nn.LeakyReLU(0.1))) == []
-    # a strided depthwise convolution keeps its own bf16 input gradient (depthwise.py)
-    strided = _frozen(nn.Sequential(nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4), nn.ReLU6()))
-    changed, count = inplace_activations(strided)
-    assert count == 1 and type(changed[0]) is nn.Conv2d and isinstance(changed[1], InPlaceHardtanh)
-    changed, count = inplace_activations(_frozen(nn.Sequential(StridedDepthwiseConv2d(strided[0]), nn.ReLU6())))
-    assert count == 1 and isinstance(changed[1], InPlaceHardtanh)
+    # an activation after a convolution that no fusion can take (a BatchNorm) runs in place
+    changed, count = inplace_activations(_frozen(nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), nn.ReLU6())))
+    assert count == 1 and isinstance(changed[2], InPlaceHardtanh)
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_strided_depthwise_and_cropped_convolutions_keep_their_gradient_path(native, monkeypatch):
+    # the spread input gradient of depthwise.py where native bf16 makes it pay, aten's elsewhere,
+    # and a cropped "same" convolution's window taken after the fused activation
+    monkeypatch.setattr("phasevis_ext.model.depthwise.native_bf16", lambda: native)
+    torch.manual_seed(0)
+    model = _frozen(nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(4, 4, 3, stride=2, groups=4), nn.ReLU6(),
+                                  nn.Conv2d(4, 8, 1), nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8), nn.ReLU()))
+    prepared, pads = fold_same_padding(model)
+    prepared, _ = strided_depthwise(prepared, owned=True)
+    changed, count = inplace_activations(prepared)
+    assert pads == 1 and count == 2
+    assert [type(m) for m in changed] == [nn.Identity, ConvActivation2d, nn.Identity, nn.Conv2d, ConvActivation2d,
+                                          nn.Identity]
+    assert changed[1].cropped and not changed[4].cropped
+    x = (torch.randn(2, 4, 12, 10) * 3).contiguous(memory_format=torch.channels_last)
+    with _Ops() as ops:
+        got = _run(changed, x)
+    assert ops.calls.count(FUSED) == (2 if BF16_FUSED else 0)
+    assert (torch.ops.aten.clamp_.default in ops.calls) is not BF16_FUSED
+    for a, b in zip(_run(prepared, x), got):  # the same gradient path, so the same bits
+        assert torch.equal(a, b)
+    for a, b in zip(_run(model, x), got):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * a.abs().max().item())
+    # fp32 and no gradients: the convolution, the window, then the activation
+    with torch.no_grad():
+        assert torch.equal(changed(x), model(x))
 def test_lite0_prepared_fuses_its_unstrided_blocks_and_keeps_its_bf16_values():
     model = _frozen(models.load("efficientnet_lite0"))
     prepared, _ = fold_same_padding(fold_batchnorm(model)[0])
     changed, count = inplace_activations(prepared, keep={"_blocks.10._depthwise_conv"})
     fused = [n for n, m in changed.named_modules() if isinstance(m, ConvActivation2d)]
-    # block 0's one convolution and both of every later block but the strided ones (1, 3, 5, 11) and
-    # 10; the stem's activation is also the head's, and the stem (stride 2) is cropped
-    assert count == 17 - 1 and len(fused) == 1 + 2 * (15 - 4 - 1)
-    assert "_blocks.10._expand_conv" not in fused and "_blocks.3._expand_conv" not in fused
+    # the stem and head (one activation module), block 0's one convolution, and both of every later
+    # block's but 10's, strided (1, 3, 5, 11) and cropped (the stem and the strided ones) included
+    assert count == 17 - 1 and len(fused) == 2 + 1 + 2 * (15 - 1)
+    assert "_blocks.10._expand_conv" not in fused and "_blocks.3._depthwise_conv" in fused
     x = torch.rand(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
     for a, b in zip(_run(prepared, x), _run(changed, x)):
         assert torch.equal(a, b)

@@ -11,7 +11,8 @@ from phasevis_ext import models
 from phasevis_ext.model import depthwise
 from phasevis_ext.model.depthwise import (StridedDepthwiseConv2d, _StridedDepthwise, conv2d,
                                           spread_input_gradient, strided_depthwise)
-from phasevis_ext.model.inplace import InPlaceHardtanh, inplace_activations
+from phasevis_ext.model.conv_activation import ConvActivation2d
+from phasevis_ext.model.inplace import inplace_activations
 
 
 @pytest.fixture
@@ -165,9 +166,9 @@ def test_the_rewrite_replaces_plain_strided_depthwise_convs_in_a_copy(native_bf1
         out.float().sum().backward()
         grads.append(y.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=3e-2, atol=3e-2 * grads[0].abs().max().item())
-    # the activation after it still runs in place: its output is a fresh tensor
+    # the activation after it goes into it (conv_activation.py), which keeps the spread gradient
     in_place, acts = inplace_activations(rewritten)
-    assert acts == 1 and isinstance(in_place.act, InPlaceHardtanh)
+    assert acts == 1 and isinstance(in_place.depthwise, ConvActivation2d) and type(in_place.act) is nn.Identity
 
 
 def test_hooked_modules_stay_and_a_model_without_any_is_returned_as_it_is():

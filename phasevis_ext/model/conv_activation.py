@@ -16,17 +16,23 @@ fuses the pair itself.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from .depthwise import autocast_to_bf16
+from .depthwise import conv2d, runs_in_bf16, spread_gradient_pays, spread_input_gradient
+from .padding import CroppedConv2d
 from .surgery import memory_format_of
 
 
+@functools.cache
 def _fused_op_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    # oneDNN's bf16 convolution refuses CPUs without AVX-512 BW/VL/DQ or AVX-NE-CONVERT (an AVX2 EPYC)
+    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+            and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
 
 
 class _ClampInPlace(torch.autograd.Function):
@@ -78,22 +84,29 @@ class _ConvActivation(torch.autograd.Function):
         x, weight, y = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv
         grad = _activation_mask(grad.contiguous(memory_format=memory_format_of(y)), y, *ctx.activation)
-        grad_x, _, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, list(stride), list(padding),
-                                                          list(dilation), False, [0, 0], groups,
-                                                          [True, False, False])
+        if spread_gradient_pays(weight, stride, padding, dilation, groups):
+            grad_x = spread_input_gradient(grad, weight, tuple(x.shape[-2:]), stride, padding)
+        else:
+            grad_x, _, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, list(stride), list(padding),
+                                                              list(dilation), False, [0, 0], groups,
+                                                              [True, False, False])
         return grad_x, None, None, None, None, None, None
 
 
-class ConvActivation2d(nn.Conv2d):
-    """nn.Conv2d followed by ReLU (relu=True) or by a clamp to [low, high] (ReLU6, Hardtanh), with
-    the same tensors."""
+def _symmetric_pad(conv: nn.Conv2d) -> tuple[int, int, int, int]:
+    if isinstance(conv, CroppedConv2d):
+        return conv.pad
+    rows, cols = _pair(conv.padding)
+    return (cols, cols, rows, rows)
+
+
+class ConvActivation2d(CroppedConv2d):
+    """A convolution (plain, strided depthwise, or cropped "same") followed by ReLU (relu=True) or
+    by a clamp to [low, high] (ReLU6, Hardtanh), with the same tensors."""
 
     def __init__(self, conv: nn.Conv2d, *, relu: bool, low: float = 0.0, high: float = 0.0):
-        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                         conv.dilation, conv.groups, bias=conv.bias is not None, device="meta")
-        self.weight, self.bias = conv.weight, conv.bias
+        super().__init__(conv, _symmetric_pad(conv))
         self.relu, self.low, self.high = relu, float(low), float(high)
-        self.train(conv.training)
         self._bf16_copies: tuple | None = None  # (the weights' identity and versions, bf16 weight, bf16 bias)
 
     def extra_repr(self) -> str:
@@ -113,17 +126,20 @@ class ConvActivation2d(nn.Conv2d):
         if not (x.device.type == "cpu" and x.dim() == 4 and not w.requires_grad
                 and (b is None or not b.requires_grad) and not torch.compiler.is_compiling()):
             return False
-        own_bf16 = x.dtype == w.dtype == torch.bfloat16 and (b is None or b.dtype == torch.bfloat16)
-        return (own_bf16 or autocast_to_bf16(x, w, b)) and _fused_op_available()
+        return runs_in_bf16(x, w, b) and _fused_op_available()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._fuses(x):
-            # the convolution's output is fresh and read by nothing else, so it may be overwritten
-            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-            return F.relu(y, inplace=True) if self.relu else clamp_in_place(y, self.low, self.high)
+            out = conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            if self.cropped:  # a copy where autograd records it, so the activation may overwrite it
+                out = self.window(x, out)
+            return F.relu(out, inplace=True) if self.relu else clamp_in_place(out, self.low, self.high)
         weight, bias = self._bf16_weights()
         x = x.to(torch.bfloat16)  # autocast's cast of the input, differentiable as autocast's is
         conv = (_pair(self.stride), _pair(self.padding), _pair(self.dilation), self.groups)
-        if not (torch.is_grad_enabled() and x.requires_grad):
-            return _fused_forward(x, weight, bias, conv, self.relu, self.low, self.high)
-        return _ConvActivation.apply(x, weight, bias, conv, self.relu, self.low, self.high)
+        if torch.is_grad_enabled() and x.requires_grad:
+            out = _ConvActivation.apply(x, weight, bias, conv, self.relu, self.low, self.high)
+        else:
+            out = _fused_forward(x, weight, bias, conv, self.relu, self.low, self.high)
+        # the activation commutes with the crop: the margin's gradient is zero either way
+        return self.window(x, out) if self.cropped else out

@@ -70,10 +70,16 @@ def strided_depthwise_shape(weight: torch.Tensor, stride, padding, dilation, gro
             and all(0 <= p < k for p, k in zip(padding, weight.shape[-2:])))
 
 
-def autocast_to_bf16(*tensors: torch.Tensor | None) -> bool:
+def _autocast_to_bf16(*tensors: torch.Tensor | None) -> bool:
     # autocast hands a convolution fp32 (not fp64) tensors cast to its dtype, and bf16 ones as they are
     return (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
             and all(t is None or t.dtype in (torch.float32, torch.bfloat16) for t in tensors))
+
+
+def spread_gradient_pays(weight: torch.Tensor, stride, padding, dilation, groups) -> bool:
+    """Whether a bf16 convolution of this shape on this CPU takes its input gradient through
+    `spread_input_gradient` (the module's docstring)."""
+    return strided_depthwise_shape(weight, stride, padding, dilation, groups) and native_bf16()
 
 
 def _takes_spread_path(x, weight, bias, stride, padding, dilation, groups) -> bool:
@@ -81,10 +87,14 @@ def _takes_spread_path(x, weight, bias, stride, padding, dilation, groups) -> bo
             and not weight.requires_grad and (bias is None or not bias.requires_grad)
             and x.shape[1] == groups and strided_depthwise_shape(weight, stride, padding, dilation, groups)):
         return False
-    # bf16 by autocast, or by every tensor's own dtype (mixed dtypes get F.conv2d's error, not a cast)
-    bf16 = autocast_to_bf16(x, weight, bias) or (x.dtype == weight.dtype == torch.bfloat16
-                                    and (bias is None or bias.dtype == torch.bfloat16))
-    return bf16 and native_bf16()
+    return runs_in_bf16(x, weight, bias) and native_bf16()
+
+
+def runs_in_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """A convolution of these tensors runs in bf16: by autocast, or by every tensor's own dtype
+    (mixed dtypes get F.conv2d's error, not a cast)."""
+    return _autocast_to_bf16(x, weight, bias) or (x.dtype == weight.dtype == torch.bfloat16
+                                                 and (bias is None or bias.dtype == torch.bfloat16))
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,

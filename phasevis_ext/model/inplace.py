@@ -21,6 +21,11 @@ whole, so every call of an activation module is seen where its parent calls it. 
 module called at several places runs in place only if every call qualifies. Modules in the
 subtree of a forward that cannot be traced, hooked modules and modules registered under two names
 are left as they are. The model is never changed: the result is a copy that shares its tensors.
+
+Where every call of an activation module follows a convolution of its own (plain, strided
+depthwise or cropped, called once), the convolutions become `ConvActivation2d`, which apply the
+activation themselves (inside oneDNN's call in bf16, `conv_activation.py`), and the activation
+module an `nn.Identity`.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import torch
 from torch import fx, nn
 
 from .conv_activation import ConvActivation2d, clamp_in_place
-from .depthwise import StridedDepthwiseConv2d, strided_depthwise_shape
+from .depthwise import StridedDepthwiseConv2d
 from .padding import CroppedConv2d, padded_conv_subclass
 from .surgery import change_modules, replace_module, trace_own_forward, untouchable_modules
 
@@ -103,29 +108,28 @@ def _constant_arguments(module: nn.Module, node: fx.Node) -> dict | None:
     return found or None
 
 
-def inplace_activations(model: nn.Module, keep=(), owned: bool = False) -> tuple[nn.Module, int]:
+def inplace_activations(model: nn.Module, keep=(), owned: bool = False,
+                        into_convolutions: bool = True) -> tuple[nn.Module, int]:
     """(a copy of model whose qualifying activations run in place or inside the convolution before
     them, how many); (model, 0) if none.
-    owned: model is already the caller's own copy (folding made it), so it is changed as it is."""
+    owned: model is already the caller's own copy (folding made it), so it is changed as it is.
+    into_convolutions=False keeps every activation a module of its own, in place."""
     scan = _scan(model, set(keep))
     chosen = [n for n, ok in scan.verdicts.items() if ok and not any(n.startswith(p) for p in scan.opaque)]
     changes = []
     for name in chosen:
         producers = scan.producers[name]
         # Fused only if every call follows a convolution of its own: the activation module then goes.
-        fuses = (type(model.get_submodule(name)) is not nn.LeakyReLU and len(set(producers)) == len(producers)
+        fuses = (into_convolutions and type(model.get_submodule(name)) is not nn.LeakyReLU and len(set(producers)) == len(producers)
                  and all(scan.calls[p] == 1 and _fusable(model.get_submodule(p)) for p in producers))
         changes.append((name, tuple(producers) if fuses else ()))
     return change_modules(model, changes, _run_in_place, owned)
 
 
 def _fusable(module: nn.Module) -> bool:
-    """A convolution `ConvActivation2d` can stand for: plain, or a "same" one whose padding was
-    symmetric; not a strided depthwise one, whose bf16 input gradient `depthwise.py` provides."""
-    plain = type(module) is nn.Conv2d or (type(module) is CroppedConv2d and not module.cropped)
-    return (plain and module.padding_mode == "zeros" and not isinstance(module.padding, str)
-            and module.weight.dim() == 4 and not strided_depthwise_shape(module.weight, module.stride, module.padding,
-                                                                         module.dilation, module.groups))
+    """A convolution `ConvActivation2d` can stand for: plain, strided depthwise, or a "same" one."""
+    return (type(module) in (nn.Conv2d, CroppedConv2d, StridedDepthwiseConv2d) and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str) and module.weight.dim() == 4)
 
 
 @dataclasses.dataclass

@@ -53,8 +53,10 @@ class CroppedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if not self.cropped:
-            return out
+        return self.window(x, out) if self.cropped else out
+
+    def window(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The outputs of the padded convolution among `out`, the symmetric one's outputs for input x."""
         left, right, top, bottom = self.pad
         rows = _out_size(x.shape[-2], top + bottom, self, 0)
         cols = _out_size(x.shape[-1], left + right, self, 1)

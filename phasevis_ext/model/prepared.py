@@ -4,7 +4,8 @@
 channels-last for the duration of a `with` block; folds its BatchNorms into the convolutions
 before them and its static zero pads into the convolutions after them, in a copy, gives its
 strided depthwise convolutions a cheaper bf16 input gradient on the CPU (`depthwise.py`), runs
-its activations in place where nothing else reads their input, and compiles that copy on request
+its activations in place, or inside the convolution before them (`conv_activation.py`), where
+nothing else reads their input, and compiles that copy on request
 (`compiled.py`); checks the layers objectives will read; and plans the batch size
 against the memory budget with one probe forward pass. `visualize` prepares once per call, the
 atlas once for all its batches, so a long run pays the copy, the fx trace, the folding and the

@@ -261,8 +261,8 @@ class RenderSettings:
     fold_padding: bool = option(True, "fold static zero pads (TensorFlow-style 'same' padding) into the convolutions "
                                 "they feed, in a copy of the model (exact up to rounding); --no-fold-padding keeps them",
                                 _flag("fold_padding"), neutral=True, cli={"negate": True})
-    inplace_activations: bool = option(True, "run ReLU-family activations in place where nothing else reads their "
-                                       "input, in a copy of the model (exact); --no-inplace-activations keeps them",
+    inplace_activations: bool = option(True, "run ReLU-family activations in place, or inside the convolution before "
+                                       "them, where nothing else reads their input, in a copy of the model (exact); --no-inplace-activations keeps them",
                                        _flag("inplace_activations"), neutral=True, cli={"negate": True})
     compile: bool = option(False, "run the model pass through torch.compile (inductor), compiled at the first step; "
                            "off by default: slower on the CPUs measured; a model that does not compile runs eagerly, "
