@@ -4,7 +4,7 @@ output, and the convolution and activation in place everywhere else."""
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from support.op_calls import OpCalls
 
 from phasevis_ext import models
 from phasevis_ext.model.conv_activation import ConvActivation2d
@@ -16,16 +16,6 @@ from phasevis_ext.model.padding import fold_same_padding
 FUSED = torch.ops.mkldnn._convolution_pointwise.default
 # Without oneDNN's bf16 (an AVX2 CPU) the module runs the convolution, then the activation in place.
 BF16_FUSED = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-class _Ops(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls.append(func)
-        return func(*args, **(kwargs or {}))
 
 
 class Block(nn.Module):
@@ -71,7 +61,7 @@ def test_pairs_are_fused_and_give_the_separate_ops_bf16_values_and_gradients_bit
     assert changed.expand.weight is model.expand.weight
     x = (torch.randn(2, 4, 13, 11) * 3).contiguous(memory_format=torch.channels_last)
     expected = _run(model, x)
-    with _Ops() as ops:
+    with OpCalls() as ops:
         got = _run(changed, x)
     assert ops.calls.count(FUSED) == (3 if BF16_FUSED else 0)
     assert (torch.ops.aten.clamp_.default in ops.calls) is not BF16_FUSED
@@ -94,7 +84,7 @@ def test_fp32_and_fp64_run_the_convolution_then_the_activation_in_place(dtype):
     changed, _ = inplace_activations(model)
     x = torch.randn(2, 4, 9, 9, dtype=dtype or torch.float32)
     expected = _run(model, x, None)
-    with _Ops() as ops:
+    with OpCalls() as ops:
         got = _run(changed, x, None)
     assert FUSED not in ops.calls and torch.ops.aten.clone.default not in ops.calls
     for a, b in zip(expected, got):
@@ -159,7 +149,7 @@ def test_strided_depthwise_and_cropped_convolutions_keep_their_gradient_path(nat
                                           nn.Identity]
     assert changed[1].cropped and not changed[4].cropped
     x = (torch.randn(2, 4, 12, 10) * 3).contiguous(memory_format=torch.channels_last)
-    with _Ops() as ops:
+    with OpCalls() as ops:
         got = _run(changed, x)
     assert ops.calls.count(FUSED) == (2 if BF16_FUSED else 0)
     assert (torch.ops.aten.clamp_.default in ops.calls) is not BF16_FUSED

@@ -3,7 +3,7 @@ forward and backward; left alone wherever an overwrite would change what someone
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from support.op_calls import OpCalls
 
 from phasevis_ext import models
 from phasevis_ext.model.folding import fold_batchnorm
@@ -117,16 +117,6 @@ def test_lite0_prepared_in_place_equals_the_model(fold_pads):
     _same_function(prepared, changed, (2, 3, 32, 32), channels_last=True)
 
 
-class _Counting(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls.append(func)
-        return func(*args, **(kwargs or {}))
-
-
 def test_relu6_in_place_copies_nothing_and_keeps_its_gradient():
     # autograd's own in-place hardtanh saves its input, so copies it whole first; ours keeps the output
     torch.manual_seed(0)
@@ -135,7 +125,7 @@ def test_relu6_in_place_copies_nothing_and_keeps_its_gradient():
     changed, count = inplace_activations(model)
     assert count == 1 and isinstance(changed[2], InPlaceHardtanh)
     x = (torch.randn(2, 3, 9, 9, dtype=torch.float64) * 4).requires_grad_()
-    with _Counting() as seen:
+    with OpCalls() as seen:
         changed(x).sum().backward()
     assert torch.ops.aten.clone.default not in seen.calls and torch.ops.aten.copy_.default not in seen.calls
     _same_function(model, changed, (2, 3, 9, 9))
