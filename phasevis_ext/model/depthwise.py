@@ -85,9 +85,9 @@ def spread_gradient_pays(weight: torch.Tensor, stride, padding, dilation, groups
 def _takes_spread_path(x, weight, bias, stride, padding, dilation, groups) -> bool:
     if not (x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled() and x.requires_grad
             and not weight.requires_grad and (bias is None or not bias.requires_grad)
-            and x.shape[1] == groups and strided_depthwise_shape(weight, stride, padding, dilation, groups)):
+            and x.shape[1] == groups):
         return False
-    return runs_in_bf16(x, weight, bias) and native_bf16()
+    return runs_in_bf16(x, weight, bias) and spread_gradient_pays(weight, stride, padding, dilation, groups)
 
 
 def runs_in_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:

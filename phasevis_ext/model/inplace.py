@@ -120,7 +120,8 @@ def inplace_activations(model: nn.Module, keep=(), owned: bool = False,
     for name in chosen:
         producers = scan.producers[name]
         # Fused only if every call follows a convolution of its own: the activation module then goes.
-        fuses = (into_convolutions and type(model.get_submodule(name)) is not nn.LeakyReLU and len(set(producers)) == len(producers)
+        fuses = (into_convolutions and type(model.get_submodule(name)) is not nn.LeakyReLU
+                 and len(set(producers)) == len(producers)
                  and all(scan.calls[p] == 1 and _fusable(model.get_submodule(p)) for p in producers))
         changes.append((name, tuple(producers) if fuses else ()))
     return change_modules(model, changes, _run_in_place, owned)
@@ -135,7 +136,8 @@ def _fusable(module: nn.Module) -> bool:
 @dataclasses.dataclass
 class _Scan:
     verdicts: dict[str, bool] = dataclasses.field(default_factory=dict)  # activation -> every call qualifies
-    producers: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # activation -> each call's input's module
+    # activation -> the module each of its calls reads
+    producers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     calls: Counter = dataclasses.field(default_factory=Counter)          # module -> calls seen
     opaque: list[str] = dataclasses.field(default_factory=list)          # subtrees under a forward fx cannot follow
 
