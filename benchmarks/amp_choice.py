@@ -1,5 +1,5 @@
 """What `amp="auto"` should pick on this CPU: lite0's visualize step at the library's defaults
-(8 class logits, 3 crops, 256², model passes of `CPU_MODEL_BATCH` crops), fp32 against bf16
+(8 class logits, 3 crops, 256², the default model passes), fp32 against bf16
 autocast, with channels-last on and off. Prints a markdown table.
 
     python benchmarks/amp_choice.py [--steps 8] [--rounds 3] [--units 8]

@@ -1,7 +1,8 @@
 """Atlas throughput: units per minute for every channel of a slice of one layer, into a fresh folder.
 
     python benchmarks/atlas_throughput.py [--layer _blocks.15] [--channels 0:32] [--steps 64]
-        [--image-size 160] [--input-size 160] [--crops 4] [--repeats 1] [--compile] [--json FILE]
+        [--image-size 160] [--input-size 160] [--crops 4] [--model-batch CROPS] [--repeats 1] [--compile]
+        [--json FILE]
 
 Each repeat renders into a new temporary folder, so nothing is resumed. The amp setting is
 `phasevis`'s default, amp="auto" (`render.AUTO_AMP`). To compare two
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=160, help="side of the crops fed to the model")
     parser.add_argument("--crops", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--model-batch", type=int, default=None, help="crops per model pass (default: the library's)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="the model pass through torch.compile, its compile "
                         "time included")
@@ -47,13 +49,15 @@ def main() -> None:
             result = atlas.run(model, out, layers=[args.layer], channels=args.channels, steps=args.steps,
                                image_size=args.image_size, input_size=args.input_size, crops=args.crops,
                                batch_size=args.batch_size, amp=amp,
-                               device="cpu", progress=False, **({"compile": True} if args.compile else {}))
+                               device="cpu", progress=False, model_batch=args.model_batch,
+                               **({"compile": True} if args.compile else {}))
             seconds = time.perf_counter() - start
         rows.append({"units": result.rendered, "seconds": round(seconds, 2),
                      "units_per_min": round(result.rendered / seconds * 60, 2)})
         print(f"{result.rendered} units in {seconds:.1f} s: {rows[-1]['units_per_min']:.2f} units/min")
     record = {"layer": args.layer, "channels": args.channels, "steps": args.steps, "image_size": args.image_size,
-              "input_size": args.input_size, "crops": args.crops, "amp": str(amp), "threads": torch.get_num_threads(),
+              "input_size": args.input_size, "crops": args.crops,
+              "model_batch": args.model_batch, "amp": str(amp), "threads": torch.get_num_threads(),
               "cpu": platform.processor() or platform.machine(), "runs": rows}
     if args.json:
         with open(args.json, "a", encoding="utf-8") as f:

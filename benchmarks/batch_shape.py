@@ -6,7 +6,8 @@ pass and channels-last on and off. Prints a markdown table.
 
 The settings run in turn, round after round, each after a 2-step warm-up run outside the timing;
 each figure is the median over rounds of the seconds per step. The library's defaults on a CPU are
-12 crops a pass, channels-last (`RenderSettings.model_batch`, `channels_last`).
+two passes of 12 crops here (a budget of 16 crops of 224², `render.settings.cpu_model_batch`) and
+channels-last (`RenderSettings.model_batch`, `channels_last`).
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from phasevis_ext.checks import InvalidArgument
 from phasevis_ext.model.activations import capture
 from phasevis_ext.param.parameterizations import make_param
 from phasevis_ext.render.crops import eval_crops, random_crops
+from phasevis_ext.render.loop import ChunkRun
 from phasevis_ext.render.objectives import batched_score, channel, logit, objective, parse_targets
 from phasevis_ext.render.results import VisualizationResult, default_unit_ids, unit_seed
 from phasevis_ext.render.visualize import visualize
@@ -104,6 +105,24 @@ def test_model_passes_do_not_change_the_result(model, model_batch):
     torch.testing.assert_close(split.scores, whole.scores, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(split.history, whole.history, rtol=1e-5, atol=1e-6)
     assert split.settings["model_batch"] == model_batch
+
+
+@pytest.mark.parametrize("units, samples, model_batch, passes", [
+    (8, 1, 6, [6, 6, 6, 6]),    # 3 crops a unit: at most 2 units a pass
+    (8, 1, 10, [9, 9, 6]),      # at most 3 units: 3 + 3 + 2, not fewer in the last pass alone
+    (8, 1, 16, [12, 12]),       # the demo's 8 units under the default budget at 224²: 4 + 4, not 5 + 3
+    (7, 1, 16, [12, 9]),        # at most 5 units: 4 + 3, not 5 + 2
+    (4, 2, 17, [12, 12]),       # 2 samples of 3 crops a unit: whole units, 2 a pass (not 5 samples)
+    (3, 1, 64, [9]),
+])
+def test_model_passes_are_of_equal_size(model, monkeypatch, units, samples, model_batch, passes):
+    seen = []
+    model_acts = ChunkRun.model_acts
+    monkeypatch.setattr(ChunkRun, "model_acts", lambda run, crops: seen.append(crops.shape[0]) or model_acts(run, crops))
+    visualize(model, [logit(i) for i in range(units)], batch_size=units * samples, samples=samples,
+              model_batch=model_batch,
+              **{**FAST, "crops": 3, "steps": 1})
+    assert seen[:len(passes)] == passes
 
 
 def test_a_units_gradient_ignores_the_other_units_objectives(model):

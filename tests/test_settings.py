@@ -72,5 +72,7 @@ def test_visualize_takes_settings_or_overrides_alike():
 def test_resolved_settings_are_concrete():
     resolved = RenderSettings(steps=2).resolved_for(tiny_cnn())
     assert resolved.device == torch.device("cpu") and resolved.lr == 1.0 and resolved.channels == 3
-    assert resolved.input_size == 224 and resolved.channels_last is True and resolved.model_batch == 12
+    assert resolved.input_size == 224 and resolved.channels_last is True and resolved.model_batch == 16
+    assert RenderSettings(input_size=160).resolved_for(tiny_cnn()).model_batch == 32
+    assert RenderSettings(input_size=1024).resolved_for(tiny_cnn()).model_batch == 1
     assert {"magnitude", "color_matrix"} <= set(resolved.param_kwargs)

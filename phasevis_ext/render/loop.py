@@ -3,8 +3,8 @@
 Units are processed in chunks of the prepared batch size. One step of a chunk is
 synthesize -> crops -> model -> objectives -> backward -> update: the chunk's images are
 synthesized and cropped `crops` times each in single batched ops, the crops go through the model
-(in one forward pass on a GPU; on a CPU in passes of about `model_batch` crops, whose working set
-stays in cache), and the loss is minus the SUM of the units' scores, so each unit's gradient is
+(in one forward pass on a GPU; on a CPU in equal passes of at most `model_batch` crops, a budget
+of pixels by default), and the loss is minus the SUM of the units' scores, so each unit's gradient is
 that of its own score alone. The default optimizers (Adam, NAdam) act elementwise, so a unit's
 trajectory does not depend on the other units of its chunk either.
 
@@ -270,8 +270,11 @@ class ChunkRun:
 
     def passes(self, crops_per_unit: int) -> list[slice]:
         # Whole groups per pass, so that a unit's samples are compared within one pass.
+        # Passes of equal size: 8 units of 3 crops under a budget of 16 run as 12 + 12, not 15 + 9.
         samples = self.settings.samples
-        per_pass = max(1, self.settings.model_batch // crops_per_unit // samples) * samples
+        groups = -(-self.count // samples)
+        most = max(1, self.settings.model_batch // crops_per_unit // samples)
+        per_pass = -(-groups // -(-groups // most)) * samples
         return [slice(u, min(u + per_pass, self.count)) for u in range(0, self.count, per_pass)]
 
     def score_units(self, crops: torch.Tensor, crops_per_unit: int) -> torch.Tensor:

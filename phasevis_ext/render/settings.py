@@ -81,9 +81,16 @@ def _cpu_auto_amp() -> torch.dtype | None:
 # What amp="auto" runs, per device type. CUDA runs fp32: bf16 measured faster batched on an H100
 # but slower one unit at a time (docs/benchmarks.md).
 AUTO_AMP: dict[str, torch.dtype | None] = {"cpu": _cpu_auto_amp(), "cuda": None}
-# Crops per model pass on a CPU: on the 2-core AVX-512 machine, lite0 forward+backward of 48 crops
-# took 1.5x longer in one pass than in passes of 12 (benchmarks/results/cpu_model_pass.md).
-CPU_MODEL_BATCH = 12
+# Crop pixels per model pass on a CPU, 32 crops of 160²: the atlas's 32 crops of 160² ran 1.20x
+# faster in one pass than in passes of 12 on the AMX Xeon, 1.07-1.27x on CPU-A, while at 224² 48
+# crops in one pass took 1.5x longer than passes of 12 (docs/benchmarks.md, "The batch shape of the model pass").
+# At 224² the budget is 16 crops, which a chunk of 8 units x 3 crops splits into two passes of 12.
+CPU_PASS_PIXELS = 32 * 160 * 160
+
+
+def cpu_model_batch(input_size: int) -> int:
+    """The default crops per model pass on a CPU for crops of input_size²."""
+    return max(1, CPU_PASS_PIXELS // (input_size * input_size))
 
 
 def resolve_amp(amp, device) -> torch.dtype | None:
@@ -248,8 +255,9 @@ class RenderSettings:
                                        "(default: most of what is free); the batch shrinks to fit",
                                        _optional(_memory_budget), neutral=True,
                                        cli={"type": float, "metavar": "GIB"})
-    model_batch: int | None = option(None, "about how many crops per model pass, in whole units (default: 12 on a CPU, "
-                                     "where small passes stay in cache, all on a GPU)",
+    model_batch: int | None = option(None, "at most how many crops per model pass, in whole units and passes of equal "
+                                     "size (default on a CPU: 32 crops of 160², 16 of 224², fewer of larger crops; "
+                                     "all on a GPU)",
                                      _optional(lambda v: positive_int(v, "model_batch")), neutral=True,
                                      cli={"type": int, "metavar": "CROPS"})
     channels_last: bool | None = option(None, "channels-last model pass (default: on the CPU only, where it is 1.3x "
@@ -324,8 +332,8 @@ class RenderSettings:
             lr_schedule=DEFAULT_LR_SCHEDULE[self.param] if self.lr_schedule is None else self.lr_schedule,
             amp=resolve_amp(self.amp, device),
             channels_last=device.type == "cpu" if self.channels_last is None else self.channels_last,
-            model_batch=(CPU_MODEL_BATCH if device.type == "cpu" else 2**31 - 1) if self.model_batch is None
-            else self.model_batch,
+            model_batch=(cpu_model_batch(input_size) if device.type == "cpu" else 2**31 - 1)
+            if self.model_batch is None else self.model_batch,
             param_kwargs=_with_phase_scale(self.param, _spectrum_kwargs(self.param, self.spectrum, self.image_size,
                                                                          channels, self.param_kwargs)))
 
