@@ -120,8 +120,7 @@ def test_model_passes_are_of_equal_size(model, monkeypatch, units, samples, mode
     model_acts = ChunkRun.model_acts
     monkeypatch.setattr(ChunkRun, "model_acts", lambda run, crops: seen.append(crops.shape[0]) or model_acts(run, crops))
     visualize(model, [logit(i) for i in range(units)], batch_size=units * samples, samples=samples,
-              model_batch=model_batch,
-              **{**FAST, "crops": 3, "steps": 1})
+              model_batch=model_batch, **{**FAST, "crops": 3, "steps": 1})
     assert seen[:len(passes)] == passes
 
 
