@@ -273,8 +273,8 @@ class ChunkRun:
         # Passes of equal size: 8 units of 3 crops under a budget of 16 run as 12 + 12, not 15 + 9.
         samples = self.settings.samples
         groups = math.ceil(self.count / samples)
-        count = math.ceil(groups / max(1, self.settings.model_batch // crops_per_unit // samples))
-        per_pass = math.ceil(groups / count) * samples
+        pass_count = math.ceil(groups / max(1, self.settings.model_batch // crops_per_unit // samples))
+        per_pass = math.ceil(groups / pass_count) * samples
         return [slice(u, min(u + per_pass, self.count)) for u in range(0, self.count, per_pass)]
 
     def score_units(self, crops: torch.Tensor, crops_per_unit: int) -> torch.Tensor:
