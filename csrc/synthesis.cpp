@@ -5,6 +5,8 @@
 //             unnormalized irfft2 (plane by plane from 512²: no copies), then image: 1 read + 1 write (out; x̂ is formed on the fly)
 //   backward: image: 2 reads + 1 write (∂L/∂x̂ and its sums), rfft2, then spectrum: 2 reads + 1 write
 //             (∂L/∂v̂ with the image standardization folded in) + 1 read/1 write (head standardization)
+// Everything after the moments runs group by group of samples (samples_per_group below), so that
+// the temporaries between a transform and the passes beside it are a group's, not the batch's.
 // Backward keeps x, the unnormalized inverse transform (one image-sized tensor), rather than x̂:
 // x̂ = (x/(H·W) - mean)·inv_t is two flops away, and not storing it saves an image-sized write.
 // It also keeps the per-sample statistics and the inputs.
@@ -250,22 +252,28 @@ void with_channels(int64_t channels, F&& fn) {
   }
 }
 
-// irfft2 without its scale. Planes from kPlaneByPlane elements on are transformed one at a time:
-// at::fft_irfft2 on the whole (B, C, H, Wr) batch transforms the columns first, and its batching
-// copies the spectrum twice on the way, each copy a transpose of a spectrum-sized tensor; at
-// 1024² and batch 8 they more than double the transform's time. One plane's column transform is a
-// single strided batch, which MKL reads as it lies, and its output's layout is the one the row
+// irfft2 without its scale, into x. Planes from kPlaneByPlane elements on are transformed one at a
+// time: at::fft_irfft2 on a whole (B, C, H, Wr) batch transforms the columns first, and its
+// batching copies the spectrum twice on the way, each copy a transpose of a spectrum-sized tensor;
+// at 1024² and batch 8 they more than double the transform's time. One plane's column transform is
+// a single strided batch, which MKL reads as it lies, and its output's layout is the one the row
 // transform reads in place. Below that size the two calls per plane cost more than the copies
 // (224²: 2.3 ms against 1.3 ms for batch 8; the two are level at 512²; Xeon, docs/benchmarks.md,
-// "Synthesis op"). Plane by plane, the result is bit-for-bit irfft2's.
+// "Synthesis op"). Plane by plane, the result is bit-for-bit irfft2's. An undefined x is
+// allocated (for a whole batch: the batched transform's own output, with no copy).
 constexpr int64_t kPlaneByPlane = 512 * 512;
 
-at::Tensor inverse_rfft2_unscaled(const at::Tensor& spectrum, const Geometry& g) {
+at::Tensor inverse_rfft2_unscaled(const at::Tensor& spectrum, const Geometry& g, at::Tensor x) {
   // Norm "forward" leaves the inverse unscaled; the image pass applies the 1/(H·W) while reading.
-  if (g.height * g.width < kPlaneByPlane)
-    return at::fft_irfft2(spectrum, c10::IntArrayRef{g.height, g.width}, {-2, -1}, "forward").contiguous();
-  at::Tensor x = at::empty({g.batch, g.channels, g.height, g.width},
-                           spectrum.options().dtype(c10::toRealValueType(spectrum.scalar_type())));
+  if (g.height * g.width < kPlaneByPlane) {
+    const at::Tensor batched = at::fft_irfft2(spectrum, c10::IntArrayRef{g.height, g.width}, {-2, -1}, "forward");
+    if (!x.defined()) return batched.contiguous();
+    x.copy_(batched);
+    return x;
+  }
+  if (!x.defined())
+    x = at::empty({g.batch, g.channels, g.height, g.width},
+                  spectrum.options().dtype(c10::toRealValueType(spectrum.scalar_type())));
   const at::Tensor planes = spectrum.view({g.batch * g.channels, g.height, g.half_width});
   at::Tensor out = x.view({g.batch * g.channels, g.height, g.width});
   for (int64_t p = 0; p < planes.size(0); ++p) {
@@ -274,6 +282,22 @@ at::Tensor inverse_rfft2_unscaled(const at::Tensor& spectrum, const Geometry& g)
     at::fft_irfft_out(row_out, columns, g.width, 1, "forward");
   }
   return x;
+}
+
+// The op runs a batch in groups of samples whose images take at most kGroupBytes together. Each
+// group's spectrum, and in the backward its image gradient and that gradient's transform, are
+// temporaries of the group's size: the passes next to a transform read them while they are still
+// in cache, and they stay below glibc's mmap threshold (32 MiB once phasevis_ext.allocator has
+// tuned it), so a call does not fault in fresh pages for them. At 1024² and batch 8, one group
+// per sample took fwd+bwd from about 310 to 155-210 ms; at 224² and 512², budgets from 1 MiB to
+// unbounded were level (CPU-C, docs/benchmarks.md, "Synthesis op"). 224² at batch 8 (4.8 MB) is
+// one group. A group holds at least one sample, and a batch's groups are of equal size but the last.
+constexpr int64_t kGroupBytes = int64_t(8) << 20;
+
+int64_t samples_per_group(const Geometry& g, int64_t element_size) {
+  const int64_t sample_bytes = g.image_numel() * element_size;
+  const int64_t groups = std::max<int64_t>(1, (g.batch * sample_bytes + kGroupBytes - 1) / kGroupBytes);
+  return (g.batch + groups - 1) / groups;
 }
 
 at::Tensor stats_tensor(const std::vector<Standardization>& s, bool complex) {
@@ -313,34 +337,42 @@ struct CpuDrivers {
     });
     moments = sum_rows_per_sample(moments, g.batch, rows);
     check_finite_sums(moments, values, names.head);
-    std::vector<Standardization> head_stats(g.batch);
+    std::vector<Standardization> head_stats(g.batch), image_stats(g.batch);
     for (int64_t b = 0; b < g.batch; ++b) head_stats[b] = chunks::head_standardization(moments[b], n, eps);
 
-    at::Tensor spectrum =
-        at::empty({g.batch, g.channels, g.height, wr}, values.options().dtype(c10::toComplexType(values.scalar_type())));
-    T* xs = reinterpret_cast<T*>(spectrum.data_ptr());
-    std::vector<chunks::SpectrumEnergy> energy(g.batch * rows);
-    for_each_row(g.batch, rows, 2 * wr, [&](int64_t b, int64_t r, int64_t slot) {
-      energy[slot] = spectrum_row<T>(head, g, head_stats[b], b, r, xs);
-    });
-    energy = sum_rows_per_sample(energy, g.batch, rows);
-    check_finite_sums(energy, fixed, names.fixed);
-    std::vector<Standardization> image_stats(g.batch);
-    for (int64_t b = 0; b < g.batch; ++b) image_stats[b] = chunks::image_standardization(energy[b], g, eps);
-
-    const at::Tensor x = inverse_rfft2_unscaled(spectrum, g);
-    at::Tensor out = at::empty_like(x);
-    const T* xp = x.const_data_ptr<T>();
-    T* op = out.data_ptr<T>();
+    const int64_t group = samples_per_group(g, sizeof(T));
+    constexpr c10::ScalarType real_type = c10::CppTypeToScalarType<T>::value;
+    const at::TensorOptions real = values.options().dtype(real_type);
+    at::Tensor x = group < g.batch ? at::empty({g.batch, g.channels, g.height, g.width}, real) : at::Tensor();
+    at::Tensor out = at::empty({g.batch, g.channels, g.height, g.width}, real);
     const T* k = color_matrix.const_data_ptr<T>();
     const T input_scale = T(1.0 / double(g.height * g.width)), tlo = T(lo), span = T(hi - lo);
-    with_channels(g.channels, [&](auto channels) {
-      constexpr int kC = decltype(channels)::value;
-      for_each_row(g.batch, g.height, g.channels * g.width, [&](int64_t b, int64_t h, int64_t) {
-        image_forward_row<T, kC>(xp, op, k, g, b, h, input_scale, T(image_stats[b].mean_re), T(image_stats[b].inv_t),
-                                 tlo, span);
+    for (int64_t b0 = 0; b0 < g.batch; b0 += group) {
+      Geometry gg = g;  // the group's samples, numbered from 0
+      gg.batch = std::min(group, g.batch - b0);
+      const Head hh = head.from_sample(b0);
+      at::Tensor spectrum = at::empty({gg.batch, g.channels, g.height, wr}, real.dtype(c10::toComplexType(real_type)));
+      T* xs = reinterpret_cast<T*>(spectrum.data_ptr());
+      std::vector<chunks::SpectrumEnergy> energy(gg.batch * rows);
+      for_each_row(gg.batch, rows, 2 * wr, [&](int64_t b, int64_t r, int64_t slot) {
+        energy[slot] = spectrum_row<T>(hh, gg, head_stats[b0 + b], b, r, xs);
       });
-    });
+      energy = sum_rows_per_sample(energy, gg.batch, rows);
+      check_finite_sums(energy, fixed, names.fixed);
+      for (int64_t b = 0; b < gg.batch; ++b) image_stats[b0 + b] = chunks::image_standardization(energy[b], g, eps);
+
+      const at::Tensor xg = inverse_rfft2_unscaled(spectrum, gg, x.defined() ? x.narrow(0, b0, gg.batch) : x);
+      if (!x.defined()) x = xg;
+      const T* xp = xg.const_data_ptr<T>();
+      T* op = out.data_ptr<T>() + b0 * g.image_numel();
+      with_channels(g.channels, [&](auto channels) {
+        constexpr int kC = decltype(channels)::value;
+        for_each_row(gg.batch, g.height, g.channels * g.width, [&](int64_t b, int64_t h, int64_t) {
+          const Standardization& is = image_stats[b0 + b];
+          image_forward_row<T, kC>(xp, op, k, gg, b, h, input_scale, T(is.mean_re), T(is.inv_t), tlo, span);
+        });
+      });
+    }
     return {out, x, stats_tensor(head_stats, kComplex), stats_tensor(image_stats, false)};
   }
 
@@ -351,45 +383,55 @@ struct CpuDrivers {
                              double eps) {
     constexpr bool kComplex = Head::kComplex;
     const int64_t n = g.spectrum_numel(), rows = g.channels * g.height, wr = g.half_width;
+    const int64_t values_per_sample = (kComplex ? 2 : 1) * n;
     const auto image_stats = stats_from_tensor(image_stats_in, false, eps);
     const auto head_stats = stats_from_tensor(head_stats_in, kComplex, eps);
 
     const at::Tensor go = grad_out.contiguous(), x = x_in.contiguous();
-    at::Tensor grad_x = at::empty_like(x);
-    const T* gop = go.const_data_ptr<T>();
-    const T* xp = x.const_data_ptr<T>();
-    T* gxp = grad_x.data_ptr<T>();
+    at::Tensor grad = at::empty_like(values);
     const T* k = color_matrix.const_data_ptr<T>();
     const T input_scale = T(1.0 / double(g.height * g.width)), span = T(hi - lo);
-    std::vector<chunks::Sums> image_grad(g.batch * g.height);
-    with_channels(g.channels, [&](auto channels) {
-      constexpr int kC = decltype(channels)::value;
-      for_each_row(g.batch, g.height, g.channels * g.width, [&](int64_t b, int64_t h, int64_t slot) {
-        image_grad[slot] = image_backward_row<T, kC>(gop, xp, gxp, k, g, b, h, input_scale, T(image_stats[b].mean_re),
-                                                     T(image_stats[b].inv_t), span);
+    const int64_t group = samples_per_group(g, sizeof(T));
+    for (int64_t b0 = 0; b0 < g.batch; b0 += group) {
+      Geometry gg = g;  // the group's samples, numbered from 0
+      gg.batch = std::min(group, g.batch - b0);
+      const Head hh = head.from_sample(b0);
+      const T* gop = go.const_data_ptr<T>() + b0 * g.image_numel();
+      const T* xp = x.const_data_ptr<T>() + b0 * g.image_numel();
+      at::Tensor grad_x = at::empty({gg.batch, g.channels, g.height, g.width}, x.options());
+      T* gxp = grad_x.data_ptr<T>();
+      std::vector<chunks::Sums> image_grad(gg.batch * g.height);
+      with_channels(g.channels, [&](auto channels) {
+        constexpr int kC = decltype(channels)::value;
+        for_each_row(gg.batch, g.height, g.channels * g.width, [&](int64_t b, int64_t h, int64_t slot) {
+          const Standardization& is = image_stats[b0 + b];
+          image_grad[slot] =
+              image_backward_row<T, kC>(gop, xp, gxp, k, gg, b, h, input_scale, T(is.mean_re), T(is.inv_t), span);
+        });
       });
-    });
-    image_grad = sum_rows_per_sample(image_grad, g.batch, g.height);
-    std::vector<chunks::TailGrads> tails(g.batch);
-    for (int64_t b = 0; b < g.batch; ++b) tails[b] = chunks::tail_grads(g, image_stats[b], image_grad[b]);
-    // Unnormalized, as torch.fft.rfft2's default "backward" norm is.
-    const at::Tensor big_g = at::fft_rfft2(grad_x, std::nullopt, {-2, -1}, "backward").contiguous();
+      image_grad = sum_rows_per_sample(image_grad, gg.batch, g.height);
+      std::vector<chunks::TailGrads> tails(gg.batch);
+      for (int64_t b = 0; b < gg.batch; ++b) tails[b] = chunks::tail_grads(g, image_stats[b0 + b], image_grad[b]);
+      // Unnormalized, as torch.fft.rfft2's default "backward" norm is.
+      const at::Tensor big_g = at::fft_rfft2(grad_x, std::nullopt, {-2, -1}, "backward").contiguous();
 
-    at::Tensor grad = at::empty_like(values);
-    const T* gp = reinterpret_cast<const T*>(big_g.const_data_ptr());
-    T* out = grad.data_ptr<T>();
-    std::vector<chunks::Sums> head_grad(g.batch * rows);
-    for_each_row(g.batch, rows, 2 * wr, [&](int64_t b, int64_t r, int64_t slot) {
-      head_grad[slot] = spectrum_grad_row<T>(head, g, head_stats[b], tails[b], b, r, gp, out);
-    });
-    head_grad = sum_rows_per_sample(head_grad, g.batch, rows);
-    std::vector<math::StandardizationGrad> head_grads(g.batch);
-    for (int64_t b = 0; b < g.batch; ++b)
-      head_grads[b] = math::standardization_grad(head_grad[b].re, head_grad[b].im, head_grad[b].dot, n, head_stats[b]);
-    const T* v = values.const_data_ptr<T>();
-    for_each_row(g.batch, rows, (kComplex ? 2 : 1) * wr, [&](int64_t b, int64_t r, int64_t) {
-      head_standardization_grad_row<T, kComplex>(v, out, n, b, r * wr, (r + 1) * wr, head_stats[b], head_grads[b]);
-    });
+      const T* gp = reinterpret_cast<const T*>(big_g.const_data_ptr());
+      T* out = grad.data_ptr<T>() + b0 * values_per_sample;
+      std::vector<chunks::Sums> head_grad(gg.batch * rows);
+      for_each_row(gg.batch, rows, 2 * wr, [&](int64_t b, int64_t r, int64_t slot) {
+        head_grad[slot] = spectrum_grad_row<T>(hh, gg, head_stats[b0 + b], tails[b], b, r, gp, out);
+      });
+      head_grad = sum_rows_per_sample(head_grad, gg.batch, rows);
+      std::vector<math::StandardizationGrad> head_grads(gg.batch);
+      for (int64_t b = 0; b < gg.batch; ++b)
+        head_grads[b] =
+            math::standardization_grad(head_grad[b].re, head_grad[b].im, head_grad[b].dot, n, head_stats[b0 + b]);
+      const T* v = values.const_data_ptr<T>() + b0 * values_per_sample;
+      for_each_row(gg.batch, rows, (kComplex ? 2 : 1) * wr, [&](int64_t b, int64_t r, int64_t) {
+        head_standardization_grad_row<T, kComplex>(v, out, n, b, r * wr, (r + 1) * wr, head_stats[b0 + b],
+                                                   head_grads[b]);
+      });
+    }
     return grad;
   }
 };

@@ -184,6 +184,11 @@ struct MacoHead {
 
   bool wide_loads_aligned() const { return wide_aligned(phase) && wide_aligned(magnitude); }
 
+  // The head of samples b0, b0 + 1, ...: sample b of it is sample b0 + b of this one.
+  MacoHead from_sample(int64_t b0) const {
+    return {phase + b0 * n, magnitude + b0 * magnitude_stride, magnitude_stride, n, phase_scale};
+  }
+
   // What a chunk keeps between its bins and their gradient: sin and cos are computed once.
   template <int V>
   struct Chunk {
@@ -231,6 +236,8 @@ struct FourierHead {
   int64_t n;
 
   bool wide_loads_aligned() const { return wide_aligned(spectrum); }
+
+  FourierHead from_sample(int64_t b0) const { return {spectrum + 2 * b0 * n, scale, n}; }
 
   template <int V>
   struct Chunk {

@@ -16,9 +16,11 @@ from phasevis_ext.param.parameterizations import PHASE_SCALE
 pytestmark = requires_ext
 DEVICES = ["cpu", pytest.param("cuda", marks=[requires_cuda_ext, pytest.mark.cuda])]
 # Beyond SHAPES: sizes where several rows or thread blocks share a sample, planes the CPU inverts
-# one at a time (512² and up), and C = 4, 5 (5: the kernels' any-channel path).
+# one at a time (512² and up), batches the CPU op runs in groups of samples (more than 8 MiB of
+# image: 12 x 3 x 256² in two groups of 6, 3 x 3 x 512² in groups of 2 and 1), and C = 4, 5 (5:
+# the kernels' any-channel path).
 LARGE_SHAPES = [(2, 3, 224, 224), (4, 3, 255, 257), (1, 3, 512, 384), (2, 2, 512, 520), (1, 1, 600, 513),
-                (2, 1, 3, 2), (2, 5, 16, 12), (1, 4, 9, 8)]
+                (12, 3, 256, 256), (3, 3, 512, 512), (2, 1, 3, 2), (2, 5, 16, 12), (1, 4, 9, 8)]
 # Per device: (float32, float64) tolerances against the float64 reference.
 ATOL = {"cpu": (2e-5, 1e-11), "cuda": (5e-5, 1e-10)}
 
