@@ -288,10 +288,10 @@ at::Tensor inverse_rfft2_unscaled(const at::Tensor& spectrum, const Geometry& g,
 // group's spectrum, and in the backward its image gradient and that gradient's transform, are
 // temporaries of the group's size: the passes next to a transform read them while they are still
 // in cache, and they stay below glibc's mmap threshold (32 MiB once phasevis_ext.allocator has
-// tuned it), so a call does not fault in fresh pages for them. At 1024² and batch 8, one group
-// per sample took fwd+bwd from about 310 to 155-210 ms; at 224² and 512², budgets from 1 MiB to
-// unbounded were level (CPU-C, docs/benchmarks.md, "Synthesis op"). 224² at batch 8 (4.8 MB) is
-// one group. A group holds at least one sample, and a batch's groups are of equal size but the last.
+// tuned it), so a call does not fault in fresh pages for them. At 1024² and batch 8, one sample a
+// group took fwd+bwd from 292 to 135 ms; at 224² and 512², budgets from 1 MiB to unbounded were
+// level (CPU-C, docs/benchmarks.md, "Synthesis op"). 224² at batch 8 (4.8 MB) is one group. A
+// group holds at least one sample, and a batch's groups are of equal size but the last.
 constexpr int64_t kGroupBytes = int64_t(8) << 20;
 
 int64_t samples_per_group(const Geometry& g, int64_t element_size) {
