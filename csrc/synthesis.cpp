@@ -106,8 +106,9 @@ inline Block interior_block(int64_t fresh, int64_t end) {
 }
 
 // Per-lane partial sums of a row's blocks: lane j holds bin j of every block, and the lanes are
-// added once, at the row's end. An `omp simd reduction` per block instead reduces its vectors to a
-// scalar 16 bins at a time, and at 224² those horizontal adds took more of the pass than the bins.
+// added once, at the row's end. An `omp simd reduction` per block instead reduced its vectors to a
+// scalar every 16 bins, chains of scalar adds that `perf annotate` showed among the passes' hottest
+// instructions (CPU-C, docs/benchmarks.md, "Synthesis op").
 struct LaneSums {
   double v[kBlock] = {};
   double total() const {
@@ -159,6 +160,8 @@ PV_CPU_CLONES chunks::Sums spectrum_grad_row(const Head head, const Geometry g, 
       chunks::Sums acc;
       chunks::spectrum_grad_chunk<1>(head, g, s, tail, b, start + k, chunks::InteriorBin{uint32_t(k), h, wr, height},
                                      big_g, grad, acc);
+      // A factor, not three selects: GCC if-converts one select here, not three, and with them
+      // leaves the loop unvectorized.
       const double fresh_bin = k >= fresh ? 1.0 : 0.0;
       re.v[j] += fresh_bin * acc.re;
       im.v[j] += fresh_bin * acc.im;
