@@ -7,6 +7,8 @@
 //             (∂L/∂v̂ with the image standardization folded in) + 1 read/1 write (head standardization)
 // Everything after the moments runs group by group of samples (samples_per_group below), so that
 // the temporaries between a transform and the passes beside it are a group's, not the batch's.
+// Below 512² with several groups, each group's inverse transform is copied into its slice of x:
+// one more image-sized read and write.
 // Backward keeps x, the unnormalized inverse transform (one image-sized tensor), rather than x̂:
 // x̂ = (x/(H·W) - mean)·inv_t is two flops away, and not storing it saves an image-sized write.
 // It also keeps the per-sample statistics and the inputs.
@@ -287,20 +289,32 @@ at::Tensor inverse_rfft2_unscaled(const at::Tensor& spectrum, const Geometry& g,
   return x;
 }
 
-// The op runs a batch in groups of samples whose images take at most kGroupBytes together. Each
-// group's spectrum, and in the backward its image gradient and that gradient's transform, are
-// temporaries of the group's size: the passes next to a transform read them while they are still
-// in cache, and they stay below glibc's mmap threshold (32 MiB once phasevis_ext.allocator has
-// tuned it), so a call does not fault in fresh pages for them. At 1024² and batch 8, one sample a
-// group took fwd+bwd from 292 to 135 ms; at 224² and 512², budgets from 1 MiB to unbounded were
-// level (CPU-C, docs/benchmarks.md, "Synthesis op"). 224² at batch 8 (4.8 MB) is one group. A
-// group holds at least one sample, and a batch's groups are of equal size but the last.
+// The op runs a batch in groups of samples whose images take at most kGroupBytes together, so that
+// a group's spectrum, and in the backward its image gradient and that gradient's transform, are
+// temporaries small enough for the passes beside each transform to read them from cache, and
+// below glibc's mmap threshold (32 MiB once phasevis_ext.allocator has tuned it): whole-batch
+// temporaries of 100 MB at 1024² and batch 8 were mapped and faulted in afresh on every call
+// (docs/benchmarks.md, "Synthesis op"). At 224² and batch 8 (4.6 MiB) the batch is one group.
+// A group holds at least one sample; a batch's groups are of equal size but the last.
 constexpr int64_t kGroupBytes = int64_t(8) << 20;
 
 int64_t samples_per_group(const Geometry& g, int64_t element_size) {
   const int64_t sample_bytes = g.image_numel() * element_size;
-  const int64_t groups = std::max<int64_t>(1, (g.batch * sample_bytes + kGroupBytes - 1) / kGroupBytes);
+  const int64_t most = std::max<int64_t>(1, kGroupBytes / sample_bytes);
+  const int64_t groups = (g.batch + most - 1) / most;
   return (g.batch + groups - 1) / groups;
+}
+
+// Runs fn(b0, group) for each group of samples of g, in order: `group` is g for the samples b0,
+// b0 + 1, ..., numbered from 0.
+template <typename Fn>
+void for_each_group(const Geometry& g, int64_t element_size, const Fn& fn) {
+  const int64_t size = samples_per_group(g, element_size);
+  for (int64_t b0 = 0; b0 < g.batch; b0 += size) {
+    Geometry group = g;
+    group.batch = std::min(size, g.batch - b0);
+    fn(b0, group);
+  }
 }
 
 at::Tensor stats_tensor(const std::vector<Standardization>& s, bool complex) {
@@ -343,16 +357,16 @@ struct CpuDrivers {
     std::vector<Standardization> head_stats(g.batch), image_stats(g.batch);
     for (int64_t b = 0; b < g.batch; ++b) head_stats[b] = chunks::head_standardization(moments[b], n, eps);
 
-    const int64_t group = samples_per_group(g, sizeof(T));
     constexpr c10::ScalarType real_type = c10::CppTypeToScalarType<T>::value;
     const at::TensorOptions real = values.options().dtype(real_type);
-    at::Tensor x = group < g.batch ? at::empty({g.batch, g.channels, g.height, g.width}, real) : at::Tensor();
+    // With several groups, each writes its slice of x; one group's transform output is x itself.
+    at::Tensor x = samples_per_group(g, sizeof(T)) < g.batch
+                       ? at::empty({g.batch, g.channels, g.height, g.width}, real)
+                       : at::Tensor();
     at::Tensor out = at::empty({g.batch, g.channels, g.height, g.width}, real);
     const T* k = color_matrix.const_data_ptr<T>();
     const T input_scale = T(1.0 / double(g.height * g.width)), tlo = T(lo), span = T(hi - lo);
-    for (int64_t b0 = 0; b0 < g.batch; b0 += group) {
-      Geometry gg = g;  // the group's samples, numbered from 0
-      gg.batch = std::min(group, g.batch - b0);
+    for_each_group(g, sizeof(T), [&](int64_t b0, const Geometry& gg) {
       const Head hh = head.from_sample(b0);
       at::Tensor spectrum = at::empty({gg.batch, g.channels, g.height, wr}, real.dtype(c10::toComplexType(real_type)));
       T* xs = reinterpret_cast<T*>(spectrum.data_ptr());
@@ -375,7 +389,7 @@ struct CpuDrivers {
           image_forward_row<T, kC>(xp, op, k, gg, b, h, input_scale, T(is.mean_re), T(is.inv_t), tlo, span);
         });
       });
-    }
+    });
     return {out, x, stats_tensor(head_stats, kComplex), stats_tensor(image_stats, false)};
   }
 
@@ -394,10 +408,7 @@ struct CpuDrivers {
     at::Tensor grad = at::empty_like(values);
     const T* k = color_matrix.const_data_ptr<T>();
     const T input_scale = T(1.0 / double(g.height * g.width)), span = T(hi - lo);
-    const int64_t group = samples_per_group(g, sizeof(T));
-    for (int64_t b0 = 0; b0 < g.batch; b0 += group) {
-      Geometry gg = g;  // the group's samples, numbered from 0
-      gg.batch = std::min(group, g.batch - b0);
+    for_each_group(g, sizeof(T), [&](int64_t b0, const Geometry& gg) {
       const Head hh = head.from_sample(b0);
       const T* gop = go.const_data_ptr<T>() + b0 * g.image_numel();
       const T* xp = x.const_data_ptr<T>() + b0 * g.image_numel();
@@ -434,7 +445,7 @@ struct CpuDrivers {
         head_standardization_grad_row<T, kComplex>(v, out, n, b, r * wr, (r + 1) * wr, head_stats[b0 + b],
                                                    head_grads[b]);
       });
-    }
+    });
     return grad;
   }
 };

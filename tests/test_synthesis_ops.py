@@ -85,6 +85,10 @@ def test_magnitude_per_sample_shared_and_expanded_agree(device):
     torch.testing.assert_close(shared, expanded, atol=0, rtol=0)
     torch.testing.assert_close(shared, per_sample, atol=0, rtol=0)
     _compare(pv.maco_synthesis, phase, torch.rand(3, 3, 20, 12, device=device) + 0.5, (20, 22), _atol(device, torch.float32))
+    # a per-sample magnitude in a batch the CPU op runs in groups (2 + 1 samples of 3 x 512²)
+    phase, _ = maco_inputs(3, 3, 512, 512, device=device)
+    _compare(pv.maco_synthesis, phase, torch.rand(3, 3, 512, 257, device=device) + 0.5, (512, 512),
+             _atol(device, torch.float32))
 
 
 @pytest.mark.parametrize("device", DEVICES)
