@@ -108,9 +108,8 @@ inline Block interior_block(int64_t fresh, int64_t end) {
 }
 
 // Per-lane partial sums of a row's blocks: lane j holds bin j of every block, and the lanes are
-// added once, at the row's end. An `omp simd reduction` per block instead reduced its vectors to a
-// scalar every 16 bins, chains of scalar adds that `perf annotate` showed among the passes' hottest
-// instructions (CPU-C, docs/benchmarks.md, "Synthesis op").
+// added once, at the row's end. An `omp simd reduction` per block would reduce its vectors to a
+// scalar every 16 bins, a chain of dependent scalar adds per block.
 struct LaneSums {
   double v[kBlock] = {};
   double total() const {

@@ -14,8 +14,8 @@
 #include <cstring>
 
 // On the host, always inlined: a chunk function left out of line is compiled for the baseline ISA
-// only, not for the caller's target clone (below), and there nearbyintf is a libm call. Out of
-// line, the two self-conjugate bins of a spectrum row took half as long as its other W/2 - 1 bins.
+// only, not for the caller's target clone (below), and there nearbyintf is a libm call. GCC kept
+// the backward's self-conjugate chunks out of line otherwise.
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define PV_HD __host__ __device__ __forceinline__
 #elif defined(__GNUC__)
